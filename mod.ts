@@ -1,0 +1,1478 @@
+/**
+ * ml-dash: an experiment tracker for TypeScript on Deno, Bun and Node.
+ *
+ * Log parameters, metrics, text logs and files from a training script to
+ * append-only JSONL files in `.dash/` (the default) or to an ml-dash server.
+ * Two APIs share one core: the Experiment API (`new Experiment({ prefix })`,
+ * `exp.run(...)`, `RUN`, `dxp`) and the Run API (`startRun(name, options)`).
+ *
+ * @example Log a training run to `.dash/`
+ * ```ts ignore
+ * import { Experiment } from "./mod.ts";
+ *
+ * await new Experiment({ prefix: "alice/mnist/baseline" }).run(async (exp) => {
+ *   exp.params.set({ lr: 0.001, model: { depth: 4 } });
+ *   for (let epoch = 0; epoch < 3; epoch++) {
+ *     exp.metrics("train").log({ loss: 1 / (epoch + 1), epoch });
+ *   }
+ *   exp.log("done");
+ * });
+ * ```
+ *
+ * @module
+ */
+
+// ─── Facade: the Experiment API ─────────────────────────────────────────────
+
+/**
+ * An experiment: a named place (`owner/project/.../name`) that receives
+ * parameters, metrics, logs and files. Opening the same prefix again resumes it.
+ *
+ * @example Callback form: the status follows how the callback ends
+ * ```ts ignore
+ * import { Experiment } from "./mod.ts";
+ *
+ * await new Experiment({ prefix: "alice/demo/exp1" }).run(async (exp) => {
+ *   exp.metrics("train").log({ loss: 0.5, epoch: 0 });
+ * }); // COMPLETED, or FAILED and the error rethrown
+ * ```
+ *
+ * @example Manual control and `await using`
+ * ```ts ignore
+ * import { Experiment } from "./mod.ts";
+ *
+ * const exp = new Experiment({ prefix: "alice/demo/exp2" });
+ * await exp.run.start();
+ * try {
+ *   exp.log("working");
+ *   await exp.run.complete();
+ * } catch (e) {
+ *   await exp.run.fail(e);
+ *   throw e;
+ * }
+ *
+ * // Disposal completes and flushes; it cannot see exceptions, so it never records FAILED.
+ * await using e2 = await new Experiment({ prefix: "alice/demo/exp3" }).run.start();
+ * ```
+ */
+export class Experiment implements AsyncDisposable {
+  /** Starts, runs and ends the experiment: call it with a callback, or use its methods. */
+  readonly run: RunControl;
+  /** Hyperparameters: `set` merges (nested objects become dot keys), `get` reads. */
+  readonly params: Params;
+  /** Text logs by level: `exp.logs.info("message", { meta })`. */
+  readonly logs: Logs;
+  /** Metric streams: `exp.metrics("train").log({...})` or `exp.metrics.log({ epoch, train: {...} })`. */
+  readonly metrics: Metrics;
+  /** Saved files: text, JSON, bytes and copies of local files. */
+  readonly files: Files;
+  #options: ExperimentOptions;
+  #core: ExperimentCore | undefined;
+
+  /**
+   * Creates an experiment; nothing is written until `run` starts it.
+   *
+   * @param options Where and what to record; `prefix` is required unless `RUN.prefix` is set.
+   * @throws {ConfigError} For a bad prefix, URL or an unknown option.
+   */
+  constructor(options: ExperimentOptions = {}) {
+    checkOptionNames(options, experimentOptionNames(), "Experiment");
+    this.#options = options;
+    // An explicit prefix is checked now; without one (dxp) it is read from RUN at start.
+    if (options.prefix !== undefined) this.#core = new ExperimentCore(resolveSettings(options));
+    this.run = makeRunControl(this);
+    this.params = {
+      set: (values) => this.#open().setParams(values),
+      get: () => this.#open().getParams(),
+    };
+    this.logs = makeLogs((level, message, meta) => this.#open().log(level, message, meta));
+    const metrics = (name: string): MetricStream => this.#open().stream(name);
+    this.metrics = Object.assign(metrics, {
+      log: (values: GroupedMetrics) => this.#open().logGrouped(values),
+    });
+    this.files = makeFiles(() => this.#open());
+  }
+
+  /** The experiment's prefix, `owner/project/.../name`. */
+  get prefix(): string {
+    return this.#settings().prefix;
+  }
+
+  /**
+   * Records a log line.
+   *
+   * @param message The text.
+   * @param options `level` (default `"info"`) and any metadata fields.
+   */
+  log(message: string, options: LogOptions = {}): void {
+    const { level = "info", ...meta } = options;
+    this.#open().log(level, message, meta);
+  }
+
+  /**
+   * Writes everything logged so far to the backend.
+   *
+   * @returns A promise that resolves when the data is durable, or rejects with a
+   * {@linkcode StorageError} that says where the data is kept.
+   */
+  flush(): Promise<void> {
+    return this.#core?.flush() ?? Promise.resolve();
+  }
+
+  /** Completes the experiment if it is still running and flushes (for `await using`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#core?.isOpen) await this.#core.close("COMPLETED");
+  }
+
+  /** @internal The core behind this facade, created from RUN when no prefix was given. */
+  coreForStart(): ExperimentCore {
+    if (this.#core?.isOpen) throw new UsageError(`Experiment "${this.#core.prefix}" is already running`);
+    if (this.#options.prefix === undefined) this.#core = new ExperimentCore(resolveSettings(this.#options));
+    return this.#core!;
+  }
+
+  /** @internal The running core; throws when the experiment is not started. */
+  coreIfOpen(): ExperimentCore | undefined {
+    return this.#core?.isOpen ? this.#core : undefined;
+  }
+
+  #open(): ExperimentCore {
+    const core = this.#core;
+    if (!core?.isOpen) {
+      const name = core ? `"${core.prefix}"` : "(no prefix yet)";
+      throw new UsageError(
+        `Experiment ${name} is not running: call exp.run.start() or exp.run(fn) before logging`,
+      );
+    }
+    return core;
+  }
+
+  #settings(): Settings {
+    return this.#core?.settings ?? resolveSettings(this.#options);
+  }
+}
+
+function makeRunControl(exp: Experiment): RunControl {
+  const run = <T>(fn: (exp: Experiment) => T | Promise<T>): Promise<T> =>
+    withLifecycle(exp, fn, "FAILED");
+  return Object.assign(run, {
+    start: async (): Promise<Experiment> => {
+      await exp.coreForStart().open();
+      return exp;
+    },
+    complete: (): Promise<void> => closeIfOpen(exp, "COMPLETED"),
+    fail: (error?: unknown): Promise<void> => closeIfOpen(exp, "FAILED", error),
+    cancel: (): Promise<void> => closeIfOpen(exp, "CANCELLED"),
+  });
+}
+
+async function closeIfOpen(exp: Experiment, status: Status, error?: unknown): Promise<void> {
+  const core = exp.coreIfOpen();
+  if (!core) throw new UsageError(`Cannot end experiment: it is not running`);
+  await core.close(status, error);
+}
+
+/** Runs `fn` inside start/close, recording `failStatus` (and rethrowing) when it throws. */
+async function withLifecycle<F, T>(
+  facade: F & { coreForStart(): ExperimentCore },
+  fn: (facade: F) => T | Promise<T>,
+  failStatus: Status,
+): Promise<T> {
+  const core = facade.coreForStart();
+  await core.open();
+  let result: T;
+  try {
+    result = await fn(facade);
+  } catch (error) {
+    await core.close(failStatus, error).catch((closeError) => warn(String(closeError)));
+    throw error;
+  }
+  await core.close("COMPLETED");
+  return result;
+}
+
+function makeLogs(write: (level: LogLevel, message: string, meta: LogMeta) => void): Logs {
+  const at = (level: LogLevel) => (message: string, meta: LogMeta = {}): void => write(level, message, meta);
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error"), fatal: at("fatal") };
+}
+
+function makeFiles(core: () => ExperimentCore): Files {
+  const encoder = new TextEncoder();
+  return {
+    saveText: (path, text) => core().saveFile(path, encoder.encode(text), "text/plain"),
+    saveJson: (path, value) =>
+      core().saveFile(path, encoder.encode(JSON.stringify(value, null, 2)), "application/json"),
+    saveBytes: (path, bytes, mime = "application/octet-stream") => core().saveFile(path, bytes, mime),
+    copy: async (localPath, path) => {
+      const { readLocalFile } = await loadJsonlModule();
+      const name = path ?? localPath.split(/[\\/]/).pop()!;
+      return core().saveFile(name, await readLocalFile(localPath), guessMime(name));
+    },
+    list: () => core().listFiles(),
+  };
+}
+
+// ─── Facade: the Run API ────────────────────────────────────────────────────
+
+/**
+ * A run of the Run API (stonks / wandb style): `run.log({ "train/loss": x }, step)`.
+ *
+ * @example
+ * ```ts ignore
+ * import { startRun } from "./mod.ts";
+ *
+ * const run = startRun("my-exp", { runName: "baseline", config: { lr: 0.1 } });
+ * await run.start();
+ * run.log({ "train/loss": 0.5 });      // step 0
+ * run.log({ "train/loss": 0.4 }, 10);  // step 10; the next call is step 11
+ * await run.finish("completed");
+ * ```
+ */
+export class Run implements AsyncDisposable {
+  #core: ExperimentCore;
+  #config: Record<string, unknown> | undefined;
+  #nextStep = 0;
+
+  /** @internal Use {@linkcode startRun}. */
+  constructor(experiment: string, options: RunOptions = {}) {
+    checkOptionNames(options, runOptionNames(), "startRun");
+    const { config, runName, project, owner, ...rest } = options;
+    const segments = [owner ?? RUN.user, project ?? "default", experiment, runName ?? uniqueRunName()];
+    this.#core = new ExperimentCore(resolveSettings({ ...rest, prefix: segments.join("/") }));
+    this.#config = config;
+  }
+
+  /** The run's prefix, `<owner>/<project>/<experiment>/<runName>`. */
+  get prefix(): string {
+    return this.#core.prefix;
+  }
+
+  /** The run's name: the last segment of its prefix. */
+  get name(): string {
+    return this.#core.prefix.split("/").pop()!;
+  }
+
+  /**
+   * Opens the run (status RUNNING) and records the config given to `startRun`.
+   *
+   * @returns The run itself, for `await using run = await startRun(...).start()`.
+   */
+  async start(): Promise<Run> {
+    await this.#core.open();
+    if (this.#config) this.#core.setParams(this.#config);
+    return this;
+  }
+
+  /**
+   * Logs metric values at a step. Keys `group/name` go to metric `group`.
+   *
+   * @param values Metric values by key, e.g. `{ "train/loss": 0.4, lr: 0.1 }`.
+   * @param step The step; omitted, it continues from the last one (starting at 0).
+   * @throws {InvalidMetricError} In strict mode, for a bad value or key.
+   */
+  log(values: Record<string, number>, step?: number): void {
+    const at = step ?? this.#nextStep;
+    this.#nextStep = at + 1;
+    this.#core.logKeyed(values, at);
+  }
+
+  /**
+   * Merges values into the run's config (its parameters).
+   *
+   * @param config Values to merge; nested objects become dot keys.
+   */
+  logConfig(config: Record<string, unknown>): void {
+    this.#core.setParams(config);
+  }
+
+  /** Writes everything logged so far; resolves when it is durable. */
+  flush(): Promise<void> {
+    return this.#core.flush();
+  }
+
+  /**
+   * Ends the run.
+   *
+   * @param status `"completed"` (default), `"failed"` or `"interrupted"` (CANCELLED).
+   */
+  async finish(status: RunStatus = "completed"): Promise<void> {
+    const mapped = RUN_STATUS[status];
+    if (!mapped) throw new ConfigError(`Invalid run status "${status}": expected completed, failed or interrupted`);
+    await this.#core.close(mapped);
+  }
+
+  /** Finishes the run as completed if it is still open (for `await using`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#core.isOpen) await this.#core.close("COMPLETED");
+  }
+
+  /** @internal */
+  coreForStart(): ExperimentCore {
+    return this.#core;
+  }
+}
+
+/**
+ * Starts a run of the Run API under an experiment name.
+ *
+ * With a callback, the run is started, the callback awaited and the run finished
+ * as `completed` (or `failed`, with the error rethrown). Without one, the run is
+ * returned unstarted: call `await run.start()` and `await run.finish(status)`.
+ *
+ * @param experiment The experiment's name (one prefix segment).
+ * @param options Config, run name, project, strict mode, storage.
+ * @param fn The training code.
+ * @returns The run, or the callback's result.
+ *
+ * @example
+ * ```ts ignore
+ * import { startRun } from "./mod.ts";
+ *
+ * await startRun("resnet-cifar10", { config: { lr: 0.1 } }, async (run) => {
+ *   for (let step = 0; step < 100; step++) run.log({ "train/loss": 1 / (step + 1) }, step);
+ * });
+ * ```
+ */
+export function startRun(experiment: string, options?: RunOptions): Run;
+export function startRun<T>(
+  experiment: string,
+  options: RunOptions,
+  fn: (run: Run) => T | Promise<T>,
+): Promise<T>;
+export function startRun<T>(
+  experiment: string,
+  options: RunOptions = {},
+  fn?: (run: Run) => T | Promise<T>,
+): Run | Promise<T> {
+  const run = new Run(experiment, options);
+  if (!fn) return run;
+  return withLifecycle(run, async (r) => {
+    if (options.config) r.logConfig(options.config);
+    return await fn(r);
+  }, "FAILED");
+}
+
+const RUN_STATUS: Record<string, Status> = { completed: "COMPLETED", failed: "FAILED", interrupted: "CANCELLED" };
+
+function uniqueRunName(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+  return `run-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+// ─── Facade: RUN and dxp ────────────────────────────────────────────────────
+
+/**
+ * The global configuration, read lazily from `ML_DASH_PREFIX`, `ML_DASH_ROOT`,
+ * `ML_DASH_URL` and `ML_DASH_USER`, and settable. {@linkcode dxp} is built from it.
+ *
+ * @example
+ * ```ts ignore
+ * import { dxp, RUN } from "./mod.ts";
+ *
+ * RUN.prefix = "geyang/scratch/x";
+ * await dxp.run(async () => dxp.metrics("train").log({ loss: 1 }));
+ * ```
+ */
+export const RUN: RunConfig = {
+  get prefix(): string | undefined {
+    return runOverrides.prefix ?? readEnv("ML_DASH_PREFIX");
+  },
+  set prefix(value: string | undefined) {
+    runOverrides.prefix = value;
+  },
+  get dashRoot(): string {
+    return runOverrides.dashRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
+  },
+  set dashRoot(value: string) {
+    runOverrides.dashRoot = value;
+  },
+  get dashUrl(): string | undefined {
+    return runOverrides.dashUrl ?? readEnv("ML_DASH_URL");
+  },
+  set dashUrl(value: string | undefined) {
+    runOverrides.dashUrl = value;
+  },
+  get user(): string {
+    return runOverrides.user ?? readEnv("ML_DASH_USER") ?? "local";
+  },
+  set user(value: string) {
+    runOverrides.user = value;
+  },
+};
+
+const runOverrides: Partial<RunConfig> = {};
+
+/**
+ * The experiment built from {@linkcode RUN}: its prefix and storage are read when it starts.
+ *
+ * @example
+ * ```ts ignore
+ * import { dxp, RUN } from "./mod.ts";
+ *
+ * RUN.prefix = "geyang/scratch/some-experiment";
+ * await dxp.run(async () => dxp.metrics("train").log({ step: 0, loss: 1.0 }));
+ * ```
+ */
+export const dxp: Experiment = new Experiment();
+
+// ─── Core: one experiment's state, shared by both facades ───────────────────
+
+/** @internal Settings after options, RUN and env vars are resolved and checked. */
+export interface Settings {
+  prefix: string;
+  readme?: string;
+  tags?: string[];
+  metadata?: Record<string, unknown>;
+  dashRoot?: string;
+  dashUrl?: string;
+  token?: string;
+  strict: boolean;
+  flushInterval: number;
+  metricBatchSize: number;
+  logBatchSize: number;
+}
+
+/**
+ * @internal The experiment core: lifecycle, validation and the buffer. Both
+ * facades call it; it writes through a {@linkcode Backend}.
+ */
+export class ExperimentCore {
+  readonly settings: Settings;
+  #backend: Backend | undefined;
+  #buffer: RecordBuffer | undefined;
+  #streams = new Map<string, MetricStream>();
+  #nextStep = new Map<string, number>();
+  #params: Record<string, ParamValue> = {};
+  #files: FileInfo[] = [];
+  #warned = new Set<string>();
+  #open = false;
+
+  constructor(settings: Settings) {
+    this.settings = settings;
+  }
+
+  get prefix(): string {
+    return this.settings.prefix;
+  }
+
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
+  async open(): Promise<void> {
+    if (this.#open) throw new UsageError(`Experiment "${this.prefix}" is already running`);
+    const backend = this.#backend ??= await createBackend(this.settings);
+    const existing = await backend.open(this.prefix);
+    this.#params = { ...existing.params };
+    this.#files = [...existing.files];
+    this.#nextStep.clear();
+    const s = this.settings;
+    this.#buffer = new RecordBuffer(backend, this.prefix, s);
+    const now = nowSeconds();
+    const proc = globalThis.process;
+    this.#buffer.patch({
+      metadata: { prefix: this.prefix, readme: s.readme, tags: s.tags, metadata: s.metadata },
+      status: {
+        status: "RUNNING",
+        startedAt: now,
+        endedAt: null,
+        heartbeatAt: now,
+        heartbeatInterval: s.flushInterval,
+        pid: proc?.pid,
+      },
+    });
+    await this.#buffer.flush();
+    this.#buffer.startTimer();
+    this.#open = true;
+    openCores.add(this);
+    installExitHooks();
+  }
+
+  async close(status: Status, error?: unknown): Promise<void> {
+    if (!this.#open) throw new UsageError(`Experiment "${this.prefix}" is not running`);
+    this.#open = false;
+    openCores.delete(this);
+    uninstallExitHooksIfIdle();
+    const buffer = this.#buffer!;
+    buffer.stopTimer();
+    buffer.patch({ status: { status, endedAt: nowSeconds(), error: error === undefined ? undefined : describe(error) } });
+    try {
+      await buffer.flush();
+    } finally {
+      await this.#backend!.close();
+    }
+  }
+
+  /** Ends the run synchronously where the backend can (process exit). */
+  closeSync(status: Status): void {
+    if (!this.#open) return;
+    this.#open = false;
+    openCores.delete(this);
+    this.#buffer!.stopTimer();
+    this.#buffer!.patch({ status: { status, endedAt: nowSeconds() } });
+    this.#buffer!.flushSync();
+  }
+
+  flush(): Promise<void> {
+    return this.#buffer?.flush() ?? Promise.resolve();
+  }
+
+  flushSync(): void {
+    this.#buffer?.flushSync();
+  }
+
+  get hasPending(): boolean {
+    return this.#buffer?.hasPending ?? false;
+  }
+
+  stream(name: string): MetricStream {
+    let stream = this.#streams.get(name);
+    if (!stream) {
+      checkMetricName(name);
+      stream = { name, log: (fields) => this.logMetric(name, fields, stepOf(fields)) };
+      this.#streams.set(name, stream);
+    }
+    return stream;
+  }
+
+  /** The hot path: validates the fields and pushes one record into the buffer. */
+  logMetric(name: string, fields: Record<string, unknown>, step: number | undefined): void {
+    this.#assertOpen();
+    const at = step ?? this.#nextStep.get(name) ?? 0;
+    this.#nextStep.set(name, at + 1);
+    const record: MetricRecord = { _ts: nowSeconds(), step: at };
+    let count = 0;
+    for (const key in fields) {
+      if (key === "step") continue;
+      const value = fields[key];
+      if (typeof value === "number" && value - value === 0 && key !== "") {
+        record[key] = value;
+        count++;
+      } else if (this.#recordBadValue(name, key, value, record)) {
+        count++;
+      }
+    }
+    if (count > 0) this.#buffer!.pushMetric(name, record);
+  }
+
+  /** Run API keys: `"group/name"` goes to metric `group`, other keys to the default metric. */
+  logKeyed(values: Record<string, unknown>, step: number): void {
+    const groups = new Map<string, Record<string, unknown>>();
+    for (const key in values) {
+      const slash = key.indexOf("/");
+      const group = slash > 0 && isValidMetricName(key.slice(0, slash)) ? key.slice(0, slash) : DEFAULT_METRIC;
+      const field = group === DEFAULT_METRIC ? key : key.slice(slash + 1);
+      let fields = groups.get(group);
+      if (!fields) groups.set(group, fields = {});
+      fields[field] = values[key];
+    }
+    if (this.settings.strict) for (const [group, fields] of groups) this.#checkStrict(group, fields);
+    for (const [group, fields] of groups) this.logMetric(group, fields, step);
+  }
+
+  /** `exp.metrics.log({ epoch, train: {...}, eval: {...} })`: shared fields go into every group. */
+  logGrouped(values: GroupedMetrics): void {
+    const shared: Record<string, unknown> = {};
+    const groups: [string, Record<string, unknown>][] = [];
+    for (const key in values) {
+      const value = values[key];
+      if (isPlainObject(value)) groups.push([key, value]);
+      else shared[key] = value;
+    }
+    if (groups.length === 0) return this.logMetric(DEFAULT_METRIC, shared, stepOf(shared));
+    for (const [name] of groups) checkMetricName(name);
+    if (this.settings.strict) for (const [name, fields] of groups) this.#checkStrict(name, { ...shared, ...fields });
+    for (const [name, fields] of groups) {
+      const merged = { ...shared, ...fields };
+      this.logMetric(name, merged, stepOf(merged));
+    }
+  }
+
+  log(level: LogLevel, message: string, meta: LogMeta): void {
+    this.#assertOpen();
+    if (!LOG_LEVELS.includes(level)) this.#warnOnce(`level:${level}`, `Unknown log level "${level}": expected one of ${LOG_LEVELS.join(", ")}; recorded as given`);
+    this.#buffer!.pushLog({ _ts: nowSeconds(), level, message: String(message), ...meta });
+  }
+
+  setParams(values: Record<string, unknown>): void {
+    this.#assertOpen();
+    if (!isPlainObject(values)) throw new ConfigError(`Invalid parameters ${describe(values)}: expected a plain object`);
+    const flat = flatten(values);
+    Object.assign(this.#params, flat);
+    this.#buffer!.patch({ params: flat });
+  }
+
+  getParams(): Record<string, ParamValue> {
+    return { ...this.#params };
+  }
+
+  async saveFile(path: string, data: Uint8Array, mime: string): Promise<FileInfo> {
+    this.#assertOpen();
+    checkRelativePath(path, "file path");
+    const info: FileInfo = { path, size: data.byteLength, mime, _ts: nowSeconds() };
+    this.#files = [...this.#files.filter((f) => f.path !== path), info];
+    this.#buffer!.patch({ files: [{ ...info, data }] });
+    await this.#buffer!.flush();
+    return info;
+  }
+
+  listFiles(): FileInfo[] {
+    return [...this.#files];
+  }
+
+  #assertOpen(): void {
+    if (!this.#open) throw new UsageError(`Experiment "${this.prefix}" is not running: start it before logging`);
+  }
+
+  #checkStrict(metric: string, fields: Record<string, unknown>): void {
+    for (const key in fields) {
+      if (key === "step") continue;
+      const value = fields[key];
+      if (!(typeof value === "number" && value - value === 0 && key !== "")) this.#recordBadValue(metric, key, value, { _ts: 0, step: 0 });
+    }
+  }
+
+  /** Warns once per key (throws when strict); returns whether a value was recorded. */
+  #recordBadValue(metric: string, key: string, value: unknown, record: MetricRecord): boolean {
+    const where = metric === DEFAULT_METRIC ? `"${key}"` : `"${metric}/${key}"`;
+    let problem: string;
+    let recorded = false;
+    if (key === "") {
+      problem = `Invalid metric key "" in metric "${metric}": a key cannot be empty; the value was not recorded`;
+    } else if (typeof value === "number") {
+      const text = Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+      problem = `Invalid metric value ${text} for ${where}: expected a finite number; recorded as the string "${text}"`;
+      if (!this.settings.strict) record[key] = text as MetricValue;
+      recorded = true;
+    } else {
+      problem = `Invalid metric value ${describe(value)} for ${where}: expected a finite number; the value was not recorded`;
+    }
+    if (this.settings.strict) throw new InvalidMetricError(problem.replace(/;.*$/, ""));
+    this.#warnOnce(`${metric}\u0000${key}`, problem);
+    return recorded;
+  }
+
+  #warnOnce(id: string, message: string): void {
+    if (this.#warned.has(id)) return;
+    this.#warned.add(id);
+    warn(message);
+  }
+}
+
+const DEFAULT_METRIC = "default";
+const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"];
+
+function stepOf(fields: Record<string, unknown>): number | undefined {
+  const step = fields.step;
+  return typeof step === "number" && Number.isFinite(step) ? step : undefined;
+}
+
+function nowSeconds(): number {
+  return Date.now() / 1000;
+}
+
+function warn(message: string): void {
+  console.warn(`ml-dash: ${message}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object") return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Nested plain objects become dot keys: `{ model: { depth: 50 } }` → `{ "model.depth": 50 }`. */
+function flatten(values: Record<string, unknown>, into: Record<string, ParamValue> = {}, prefix = ""): Record<string, ParamValue> {
+  for (const key in values) {
+    const value = values[key];
+    if (isPlainObject(value)) flatten(value, into, `${prefix}${key}.`);
+    else into[prefix + key] = value as ParamValue;
+  }
+  return into;
+}
+
+function describe(value: unknown): string {
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "object" && value !== null) {
+    try {
+      return JSON.stringify(value).slice(0, 80);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+  return String(value);
+}
+
+function guessMime(path: string): string {
+  const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
+  const types: Record<string, string> = {
+    txt: "text/plain", md: "text/markdown", json: "application/json", csv: "text/csv",
+    png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", svg: "image/svg+xml", html: "text/html",
+  };
+  return types[ext] ?? "application/octet-stream";
+}
+
+// ─── Core: settings, validation and backend selection ───────────────────────
+
+// Functions, not constants: `dxp` is constructed while the module is still loading.
+function experimentOptionNames(): readonly string[] {
+  return [
+    "prefix", "readme", "tags", "metadata", "dashRoot", "dashUrl", "token", "strict",
+    "flushInterval", "metricBatchSize", "logBatchSize",
+  ];
+}
+
+function runOptionNames(): readonly string[] {
+  return [...experimentOptionNames().filter((n) => n !== "prefix"), "config", "runName", "project", "owner"];
+}
+
+function checkOptionNames(options: object, allowed: readonly string[], where: string): void {
+  if (!isPlainObject(options)) throw new ConfigError(`Invalid options for ${where}: expected an object, received ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key)) {
+      throw new ConfigError(`Unknown option "${key}" for ${where}: expected one of ${allowed.join(", ")}`);
+    }
+  }
+}
+
+function resolveSettings(options: ExperimentOptions): Settings {
+  const prefix = options.prefix ?? RUN.prefix;
+  if (prefix === undefined) {
+    throw new ConfigError(`Missing prefix: pass { prefix: "owner/project/name" } or set RUN.prefix or ML_DASH_PREFIX`);
+  }
+  checkPrefix(prefix);
+  const dashUrl = options.dashUrl ?? (options.dashRoot === undefined ? RUN.dashUrl : undefined);
+  if (dashUrl !== undefined) checkUrl(dashUrl);
+  const dashRoot = options.dashRoot ?? (dashUrl === undefined ? RUN.dashRoot : undefined);
+  if (dashRoot !== undefined && (typeof dashRoot !== "string" || dashRoot === "" || dashRoot.includes("\0"))) {
+    throw new ConfigError(`Invalid dashRoot ${describe(dashRoot)}: expected a non-empty directory path`);
+  }
+  if (options.tags !== undefined && !(Array.isArray(options.tags) && options.tags.every((t) => typeof t === "string"))) {
+    throw new ConfigError(`Invalid tags ${describe(options.tags)}: expected an array of strings`);
+  }
+  return {
+    prefix,
+    readme: options.readme,
+    tags: options.tags,
+    metadata: options.metadata,
+    dashRoot,
+    dashUrl,
+    token: options.token,
+    strict: options.strict ?? false,
+    flushInterval: positive("flushInterval", options.flushInterval, "ML_DASH_FLUSH_INTERVAL", 5),
+    metricBatchSize: positive("metricBatchSize", options.metricBatchSize, "ML_DASH_METRIC_BATCH_SIZE", 100),
+    logBatchSize: positive("logBatchSize", options.logBatchSize, "ML_DASH_LOG_BATCH_SIZE", 100),
+  };
+}
+
+function positive(name: string, option: number | undefined, envName: string, fallback: number): number {
+  if (option !== undefined) {
+    if (typeof option === "number" && option > 0 && Number.isFinite(option)) return option;
+    throw new ConfigError(`Invalid ${name} ${describe(option)}: expected a positive number`);
+  }
+  const text = readEnv(envName);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (value > 0 && Number.isFinite(value)) return value;
+  warn(`Ignoring ${envName}=${JSON.stringify(text)}: expected a positive number; using ${fallback}`);
+  return fallback;
+}
+
+/**
+ * Checks a prefix `owner/project/.../name` and throws a {@linkcode ConfigError}
+ * naming the rule it breaks. Nothing it accepts can leave the root directory.
+ *
+ * @param prefix The prefix to check.
+ *
+ * @example
+ * ```ts
+ * import { checkPrefix } from "./mod.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * checkPrefix("alice/project/run-1");
+ * throws(() => checkPrefix("../x/y"));
+ * ```
+ */
+export function checkPrefix(prefix: string): void {
+  checkRelativePath(prefix, "prefix");
+  if (prefix.split("/").length < 2) {
+    throw new ConfigError(`Invalid prefix "${prefix}": expected at least "project/name" (owner/project/.../name)`);
+  }
+}
+
+function checkRelativePath(path: string, what: string): void {
+  if (typeof path !== "string") throw new ConfigError(`Invalid ${what} ${describe(path)}: expected a string`);
+  const shown = JSON.stringify(path);
+  const fail = (rule: string): never => {
+    throw new ConfigError(`Invalid ${what} ${shown}: ${rule}`);
+  };
+  if (path === "") fail("it cannot be empty");
+  if (path.includes("\0")) fail("it cannot contain a NUL character");
+  if (path.includes("\\")) fail("it cannot contain a backslash");
+  if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) fail("it cannot be absolute");
+  for (const segment of path.split("/")) {
+    if (segment === "") fail("a segment cannot be empty");
+    if (segment === "." || segment === "..") fail(`a segment cannot be "${segment}"`);
+    if (segment.startsWith(".")) fail(`a segment cannot start with "." (found "${segment}")`);
+  }
+}
+
+function isValidMetricName(name: string): boolean {
+  return /^[^/\\\0.][^/\\\0]*$/.test(name);
+}
+
+function checkMetricName(name: string): void {
+  if (typeof name !== "string" || !isValidMetricName(name)) {
+    throw new ConfigError(
+      `Invalid metric name ${describe(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`,
+    );
+  }
+}
+
+function checkUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`Invalid dashUrl ${describe(url)}: expected an http:// or https:// URL`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new ConfigError(`Invalid dashUrl ${describe(url)}: expected an http:// or https:// URL`);
+  }
+}
+
+/** Reads an env var; `undefined` where it is unset or env access is denied (Deno without --allow-env). */
+function readEnv(name: string): string | undefined {
+  try {
+    const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
+    if (deno) return deno.env.get(name);
+    return globalThis.process?.env?.[name];
+  } catch {
+    return undefined;
+  }
+}
+
+type JsonlModule = typeof import("./storage/jsonl.ts");
+type HttpModule = typeof import("./storage/http.ts");
+
+// The backends are imported on first use so that mod.ts loads where there is no filesystem.
+function loadJsonlModule(): Promise<JsonlModule> {
+  return import("./storage/jsonl.ts");
+}
+
+function loadHttpModule(): Promise<HttpModule> {
+  return import("./storage/http.ts");
+}
+
+async function createBackend(settings: Settings): Promise<Backend> {
+  const backends: Backend[] = [];
+  if (settings.dashRoot !== undefined) {
+    const { JsonlBackend } = await loadJsonlModule();
+    backends.push(new JsonlBackend(settings.dashRoot));
+  }
+  if (settings.dashUrl !== undefined) {
+    const { HttpBackend } = await loadHttpModule();
+    backends.push(new HttpBackend({ url: settings.dashUrl, token: settings.token, outboxRoot: settings.dashRoot }));
+  }
+  return backends.length === 1 ? backends[0] : new FanOutBackend(backends);
+}
+
+/** Hybrid mode: every record goes to each backend; reads come from the first. */
+class FanOutBackend implements Backend {
+  #backends: Backend[];
+  constructor(backends: Backend[]) {
+    this.#backends = backends;
+  }
+  get description(): string {
+    return this.#backends.map((b) => b.description).join(" and ");
+  }
+  async open(prefix: string): Promise<ExistingState> {
+    const [first, ...rest] = await Promise.all(this.#backends.map((b) => b.open(prefix)));
+    return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files }), first);
+  }
+  async write(prefix: string, batch: Batch): Promise<void> {
+    await settleAll(this.#backends.map((b) => b.write(prefix, batch)));
+  }
+  get writeSync(): ((prefix: string, batch: Batch) => void) | undefined {
+    if (!this.#backends.every((b) => b.writeSync)) return undefined;
+    return (prefix, batch) => this.#backends.forEach((b) => b.writeSync!(prefix, batch));
+  }
+  async close(): Promise<void> {
+    await settleAll(this.#backends.map((b) => b.close()));
+  }
+}
+
+async function settleAll(promises: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+// ─── Core: process exit and signals ─────────────────────────────────────────
+
+const openCores = new Set<ExperimentCore>();
+let exitHooks: { beforeExit(): void; exit(): void; SIGINT(): void; SIGTERM(): void } | undefined;
+
+/** Installs exit and signal hooks while at least one experiment is open. */
+function installExitHooks(): void {
+  const proc = globalThis.process;
+  if (exitHooks || typeof proc?.on !== "function") return;
+  const onSignal = (signal: "SIGINT" | "SIGTERM", code: number) => async (): Promise<void> => {
+    // Another handler means the user is in charge of the signal: flush, but do not end or exit.
+    const userHandlers = proc.listenerCount(signal) > 1;
+    const cores = [...openCores];
+    if (userHandlers) {
+      await Promise.allSettled(cores.map((c) => c.flush()));
+      return;
+    }
+    await Promise.allSettled(cores.map((c) => c.close("CANCELLED")));
+    proc.exit(code);
+  };
+  exitHooks = {
+    beforeExit: () => {
+      // Only start work when something is pending: beforeExit fires again after it.
+      for (const core of openCores) if (core.hasPending) core.flush().catch((e) => warn(String(e)));
+    },
+    exit: () => {
+      for (const core of openCores) {
+        try {
+          core.flushSync();
+        } catch (e) {
+          warn(String(e));
+        }
+      }
+    },
+    SIGINT: onSignal("SIGINT", 130),
+    SIGTERM: onSignal("SIGTERM", 143),
+  };
+  proc.on("beforeExit", exitHooks.beforeExit);
+  proc.on("exit", exitHooks.exit);
+  // Signal handlers replace the default exit, so they are added only where the user has none.
+  if (proc.listenerCount("SIGINT") === 0) proc.on("SIGINT", exitHooks.SIGINT);
+  if (proc.listenerCount("SIGTERM") === 0) proc.on("SIGTERM", exitHooks.SIGTERM);
+}
+
+function uninstallExitHooksIfIdle(): void {
+  const proc = globalThis.process;
+  if (!exitHooks || openCores.size > 0 || !proc) return;
+  proc.off("beforeExit", exitHooks.beforeExit);
+  proc.off("exit", exitHooks.exit);
+  proc.off("SIGINT", exitHooks.SIGINT);
+  proc.off("SIGTERM", exitHooks.SIGTERM);
+  exitHooks = undefined;
+}
+
+// ─── Buffer ─────────────────────────────────────────────────────────────────
+
+/** Records kept in memory before the buffer writes them synchronously, if the caller never yields. */
+const MAX_PENDING_RECORDS = 50_000;
+
+/**
+ * @internal Holds records until a batch is due. `push*` only appends to an
+ * array; a microtask writes once a batch is full, a timer writes the rest, and
+ * `flush()` writes everything. Writes run one at a time, in order.
+ */
+export class RecordBuffer {
+  #backend: Backend;
+  #prefix: string;
+  #metricBatchSize: number;
+  #logBatchSize: number;
+  #flushInterval: number;
+  #metrics = new Map<string, MetricRecord[]>();
+  #logs: LogRecord[] = [];
+  #state: Batch = {};
+  #metricCount = 0;
+  #retry: Batch[] = [];
+  #tickQueued = false;
+  #writing: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #warnedOverflow = false;
+  #warnedFailure = false;
+
+  constructor(backend: Backend, prefix: string, options: Pick<Settings, "metricBatchSize" | "logBatchSize" | "flushInterval">) {
+    this.#backend = backend;
+    this.#prefix = prefix;
+    this.#metricBatchSize = options.metricBatchSize;
+    this.#logBatchSize = options.logBatchSize;
+    this.#flushInterval = options.flushInterval;
+  }
+
+  get hasPending(): boolean {
+    return this.#metricCount > 0 || this.#logs.length > 0 || Object.keys(this.#state).length > 0 || this.#retry.length > 0;
+  }
+
+  pushMetric(name: string, record: MetricRecord): void {
+    let records = this.#metrics.get(name);
+    if (!records) this.#metrics.set(name, records = []);
+    records.push(record);
+    if (++this.#metricCount >= this.#metricBatchSize) this.#batchIsFull();
+  }
+
+  pushLog(record: LogRecord): void {
+    if (this.#logs.push(record) >= this.#logBatchSize) this.#batchIsFull();
+  }
+
+  /** Merges state (metadata, status, params, files) into the next batch. */
+  patch(state: Batch): void {
+    const s = this.#state;
+    if (state.metadata) s.metadata = { ...s.metadata, ...dropUndefined(state.metadata) };
+    if (state.status) s.status = { ...s.status, ...dropUndefined(state.status) };
+    if (state.params) s.params = { ...s.params, ...state.params };
+    if (state.files) s.files = [...(s.files ?? []), ...state.files];
+  }
+
+  /** Writes all pending records; resolves when they are durable. Calls queue behind each other. */
+  flush(): Promise<void> {
+    const done = this.#writing.then(() => this.#writePending());
+    this.#writing = done.catch(() => {});
+    return done;
+  }
+
+  /** Writes all pending records now, where the backend can write synchronously. */
+  flushSync(): void {
+    const writeSync = this.#backend.writeSync?.bind(this.#backend);
+    if (!writeSync) return;
+    const batches = this.#takeAll();
+    while (batches.length > 0) {
+      try {
+        writeSync(this.#prefix, batches[0]);
+        batches.shift();
+      } catch (error) {
+        this.#retry.unshift(...batches);
+        throw error;
+      }
+    }
+  }
+
+  startTimer(): void {
+    this.stopTimer();
+    const tick = (): void => {
+      this.patch({ status: { heartbeatAt: nowSeconds() } });
+      this.flush().catch((e) => this.#warnFailure(e));
+    };
+    this.#timer = setInterval(tick, this.#flushInterval * 1000);
+    unrefTimer(this.#timer);
+  }
+
+  stopTimer(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #batchIsFull(): void {
+    if (this.#metricCount + this.#logs.length >= MAX_PENDING_RECORDS) return this.#spill();
+    if (this.#tickQueued) return;
+    this.#tickQueued = true;
+    // One write per tick, however many log() calls the tick made.
+    queueMicrotask(() => {
+      this.#tickQueued = false;
+      this.flush().catch((e) => this.#warnFailure(e));
+    });
+  }
+
+  /** The caller has not yielded for a long time: write synchronously to keep memory bounded. */
+  #spill(): void {
+    if (this.#backend.writeSync) {
+      try {
+        this.flushSync();
+      } catch (error) {
+        this.#warnFailure(error);
+      }
+      return;
+    }
+    if (!this.#warnedOverflow) {
+      this.#warnedOverflow = true;
+      warn(`${this.#metricCount + this.#logs.length} records are waiting because the program has not yielded to the event loop; await something in the loop so they can be sent`);
+    }
+  }
+
+  async #writePending(): Promise<void> {
+    const batches = this.#takeAll();
+    while (batches.length > 0) {
+      try {
+        await this.#backend.write(this.#prefix, batches[0]);
+        batches.shift();
+      } catch (error) {
+        // Nothing is dropped: the batches wait for the next flush, and this one reports.
+        this.#retry.unshift(...batches);
+        throw error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });
+      }
+    }
+  }
+
+  #takeAll(): Batch[] {
+    const batches = this.#retry;
+    this.#retry = [];
+    if (this.#metricCount === 0 && this.#logs.length === 0 && Object.keys(this.#state).length === 0) return batches;
+    const batch: Batch = this.#state;
+    if (this.#metricCount > 0) {
+      batch.metrics = Object.fromEntries(this.#metrics);
+      this.#metrics = new Map();
+      this.#metricCount = 0;
+    }
+    if (this.#logs.length > 0) {
+      batch.logs = this.#logs;
+      this.#logs = [];
+    }
+    this.#state = {};
+    batches.push(batch);
+    return batches;
+  }
+
+  #warnFailure(error: unknown): void {
+    if (this.#warnedFailure) return;
+    this.#warnedFailure = true;
+    warn(`${describe(error)}; the data is kept in memory and retried at the next flush`);
+  }
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+function unrefTimer(timer: unknown): void {
+  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") {
+    timer.unref();
+    return;
+  }
+  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
+  if (typeof timer === "number") deno?.unrefTimer?.(timer);
+}
+
+// ─── Errors ─────────────────────────────────────────────────────────────────
+
+/**
+ * The base class of every error ml-dash throws.
+ *
+ * @example
+ * ```ts
+ * import { MlDashError } from "./mod.ts";
+ * try { /* ... *\/ } catch (e) { if (e instanceof MlDashError) console.error(e.message); }
+ * ```
+ */
+export class MlDashError extends Error {
+  /**
+   * @param message What was expected and what was received.
+   * @param options The underlying cause, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A configuration error: a bad prefix, URL or option. Always thrown, at once.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, Experiment } from "./mod.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * throws(() => new Experiment({ prefix: "../x/y" }), ConfigError);
+ * ```
+ */
+export class ConfigError extends MlDashError {}
+
+/**
+ * A bad metric value or key (NaN, ±Infinity, a non-number, an empty key).
+ * A warning by default; thrown from `log()` with `strict: true`.
+ *
+ * @example
+ * ```ts ignore
+ * import { InvalidMetricError, startRun } from "./mod.ts";
+ *
+ * const run = await startRun("exp", { strict: true }).start();
+ * try { run.log({ loss: NaN }); } catch (e) { console.log(e instanceof InvalidMetricError); }
+ * ```
+ */
+export class InvalidMetricError extends MlDashError {}
+
+/**
+ * Data could not be made durable (disk full, permission denied, server down).
+ * The data stays buffered; `flush()` and `finish()` reject with this error.
+ *
+ * @example
+ * ```ts ignore
+ * import { StorageError } from "./mod.ts";
+ * try { await exp.flush(); } catch (e) { if (e instanceof StorageError) console.error(e.message); }
+ * ```
+ */
+export class StorageError extends MlDashError {}
+
+/**
+ * The API was used in the wrong order, e.g. logging before the run started.
+ *
+ * @example
+ * ```ts
+ * import { Experiment, UsageError } from "./mod.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * throws(() => new Experiment({ prefix: "a/b/c" }).log("too early"), UsageError);
+ * ```
+ */
+export class UsageError extends MlDashError {}
+
+// ─── Types ──────────────────────────────────────────────────────────────────
+
+/** The status of an experiment. */
+export type Status = "RUNNING" | "COMPLETED" | "FAILED" | "CANCELLED";
+
+/** The statuses `run.finish()` accepts; `interrupted` is stored as CANCELLED. */
+export type RunStatus = "completed" | "failed" | "interrupted";
+
+/** Log levels, from least to most severe. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "fatal";
+
+/** A stored metric value: a finite number, or the name of a non-finite one. */
+export type MetricValue = number | "NaN" | "Infinity" | "-Infinity";
+
+/** A parameter value after flattening. */
+export type ParamValue = string | number | boolean | null | ParamValue[] | { [key: string]: ParamValue };
+
+/** Options of {@linkcode Experiment}. */
+export interface ExperimentOptions {
+  /** `owner/project/folders.../name`; defaults to `RUN.prefix`. */
+  prefix?: string;
+  /** A description, stored in experiment.json. */
+  readme?: string;
+  /** Tags, stored in experiment.json. */
+  tags?: string[];
+  /** Any JSON metadata, stored in experiment.json. */
+  metadata?: Record<string, unknown>;
+  /** Local root directory (default `.dash`, or `ML_DASH_ROOT`). */
+  dashRoot?: string;
+  /** Server URL (remote mode; default `ML_DASH_URL`). With `dashRoot` too, both are written. */
+  dashUrl?: string;
+  /** Bearer token for the server. */
+  token?: string;
+  /** Throw {@linkcode InvalidMetricError} from `log()` instead of warning. */
+  strict?: boolean;
+  /** Seconds between timed flushes (default 5, or `ML_DASH_FLUSH_INTERVAL`). */
+  flushInterval?: number;
+  /** Metric records per batch (default 100, or `ML_DASH_METRIC_BATCH_SIZE`). */
+  metricBatchSize?: number;
+  /** Log records per batch (default 100, or `ML_DASH_LOG_BATCH_SIZE`). */
+  logBatchSize?: number;
+}
+
+/** Options of {@linkcode startRun}. */
+export interface RunOptions extends Omit<ExperimentOptions, "prefix"> {
+  /** Hyperparameters recorded when the run starts. */
+  config?: Record<string, unknown>;
+  /** The run's name (default: a unique, sortable name). */
+  runName?: string;
+  /** The project (default `"default"`). */
+  project?: string;
+  /** The owner (default `RUN.user`, from `ML_DASH_USER`, else `"local"`). */
+  owner?: string;
+}
+
+/** Options of `exp.log()`: a level and any metadata fields. */
+export interface LogOptions {
+  /** The level (default `"info"`). */
+  level?: LogLevel;
+  /** Metadata fields stored with the line. */
+  [meta: string]: unknown;
+}
+
+/** Metadata fields of a log line. */
+export type LogMeta = Record<string, unknown>;
+
+/** `exp.run`: call it with a callback, or use its methods. */
+export interface RunControl {
+  /** Starts, awaits `fn`, then completes (or fails and rethrows). */
+  <T>(fn: (exp: Experiment) => T | Promise<T>): Promise<T>;
+  /** Starts (status RUNNING); resumes an existing prefix. */
+  start(): Promise<Experiment>;
+  /** Ends with COMPLETED after flushing. */
+  complete(): Promise<void>;
+  /** Ends with FAILED, recording the error. */
+  fail(error?: unknown): Promise<void>;
+  /** Ends with CANCELLED. */
+  cancel(): Promise<void>;
+}
+
+/** `exp.params`. */
+export interface Params {
+  /** Merges values; nested objects become dot keys. */
+  set(values: Record<string, unknown>): void;
+  /** All parameters, including those recorded by earlier sessions of this prefix. */
+  get(): Record<string, ParamValue>;
+}
+
+/** `exp.logs`: one method per level. */
+export interface Logs {
+  /** Logs at level debug. */
+  debug(message: string, meta?: LogMeta): void;
+  /** Logs at level info. */
+  info(message: string, meta?: LogMeta): void;
+  /** Logs at level warn. */
+  warn(message: string, meta?: LogMeta): void;
+  /** Logs at level error. */
+  error(message: string, meta?: LogMeta): void;
+  /** Logs at level fatal. */
+  fatal(message: string, meta?: LogMeta): void;
+}
+
+/** A named metric stream: `exp.metrics("train")`. */
+export interface MetricStream {
+  /** The metric's name. */
+  readonly name: string;
+  /** Records one row; `step` is taken from the fields or continues from the last one. */
+  log(fields: Record<string, unknown>): void;
+}
+
+/** Values for `exp.metrics.log`: plain-object values are metric groups, the rest shared fields. */
+export type GroupedMetrics = Record<string, unknown>;
+
+/** `exp.metrics`: call it with a name, or log groups at once. */
+export interface Metrics {
+  /** The stream of metric `name`. */
+  (name: string): MetricStream;
+  /** `{ epoch, train: {...}, eval: {...} }` → rows in `train` and `eval`, each with `epoch`. */
+  log(values: GroupedMetrics): void;
+}
+
+/** A saved file's index entry (a line of files.jsonl). */
+export interface FileInfo {
+  /** Path under the experiment's `files/`. */
+  path: string;
+  /** Size in bytes. */
+  size: number;
+  /** MIME type. */
+  mime: string;
+  /** When it was saved, in epoch seconds. */
+  _ts: number;
+}
+
+/** `exp.files`. */
+export interface Files {
+  /** Saves text as a file. */
+  saveText(path: string, text: string): Promise<FileInfo>;
+  /** Saves a value as pretty-printed JSON. */
+  saveJson(path: string, value: unknown): Promise<FileInfo>;
+  /** Saves bytes. */
+  saveBytes(path: string, bytes: Uint8Array, mime?: string): Promise<FileInfo>;
+  /** Copies a local file (local filesystem needed); `path` defaults to its base name. */
+  copy(localPath: string, path?: string): Promise<FileInfo>;
+  /** The files saved to this experiment, in this session and before. */
+  list(): FileInfo[];
+}
+
+/** The global configuration object {@linkcode RUN}. */
+export interface RunConfig {
+  /** Prefix of {@linkcode dxp} (`ML_DASH_PREFIX`). */
+  prefix: string | undefined;
+  /** Local root (`ML_DASH_ROOT`, default `.dash`). */
+  dashRoot: string;
+  /** Server URL (`ML_DASH_URL`). */
+  dashUrl: string | undefined;
+  /** Owner for the Run API (`ML_DASH_USER`, default `local`). */
+  user: string;
+}
+
+/** One row of `metrics/<name>.jsonl`. */
+export interface MetricRecord {
+  /** Wall-clock time in epoch seconds. */
+  _ts: number;
+  /** The step. */
+  step: number;
+  /** Field values. */
+  [field: string]: MetricValue;
+}
+
+/** One row of `logs.jsonl`. */
+export interface LogRecord {
+  /** Wall-clock time in epoch seconds. */
+  _ts: number;
+  /** The level. */
+  level: string;
+  /** The text. */
+  message: string;
+  /** Metadata. */
+  [meta: string]: unknown;
+}
+
+/** The content of `status.json`, or a patch of it. */
+export interface StatusRecord {
+  /** The status. */
+  status?: Status;
+  /** When the run (last) started, epoch seconds. */
+  startedAt?: number;
+  /** When it ended; `null` while running. */
+  endedAt?: number | null;
+  /** Last sign of life, epoch seconds. */
+  heartbeatAt?: number;
+  /** Seconds between heartbeats, so a reader can tell a stale run. */
+  heartbeatInterval?: number;
+  /** Process id of the writer. */
+  pid?: number;
+  /** Host name of the writer. */
+  host?: string;
+  /** The error of a FAILED run. */
+  error?: string;
+}
+
+/** The content of `experiment.json`, or a patch of it. */
+export interface ExperimentRecord {
+  /** The prefix. */
+  prefix?: string;
+  /** A description. */
+  readme?: string;
+  /** Tags. */
+  tags?: string[];
+  /** Any metadata. */
+  metadata?: Record<string, unknown>;
+}
+
+/** A file in a batch: its index entry and its bytes. */
+export interface FileUpload extends FileInfo {
+  /** The content. */
+  data: Uint8Array;
+}
+
+/**
+ * A batch: what one write sends to a backend. State fields are patches (merged
+ * into what is stored); metric and log records are appended.
+ */
+export interface Batch {
+  /** Patch of experiment.json. */
+  metadata?: ExperimentRecord;
+  /** Patch of status.json. */
+  status?: StatusRecord;
+  /** Flattened parameters to merge. */
+  params?: Record<string, ParamValue>;
+  /** Metric records by metric name. */
+  metrics?: Record<string, MetricRecord[]>;
+  /** Log records. */
+  logs?: LogRecord[];
+  /** Files to save. */
+  files?: FileUpload[];
+}
+
+/** What a backend knows of an experiment when it is opened (resume). */
+export interface ExistingState {
+  /** Parameters recorded before. */
+  params: Record<string, ParamValue>;
+  /** Files saved before. */
+  files: FileInfo[];
+}
+
+/**
+ * Where batches go: the JSONL directory, a server, or both. Implemented by
+ * `storage/jsonl.ts` and `storage/http.ts`.
+ */
+export interface Backend {
+  /** Where the data goes, for error messages (e.g. `.dash` or a URL). */
+  readonly description: string;
+  /** Prepares an experiment and returns what it already holds. */
+  open(prefix: string): Promise<ExistingState>;
+  /** Stores a batch durably; rejects if it could not. */
+  write(prefix: string, batch: Batch): Promise<void>;
+  /** Stores a batch before returning, where the backend can (used at exit and when the caller never yields). */
+  writeSync?: (prefix: string, batch: Batch) => void;
+  /** Releases files and connections. */
+  close(): Promise<void>;
+}

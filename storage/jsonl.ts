@@ -1,0 +1,621 @@
+/**
+ * The local backend: writes experiments to a `.dash/` directory as append-only
+ * JSONL files and atomically replaced JSON state, and reads them back.
+ *
+ * ```
+ * .dash/<owner>/<project>/<folders...>/<name>/
+ *   experiment.json  status.json  parameters.json  logs.jsonl
+ *   metrics/<name>.jsonl  files/<path>  files.jsonl
+ * ```
+ *
+ * @example Read what a script logged
+ * ```ts ignore
+ * import { DashReader } from "./storage/jsonl.ts";
+ *
+ * const reader = new DashReader(".dash");
+ * for (const e of await reader.listExperiments()) console.log(e.prefix, e.status);
+ * ```
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { hostname } from "node:os";
+import { checkPrefix, StorageError } from "../mod.ts";
+import type {
+  Backend,
+  Batch,
+  ExistingState,
+  ExperimentRecord,
+  FileInfo,
+  LogRecord,
+  MetricRecord,
+  ParamValue,
+  Status,
+  StatusRecord,
+} from "../mod.ts";
+
+// ─── Writer ─────────────────────────────────────────────────────────────────
+
+/** One write() call never carries more than this, so that appends stay whole lines. */
+const MAX_WRITE_BYTES = 1 << 20;
+
+/**
+ * Writes batches into the `.dash/` layout. Appends are synchronous `write`s of
+ * whole lines on files opened with `O_APPEND`, so several processes can append
+ * to one experiment at once; JSON state is replaced by temp file + rename.
+ *
+ * @example
+ * ```ts ignore
+ * import { JsonlBackend } from "./storage/jsonl.ts";
+ *
+ * const backend = new JsonlBackend(".dash");
+ * await backend.open("alice/demo/x");
+ * await backend.write("alice/demo/x", { metrics: { train: [{ _ts: 1, step: 0, loss: 1 }] } });
+ * await backend.close();
+ * ```
+ */
+export class JsonlBackend implements Backend {
+  /** The root directory. */
+  readonly root: string;
+  #fds = new Map<string, number>();
+  #madeDirs = new Set<string>();
+
+  /** @param root The root directory, e.g. `.dash`. */
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** The root directory, for error messages. */
+  get description(): string {
+    return JSON.stringify(this.root);
+  }
+
+  /**
+   * Creates the experiment's directory and returns the parameters and files it holds.
+   *
+   * @param prefix The experiment's prefix.
+   * @returns The state recorded by earlier sessions.
+   */
+  open(prefix: string): Promise<ExistingState> {
+    return attempt(`open ${JSON.stringify(prefix)} under ${this.description}`, () => {
+      const dir = this.#dir(prefix);
+      this.#mkdir(dir);
+      const params = readJson<ParametersFile>(path.join(dir, "parameters.json"))?.data ?? {};
+      const files = [...latestFiles(path.join(dir, "files.jsonl")).values()];
+      return { params, files };
+    });
+  }
+
+  /**
+   * Stores a batch.
+   *
+   * @param prefix The experiment's prefix.
+   * @param batch The records and state patches.
+   */
+  write(prefix: string, batch: Batch): Promise<void> {
+    return attempt(`write to ${this.description}`, () => this.writeSync(prefix, batch));
+  }
+
+  /**
+   * Stores a batch before returning (used at process exit and when the caller never yields).
+   *
+   * @param prefix The experiment's prefix.
+   * @param batch The records and state patches.
+   */
+  writeSync = (prefix: string, batch: Batch): void => {
+    const dir = this.#dir(prefix);
+    this.#mkdir(dir);
+    if (batch.metadata) this.#mergeExperiment(dir, batch.metadata);
+    if (batch.params) this.#mergeParams(dir, batch.params);
+    if (batch.files) for (const file of batch.files) this.#saveFile(dir, file);
+    if (batch.metrics) {
+      this.#mkdir(path.join(dir, "metrics"));
+      for (const name in batch.metrics) this.#appendLines(path.join(dir, "metrics", `${name}.jsonl`), batch.metrics[name]);
+    }
+    if (batch.logs) this.#appendLines(path.join(dir, "logs.jsonl"), batch.logs);
+    // Status last: a reader that sees COMPLETED also sees the data before it.
+    if (batch.status) this.#mergeStatus(dir, batch.status);
+  };
+
+  /** Flushes appended files to the disk and closes them. */
+  close(): Promise<void> {
+    return attempt(`close files under ${this.description}`, () => {
+      for (const fd of this.#fds.values()) {
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+      }
+      this.#fds.clear();
+    });
+  }
+
+  #dir(prefix: string): string {
+    checkPrefix(prefix);
+    return path.join(this.root, ...prefix.split("/"));
+  }
+
+  #mkdir(dir: string): void {
+    if (this.#madeDirs.has(dir)) return;
+    fs.mkdirSync(dir, { recursive: true });
+    this.#madeDirs.add(dir);
+  }
+
+  #appendLines(file: string, records: readonly object[]): void {
+    let fd = this.#fds.get(file);
+    if (fd === undefined) this.#fds.set(file, fd = fs.openSync(file, "a"));
+    let chunk = "";
+    for (const record of records) {
+      chunk += JSON.stringify(record) + "\n";
+      if (chunk.length >= MAX_WRITE_BYTES / 4) {
+        writeAll(fd, chunk);
+        chunk = "";
+      }
+    }
+    if (chunk) writeAll(fd, chunk);
+  }
+
+  #mergeExperiment(dir: string, patch: ExperimentRecord): void {
+    const file = path.join(dir, "experiment.json");
+    const now = Date.now() / 1000;
+    const old = readJson<ExperimentFile>(file);
+    writeJsonAtomic(file, { ...old, ...patch, createdAt: old?.createdAt ?? now, updatedAt: now });
+  }
+
+  #mergeParams(dir: string, params: Record<string, ParamValue>): void {
+    const file = path.join(dir, "parameters.json");
+    const old = readJson<ParametersFile>(file);
+    const next: ParametersFile = {
+      version: (old?.version ?? 0) + 1,
+      data: { ...old?.data, ...params },
+      updatedAt: Date.now() / 1000,
+    };
+    writeJsonAtomic(file, next);
+  }
+
+  #mergeStatus(dir: string, patch: StatusRecord): void {
+    const file = path.join(dir, "status.json");
+    const old = readJson<StatusRecord>(file);
+    const next: StatusRecord = { ...old, ...patch };
+    if (patch.status === "RUNNING") {
+      next.host = patch.host ?? safeHostname();
+      if (!("error" in patch)) delete next.error;
+    }
+    writeJsonAtomic(file, next);
+  }
+
+  #saveFile(dir: string, file: FileInfo & { data: Uint8Array }): void {
+    checkPrefix(`files/${file.path}`);
+    const target = path.join(dir, "files", ...file.path.split("/"));
+    this.#mkdir(path.dirname(target));
+    const tmp = tempName(target);
+    fs.writeFileSync(tmp, file.data);
+    fs.renameSync(tmp, target);
+    const { data: _data, ...info } = file;
+    this.#appendLines(path.join(dir, "files.jsonl"), [info]);
+  }
+}
+
+/**
+ * Reads a local file's bytes (used by `exp.files.copy`).
+ *
+ * @param file The path.
+ * @returns The content.
+ *
+ * @example
+ * ```ts ignore
+ * import { readLocalFile } from "./storage/jsonl.ts";
+ * const bytes = await readLocalFile("model.bin");
+ * ```
+ */
+export async function readLocalFile(file: string): Promise<Uint8Array> {
+  return await attempt(`read ${JSON.stringify(file)}`, () => new Uint8Array(fs.readFileSync(file)));
+}
+
+interface ParametersFile {
+  version: number;
+  data: Record<string, ParamValue>;
+  updatedAt: number;
+}
+
+interface ExperimentFile extends ExperimentRecord {
+  createdAt: number;
+  updatedAt: number;
+}
+
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset);
+}
+
+function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = tempName(file);
+  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
+  fs.renameSync(tmp, file);
+}
+
+function tempName(file: string): string {
+  const pid = globalThis.process?.pid ?? 0;
+  return `${file}.${pid}.${Math.random().toString(36).slice(2)}.tmp`;
+}
+
+function readJson<T>(file: string): T | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function safeHostname(): string | undefined {
+  try {
+    return hostname();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs file work and turns a failure into a StorageError that says what and where. */
+async function attempt<T>(what: string, work: () => T): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof StorageError) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new StorageError(`Could not ${what}: ${detail}`, { cause: error });
+  }
+}
+
+// ─── Reader ─────────────────────────────────────────────────────────────────
+
+/** An experiment as listed by {@linkcode DashReader.listExperiments}. */
+export interface ExperimentSummary {
+  /** The prefix. */
+  prefix: string;
+  /** The stored status (RUNNING for a run that never ended). */
+  status: Status | "UNKNOWN";
+  /** True for a RUNNING experiment whose heartbeat stopped: it probably crashed. */
+  stale: boolean;
+  /** Tags. */
+  tags: string[];
+  /** A description. */
+  readme?: string;
+  /** When it was created, epoch seconds. */
+  createdAt?: number;
+  /** When it last started. */
+  startedAt?: number;
+  /** When it ended. */
+  endedAt?: number | null;
+  /** Its last heartbeat. */
+  heartbeatAt?: number;
+}
+
+/** Options of {@linkcode DashReader.listExperiments}. */
+export interface ListOptions {
+  /** Only prefixes that start with this. */
+  prefix?: string;
+  /** Only this status; `"stale"` selects stale runs. */
+  status?: string;
+}
+
+/** A series read by {@linkcode DashReader.series}: parallel arrays. */
+export interface Series {
+  /** The key, e.g. `train/loss`. */
+  key: string;
+  /** Steps. */
+  step: number[];
+  /** Wall-clock times, epoch seconds. */
+  ts: number[];
+  /** Values; non-finite values come back as NaN and ±Infinity. */
+  value: number[];
+}
+
+/** Count, min, max and last value of a key (min and max ignore non-finite values). */
+export interface KeySummary {
+  /** How many values. */
+  count: number;
+  /** Smallest finite value. */
+  min: number | null;
+  /** Largest finite value. */
+  max: number | null;
+  /** The last value. */
+  last: number | null;
+  /** The last step. */
+  lastStep: number | null;
+}
+
+/** Options of {@linkcode DashReader.logs}. */
+export interface LogQuery {
+  /** Only this level and above (`debug` < `info` < `warn` < `error` < `fatal`). */
+  level?: string;
+  /** Skip this many lines. */
+  offset?: number;
+  /** At most this many lines. */
+  limit?: number;
+}
+
+const LEVEL_RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4 };
+const DEFAULT_METRIC = "default";
+
+/**
+ * Reads the `.dash/` layout: experiments with their status, metadata, params,
+ * logs, metric keys, series and summaries. Tolerates a torn last line.
+ *
+ * @example
+ * ```ts ignore
+ * import { DashReader } from "./storage/jsonl.ts";
+ *
+ * const reader = new DashReader(".dash");
+ * const series = await reader.series("alice/mnist/baseline", "train/loss");
+ * console.log(series.step.length, await reader.summary("alice/mnist/baseline"));
+ * ```
+ */
+export class DashReader {
+  /** The root directory. */
+  readonly root: string;
+  #staleFactor: number;
+
+  /**
+   * @param root The root directory, e.g. `.dash`.
+   * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run counts as stale (default 3).
+   */
+  constructor(root: string, options: { staleAfterIntervals?: number } = {}) {
+    this.root = root;
+    this.#staleFactor = options.staleAfterIntervals ?? 3;
+  }
+
+  /**
+   * Lists experiments (directories with an experiment.json) under the root.
+   *
+   * @param options A prefix and a status to filter by.
+   * @returns The experiments, sorted by prefix.
+   */
+  async listExperiments(options: ListOptions = {}): Promise<ExperimentSummary[]> {
+    const found: ExperimentSummary[] = [];
+    const walk = (dir: string, prefix: string): void => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      const isExperiment = entries.some((e) => e.isFile() && e.name === "experiment.json");
+      if (isExperiment) found.push(this.#summarize(dir, prefix));
+      for (const entry of entries) {
+        if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+        if (isExperiment && (entry.name === "metrics" || entry.name === "files")) continue;
+        walk(path.join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name);
+      }
+    };
+    walk(this.root, "");
+    return found
+      .filter((e) => !options.prefix || e.prefix === options.prefix || e.prefix.startsWith(options.prefix.replace(/\/?$/, "/")) || e.prefix.startsWith(options.prefix))
+      .filter((e) => !options.status || (options.status.toLowerCase() === "stale" ? e.stale : e.status === options.status.toUpperCase()))
+      .sort((a, b) => a.prefix.localeCompare(b.prefix));
+  }
+
+  /**
+   * Whether an experiment exists.
+   *
+   * @param prefix The prefix.
+   * @returns True if it has an experiment.json.
+   */
+  exists(prefix: string): Promise<boolean> {
+    return Promise.resolve(fs.existsSync(path.join(this.#dir(prefix), "experiment.json")));
+  }
+
+  /**
+   * Reads experiment.json.
+   *
+   * @param prefix The prefix.
+   * @returns Its metadata, or undefined.
+   */
+  experiment(prefix: string): Promise<(ExperimentRecord & { createdAt?: number; updatedAt?: number }) | undefined> {
+    return Promise.resolve(readJson(path.join(this.#dir(prefix), "experiment.json")));
+  }
+
+  /**
+   * Reads status.json, with `stale` computed from the heartbeat.
+   *
+   * @param prefix The prefix.
+   * @returns The status, or undefined.
+   */
+  status(prefix: string): Promise<(StatusRecord & { stale: boolean }) | undefined> {
+    const status = readJson<StatusRecord>(path.join(this.#dir(prefix), "status.json"));
+    return Promise.resolve(status && { ...status, stale: this.#isStale(status) });
+  }
+
+  /**
+   * Reads the parameters.
+   *
+   * @param prefix The prefix.
+   * @returns Flattened parameters (empty if none).
+   */
+  params(prefix: string): Promise<Record<string, ParamValue>> {
+    return Promise.resolve(readJson<ParametersFile>(path.join(this.#dir(prefix), "parameters.json"))?.data ?? {});
+  }
+
+  /**
+   * Reads log lines.
+   *
+   * @param prefix The prefix.
+   * @param query Level filter and paging.
+   * @returns The lines, oldest first.
+   */
+  logs(prefix: string, query: LogQuery = {}): Promise<LogRecord[]> {
+    const minRank = query.level === undefined ? 0 : LEVEL_RANK[query.level] ?? 0;
+    const lines = readJsonl<LogRecord>(path.join(this.#dir(prefix), "logs.jsonl"))
+      .filter((l) => (LEVEL_RANK[l.level] ?? 1) >= minRank);
+    const offset = query.offset ?? 0;
+    return Promise.resolve(lines.slice(offset, query.limit === undefined ? undefined : offset + query.limit));
+  }
+
+  /**
+   * Lists the metric keys, e.g. `["loss", "train/acc", "train/loss"]`.
+   *
+   * @param prefix The prefix.
+   * @returns Keys `metric/field`, or `field` for the default metric.
+   */
+  async metricKeys(prefix: string): Promise<string[]> {
+    return Object.keys(await this.summary(prefix));
+  }
+
+  /**
+   * Reads one key's series.
+   *
+   * @param prefix The prefix.
+   * @param key `metric/field` (or `field` for the default metric).
+   * @returns Steps, times and values, in the order written.
+   */
+  series(prefix: string, key: string): Promise<Series> {
+    const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
+    const series: Series = { key, step: [], ts: [], value: [] };
+    for (const record of readJsonl<MetricRecord>(this.#metricFile(prefix, metric))) {
+      if (!(field in record)) continue;
+      series.step.push(record.step);
+      series.ts.push(record._ts);
+      series.value.push(toNumber(record[field]));
+    }
+    return Promise.resolve(series);
+  }
+
+  /**
+   * Summarises every key: count, min, max, last.
+   *
+   * @param prefix The prefix.
+   * @returns Summaries by key, sorted by key.
+   */
+  summary(prefix: string): Promise<Record<string, KeySummary>> {
+    const result: Record<string, KeySummary> = {};
+    for (const metric of this.#metricNames(prefix)) {
+      for (const record of readJsonl<MetricRecord>(this.#metricFile(prefix, metric))) {
+        for (const field in record) {
+          if (field === "_ts" || field === "step") continue;
+          const key = metric === DEFAULT_METRIC ? field : `${metric}/${field}`;
+          const s = result[key] ??= { count: 0, min: null, max: null, last: null, lastStep: null };
+          const value = toNumber(record[field]);
+          s.count++;
+          s.last = value;
+          s.lastStep = record.step;
+          if (Number.isFinite(value)) {
+            if (s.min === null || value < s.min) s.min = value;
+            if (s.max === null || value > s.max) s.max = value;
+          }
+        }
+      }
+    }
+    return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
+  }
+
+  /**
+   * Lists saved files (the latest entry per path).
+   *
+   * @param prefix The prefix.
+   * @returns File entries.
+   */
+  files(prefix: string): Promise<FileInfo[]> {
+    return Promise.resolve([...latestFiles(path.join(this.#dir(prefix), "files.jsonl")).values()]);
+  }
+
+  /**
+   * The local path of a saved file, for serving it.
+   *
+   * @param prefix The prefix.
+   * @param file The file's path under `files/`.
+   * @returns The path on disk.
+   */
+  filePath(prefix: string, file: string): string {
+    checkPrefix(`files/${file}`);
+    return path.join(this.#dir(prefix), "files", ...file.split("/"));
+  }
+
+  #dir(prefix: string): string {
+    checkPrefix(prefix);
+    return path.join(this.root, ...prefix.split("/"));
+  }
+
+  #metricFile(prefix: string, metric: string): string {
+    return path.join(this.#dir(prefix), "metrics", `${metric}.jsonl`);
+  }
+
+  #metricNames(prefix: string): string[] {
+    try {
+      return fs.readdirSync(path.join(this.#dir(prefix), "metrics"))
+        .filter((n) => n.endsWith(".jsonl"))
+        .map((n) => n.slice(0, -".jsonl".length))
+        .sort();
+    } catch {
+      return [];
+    }
+  }
+
+  #summarize(dir: string, prefix: string): ExperimentSummary {
+    const meta = readJson<ExperimentFile>(path.join(dir, "experiment.json"));
+    const status = readJson<StatusRecord>(path.join(dir, "status.json"));
+    return {
+      prefix,
+      status: status?.status ?? "UNKNOWN",
+      stale: status ? this.#isStale(status) : false,
+      tags: meta?.tags ?? [],
+      readme: meta?.readme,
+      createdAt: meta?.createdAt,
+      startedAt: status?.startedAt,
+      endedAt: status?.endedAt,
+      heartbeatAt: status?.heartbeatAt,
+    };
+  }
+
+  #isStale(status: StatusRecord): boolean {
+    if (status.status !== "RUNNING" || status.heartbeatAt === undefined) return false;
+    const interval = status.heartbeatInterval ?? 5;
+    return Date.now() / 1000 - status.heartbeatAt > interval * this.#staleFactor + 1;
+  }
+}
+
+/** `"train/loss"` → metric `train`, field `loss`, unless `train` is no metric: then the default metric's field. */
+function splitKey(key: string, metricExists: (metric: string) => boolean): { metric: string; field: string } {
+  const slash = key.indexOf("/");
+  if (slash > 0 && metricExists(key.slice(0, slash))) return { metric: key.slice(0, slash), field: key.slice(slash + 1) };
+  return { metric: DEFAULT_METRIC, field: key };
+}
+
+function toNumber(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (value === "NaN") return NaN;
+  if (value === "Infinity") return Infinity;
+  if (value === "-Infinity") return -Infinity;
+  return Number(value);
+}
+
+/** Parses a JSONL file, skipping a torn last line (a crash mid-write) and any unreadable line. */
+function readJsonl<T>(file: string): T[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    return [];
+  }
+  const records: T[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    try {
+      records.push(JSON.parse(line));
+    } catch {
+      // A torn line: skipped.
+    }
+  }
+  return records;
+}
+
+function latestFiles(file: string): Map<string, FileInfo> {
+  const byPath = new Map<string, FileInfo>();
+  for (const info of readJsonl<FileInfo>(file)) byPath.set(info.path, info);
+  return byPath;
+}
