@@ -315,6 +315,8 @@ export interface Series {
   ts: number[];
   /** Values; non-finite values come back as NaN and ±Infinity. */
   value: number[];
+  /** Values of the field asked for as `x` (only rows that have it). */
+  x?: number[];
 }
 
 /** Count, min, max and last value of a key (min and max ignore non-finite values). */
@@ -472,16 +474,21 @@ export class DashReader {
    *
    * @param prefix The prefix.
    * @param key `metric/field` (or `field` for the default metric).
-   * @returns Steps, times and values, in the order written.
+   * @param options `x`: another field of the same metric (e.g. `epoch`) to return as `x`.
+   * @returns Steps, times and values (and `x`), in the order written.
    */
-  series(prefix: string, key: string): Promise<Series> {
+  series(prefix: string, key: string, options: { x?: string } = {}): Promise<Series> {
     const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
+    const xField = options.x;
     const series: Series = { key, step: [], ts: [], value: [] };
+    if (xField) series.x = [];
     for (const record of readJsonl<MetricRecord>(this.#metricFile(prefix, metric))) {
       if (!(field in record)) continue;
+      if (xField && !(xField in record)) continue;
       series.step.push(record.step);
       series.ts.push(record._ts);
       series.value.push(toNumber(record[field]));
+      if (xField) series.x!.push(toNumber(record[xField]));
     }
     return Promise.resolve(series);
   }
