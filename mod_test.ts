@@ -1,0 +1,676 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  ConfigError,
+  dxp,
+  Experiment,
+  InvalidMetricError,
+  RUN,
+  startRun,
+  UsageError,
+} from "./mod.ts";
+import { DashReader } from "./storage/jsonl.ts";
+
+function tempRoot(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-test-"));
+}
+
+function readJson(file: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(file, "utf8"));
+}
+
+function readLines(file: string): Record<string, unknown>[] {
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** Runs `fn` with console.warn captured; returns the warnings. */
+async function captureWarnings(fn: () => unknown): Promise<string[]> {
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    await fn();
+  } finally {
+    console.warn = original;
+  }
+  return warnings;
+}
+
+function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  return fn().finally(() => {
+    for (const [k, v] of Object.entries(old)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("Experiment API", () => {
+  it("run(fn) records RUNNING while the callback runs and COMPLETED after", async () => {
+    const root = tempRoot();
+    const dir = path.join(root, "alice/proj/exp");
+    let during: unknown;
+    const result = await new Experiment({ prefix: "alice/proj/exp", dashRoot: root }).run(() => {
+      during = readJson(path.join(dir, "status.json")).status;
+      return 42;
+    });
+    assert.equal(result, 42);
+    assert.equal(during, "RUNNING");
+    const status = readJson(path.join(dir, "status.json"));
+    assert.equal(status.status, "COMPLETED");
+    assert.equal(typeof status.endedAt, "number");
+    assert.equal(typeof status.heartbeatAt, "number");
+    assert.equal(status.pid, process.pid);
+  });
+
+  it("run(fn) records FAILED and rethrows when the callback throws", async () => {
+    const root = tempRoot();
+    const boom = new Error("diverged");
+    await assert.rejects(
+      new Experiment({ prefix: "alice/proj/fail", dashRoot: root }).run((exp) => {
+        exp.metrics("train").log({ loss: 1 });
+        throw boom;
+      }),
+      (e) => e === boom,
+    );
+    const status = readJson(path.join(root, "alice/proj/fail/status.json"));
+    assert.equal(status.status, "FAILED");
+    assert.match(String(status.error), /diverged/);
+    assert.equal(readLines(path.join(root, "alice/proj/fail/metrics/train.jsonl")).length, 1);
+  });
+
+  it("run.start/complete/fail/cancel set the status by hand", async () => {
+    const root = tempRoot();
+    const statusOf = (name: string) => readJson(path.join(root, "a/p", name, "status.json")).status;
+    for (const [name, end] of [["c", "complete"], ["f", "fail"], ["x", "cancel"]] as const) {
+      const exp = new Experiment({ prefix: `a/p/${name}`, dashRoot: root });
+      assert.equal(await exp.run.start(), exp);
+      assert.equal(statusOf(name), "RUNNING");
+      exp.log("working");
+      await (end === "fail" ? exp.run.fail(new Error("x")) : exp.run[end]());
+    }
+    assert.equal(statusOf("c"), "COMPLETED");
+    assert.equal(statusOf("f"), "FAILED");
+    assert.equal(statusOf("x"), "CANCELLED");
+  });
+
+  it("await using completes and flushes when the scope ends", async () => {
+    const root = tempRoot();
+    {
+      await using exp = await new Experiment({
+        prefix: "a/p/disposed",
+        dashRoot: root,
+        flushInterval: 3600,
+        metricBatchSize: 1_000_000,
+      }).run.start();
+      exp.metrics("train").log({ loss: 0.5 });
+      assert.equal(readLines(path.join(root, "a/p/disposed/metrics/train.jsonl")).length, 0);
+    }
+    assert.equal(readLines(path.join(root, "a/p/disposed/metrics/train.jsonl")).length, 1);
+    assert.equal(readJson(path.join(root, "a/p/disposed/status.json")).status, "COMPLETED");
+  });
+
+  it("stores readme, tags and metadata in experiment.json", async () => {
+    const root = tempRoot();
+    await new Experiment({
+      prefix: "alice/cv/resnet",
+      dashRoot: root,
+      readme: "ResNet-50 baseline",
+      tags: ["resnet", "baseline"],
+      metadata: { gpu: "none" },
+    }).run(() => {});
+    const meta = readJson(path.join(root, "alice/cv/resnet/experiment.json"));
+    assert.equal(meta.prefix, "alice/cv/resnet");
+    assert.equal(meta.readme, "ResNet-50 baseline");
+    assert.deepEqual(meta.tags, ["resnet", "baseline"]);
+    assert.deepEqual(meta.metadata, { gpu: "none" });
+    assert.equal(typeof meta.createdAt, "number");
+  });
+
+  it("reopening a prefix resumes: metrics append, params merge, status RUNNING again", async () => {
+    const root = tempRoot();
+    const dir = path.join(root, "alice/ml/long");
+    await new Experiment({ prefix: "alice/ml/long", dashRoot: root }).run((exp) => {
+      exp.params.set({ lr: 0.1, batch: 32 });
+      exp.metrics("train").log({ loss: 0.5, epoch: 1 });
+    });
+    const createdAt = readJson(path.join(dir, "experiment.json")).createdAt;
+    let statusDuring: unknown;
+    let paramsSeen: unknown;
+    await new Experiment({ prefix: "alice/ml/long", dashRoot: root }).run((exp) => {
+      statusDuring = readJson(path.join(dir, "status.json")).status;
+      paramsSeen = exp.params.get();
+      exp.params.set({ lr: 0.01 });
+      exp.metrics("train").log({ loss: 0.3, epoch: 2 });
+    });
+    assert.equal(statusDuring, "RUNNING");
+    assert.deepEqual(paramsSeen, { lr: 0.1, batch: 32 });
+    assert.deepEqual(readLines(path.join(dir, "metrics/train.jsonl")).map((r) => r.epoch), [1, 2]);
+    assert.deepEqual(readJson(path.join(dir, "parameters.json")).data, { lr: 0.01, batch: 32 });
+    assert.equal(readJson(path.join(dir, "experiment.json")).createdAt, createdAt);
+    assert.equal(readJson(path.join(dir, "status.json")).status, "COMPLETED");
+  });
+
+  it("exp.log and exp.logs.<level> write level, message and metadata", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/logs", dashRoot: root }).run((exp) => {
+      exp.log("Training started");
+      exp.log("lr dropped", { level: "warn", lr: 0.01 });
+      exp.logs.debug("d");
+      exp.logs.info("i", { epoch: 3 });
+      exp.logs.warn("w");
+      exp.logs.error("e");
+      exp.logs.fatal("f");
+    });
+    const lines = readLines(path.join(root, "a/p/logs/logs.jsonl"));
+    assert.deepEqual(lines.map((l) => [l.level, l.message]), [
+      ["info", "Training started"],
+      ["warn", "lr dropped"],
+      ["debug", "d"],
+      ["info", "i"],
+      ["warn", "w"],
+      ["error", "e"],
+      ["fatal", "f"],
+    ]);
+    assert.equal(lines[1].lr, 0.01);
+    assert.equal(lines[3].epoch, 3);
+    assert.ok(lines.every((l) => typeof l._ts === "number" && Math.abs((l._ts as number) - Date.now() / 1000) < 60));
+  });
+
+  it("params.set flattens nested objects to dot keys and merges; get returns them", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/params", dashRoot: root }).run((exp) => {
+      exp.params.set({ learning_rate: 0.001, model: { depth: 50, head: { dropout: 0.1 } } });
+      exp.params.set({ model: { depth: 101 }, layers: [1, 2] });
+      assert.deepEqual(exp.params.get(), {
+        learning_rate: 0.001,
+        "model.depth": 101,
+        "model.head.dropout": 0.1,
+        layers: [1, 2],
+      });
+    });
+    const file = readJson(path.join(root, "a/p/params/parameters.json"));
+    assert.deepEqual(file.data, { learning_rate: 0.001, "model.depth": 101, "model.head.dropout": 0.1, layers: [1, 2] });
+    assert.equal(typeof file.version, "number");
+  });
+
+  it("metrics(name).log appends records with _ts and an auto step; an explicit step is kept", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/m", dashRoot: root }).run((exp) => {
+      exp.metrics("train").log({ loss: 0.5, epoch: 0 });
+      exp.metrics("train").log({ loss: 0.4, epoch: 0 });
+      exp.metrics("train").log({ loss: 0.3, step: 10 });
+      exp.metrics("train").log({ loss: 0.2 });
+    });
+    const rows = readLines(path.join(root, "a/p/m/metrics/train.jsonl"));
+    assert.deepEqual(rows.map((r) => [r.step, r.loss]), [[0, 0.5], [1, 0.4], [10, 0.3], [11, 0.2]]);
+    assert.equal(rows[0].epoch, 0);
+    assert.ok(rows.every((r) => typeof r._ts === "number"));
+  });
+
+  it("metrics.log splits groups into named metrics and shares the other fields", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/g", dashRoot: root }).run((exp) => {
+      exp.metrics.log({ epoch: 1, train: { loss: 0.5, acc: 0.8 }, eval: { loss: 0.6 } });
+      exp.metrics.log({ epoch: 2, lr: 0.1 });
+    });
+    const dir = path.join(root, "a/p/g/metrics");
+    assert.deepEqual(readLines(path.join(dir, "train.jsonl")).map(({ _ts, ...r }) => r), [{ step: 0, epoch: 1, loss: 0.5, acc: 0.8 }]);
+    assert.deepEqual(readLines(path.join(dir, "eval.jsonl")).map(({ _ts, ...r }) => r), [{ step: 0, epoch: 1, loss: 0.6 }]);
+    assert.deepEqual(readLines(path.join(dir, "default.jsonl")).map(({ _ts, ...r }) => r), [{ step: 0, epoch: 2, lr: 0.1 }]);
+  });
+
+  it("files saves text, JSON, bytes and copies of local files, and lists them", async () => {
+    const root = tempRoot();
+    const local = path.join(root, "weights.bin");
+    fs.writeFileSync(local, new Uint8Array([1, 2, 3, 4]));
+    await new Experiment({ prefix: "a/p/files", dashRoot: root }).run(async (exp) => {
+      await exp.files.saveText("notes/readme.txt", "hello");
+      await exp.files.saveJson("config.json", { a: 1 });
+      await exp.files.saveBytes("raw.bin", new Uint8Array([9, 8]));
+      const copied = await exp.files.copy(local);
+      assert.equal(copied.path, "weights.bin");
+      assert.equal(copied.size, 4);
+    });
+    const dir = path.join(root, "a/p/files/files");
+    assert.equal(fs.readFileSync(path.join(dir, "notes/readme.txt"), "utf8"), "hello");
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")), { a: 1 });
+    assert.deepEqual([...fs.readFileSync(path.join(dir, "raw.bin"))], [9, 8]);
+    assert.deepEqual([...fs.readFileSync(path.join(dir, "weights.bin"))], [1, 2, 3, 4]);
+    let listed: string[] = [];
+    await new Experiment({ prefix: "a/p/files", dashRoot: root }).run((exp) => {
+      listed = exp.files.list().map((f) => f.path).sort();
+    });
+    assert.deepEqual(listed, ["config.json", "notes/readme.txt", "raw.bin", "weights.bin"]);
+  });
+
+  it("flush() resolves once everything logged so far is on disk", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/flush", dashRoot: root, flushInterval: 3600, metricBatchSize: 1_000_000 });
+    await exp.run.start();
+    const file = path.join(root, "a/p/flush/metrics/train.jsonl");
+    for (let i = 0; i < 50; i++) exp.metrics("train").log({ loss: i });
+    exp.log("a line");
+    await sleep(20);
+    assert.equal(readLines(file).length, 0, "below the batch size nothing is written before the timer");
+    await exp.flush();
+    assert.equal(readLines(file).length, 50);
+    assert.equal(readLines(path.join(root, "a/p/flush/logs.jsonl")).length, 1);
+    await exp.run.complete();
+  });
+
+  it("logging before start or after the end throws a UsageError", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/early", dashRoot: root });
+    assert.throws(() => exp.log("x"), UsageError);
+    assert.throws(() => exp.metrics("train").log({ loss: 1 }), UsageError);
+    assert.throws(() => exp.params.set({ a: 1 }), UsageError);
+    await exp.run.start();
+    await assert.rejects(exp.run.start(), UsageError);
+    await exp.run.complete();
+    assert.throws(() => exp.log("late"), /not running/);
+    await assert.rejects(exp.run.complete(), UsageError);
+  });
+});
+
+describe("RUN and dxp", () => {
+  it("RUN reads ML_DASH_PREFIX, ML_DASH_ROOT, ML_DASH_URL and ML_DASH_USER", async () => {
+    await withEnv({
+      ML_DASH_PREFIX: "env/proj/x",
+      ML_DASH_ROOT: "/tmp/somewhere",
+      ML_DASH_URL: "http://127.0.0.1:1",
+      ML_DASH_USER: "carol",
+    }, async () => {
+      assert.equal(RUN.prefix, "env/proj/x");
+      assert.equal(RUN.dashRoot, "/tmp/somewhere");
+      assert.equal(RUN.dashUrl, "http://127.0.0.1:1");
+      assert.equal(RUN.user, "carol");
+    });
+  });
+
+  it("RUN is settable and dxp logs to the prefix and root it names", async () => {
+    const root = tempRoot();
+    RUN.prefix = "geyang/scratch/some-experiment";
+    RUN.dashRoot = root;
+    try {
+      await dxp.run(() => dxp.metrics("train").log({ step: 0, loss: 1.0 }));
+    } finally {
+      RUN.prefix = undefined;
+      RUN.dashRoot = undefined as unknown as string;
+    }
+    const rows = readLines(path.join(root, "geyang/scratch/some-experiment/metrics/train.jsonl"));
+    assert.deepEqual(rows.map((r) => r.loss), [1]);
+    assert.equal(dxp.run.length, 1);
+  });
+
+  it("dxp without a prefix fails with a ConfigError that says how to set one", async () => {
+    await withEnv({}, async () => {
+      if (RUN.prefix !== undefined) return; // the environment sets one
+      await assert.rejects(dxp.run(() => {}), (e) => e instanceof ConfigError && /RUN\.prefix|ML_DASH_PREFIX/.test(e.message));
+    });
+  });
+});
+
+describe("Run API", () => {
+  it("startRun with a callback runs under owner/project/experiment/runName and completes", async () => {
+    const root = tempRoot();
+    const prefix = await startRun("resnet-cifar10", { config: { lr: 0.1 }, dashRoot: root, owner: "bob", project: "vision", runName: "r1" }, (run) => {
+      for (let step = 0; step < 5; step++) run.log({ "train/loss": 1 / (step + 1) }, step);
+      return run.prefix;
+    });
+    assert.equal(prefix, "bob/vision/resnet-cifar10/r1");
+    const dir = path.join(root, prefix);
+    assert.equal(readJson(path.join(dir, "status.json")).status, "COMPLETED");
+    assert.deepEqual(readJson(path.join(dir, "parameters.json")).data, { lr: 0.1 });
+    assert.deepEqual(readLines(path.join(dir, "metrics/train.jsonl")).map((r) => r.step), [0, 1, 2, 3, 4]);
+  });
+
+  it("startRun with a callback records failed and rethrows", async () => {
+    const root = tempRoot();
+    let prefix = "";
+    await assert.rejects(startRun("exp", { dashRoot: root }, (run) => {
+      prefix = run.prefix;
+      throw new Error("nan loss");
+    }), /nan loss/);
+    assert.equal(readJson(path.join(root, prefix, "status.json")).status, "FAILED");
+  });
+
+  it("run.log auto-increments from 0 and an explicit step moves the counter", async () => {
+    const root = tempRoot();
+    const run = startRun("steps", { dashRoot: root, runName: "s" });
+    await run.start();
+    run.log({ loss: 0.5 });
+    run.log({ loss: 0.4 });
+    run.log({ loss: 0.3 }, 10);
+    run.log({ loss: 0.2 });
+    await run.finish();
+    const rows = readLines(path.join(root, run.prefix, "metrics/default.jsonl"));
+    assert.deepEqual(rows.map((r) => [r.step, r.loss]), [[0, 0.5], [1, 0.4], [10, 0.3], [11, 0.2]]);
+  });
+
+  it("keys group/name land in metric group; other keys in the default metric, at one step", async () => {
+    const root = tempRoot();
+    await startRun("keys", { dashRoot: root, runName: "k" }, (run) => {
+      run.log({ "train/loss": 0.45, "train/accuracy": 0.82, "val/loss": 0.5, lr: 0.1 }, 7);
+    });
+    const dir = path.join(root, "local/default/keys/k/metrics");
+    assert.deepEqual(readLines(path.join(dir, "train.jsonl")).map(({ _ts, ...r }) => r), [{ step: 7, loss: 0.45, accuracy: 0.82 }]);
+    assert.deepEqual(readLines(path.join(dir, "val.jsonl")).map(({ _ts, ...r }) => r), [{ step: 7, loss: 0.5 }]);
+    assert.deepEqual(readLines(path.join(dir, "default.jsonl")).map(({ _ts, ...r }) => r), [{ step: 7, lr: 0.1 }]);
+    const keys = await new DashReader(root).metricKeys("local/default/keys/k");
+    assert.deepEqual(keys, ["lr", "train/accuracy", "train/loss", "val/loss"]);
+  });
+
+  it("logConfig merges into the config", async () => {
+    const root = tempRoot();
+    const run = startRun("cfg", { dashRoot: root, config: { lr: 0.1, optimizer: "sgd" } });
+    await run.start();
+    run.logConfig({ optimizer: "adam" });
+    run.logConfig({ early_stopped_at: 50 });
+    await run.finish("completed");
+    assert.deepEqual(readJson(path.join(root, run.prefix, "parameters.json")).data, {
+      lr: 0.1,
+      optimizer: "adam",
+      early_stopped_at: 50,
+    });
+  });
+
+  it("finish maps completed, failed and interrupted onto COMPLETED, FAILED and CANCELLED", async () => {
+    const root = tempRoot();
+    for (const [given, stored] of [["completed", "COMPLETED"], ["failed", "FAILED"], ["interrupted", "CANCELLED"]] as const) {
+      const run = startRun("fin", { dashRoot: root, runName: given });
+      await run.start();
+      await run.finish(given);
+      assert.equal(readJson(path.join(root, run.prefix, "status.json")).status, stored);
+    }
+    const run = await startRun("fin", { dashRoot: root, runName: "bad" }).start();
+    await assert.rejects(run.finish("done" as "completed"), ConfigError);
+  });
+
+  it("a default run name is unique and sorts by start time", async () => {
+    const a = startRun("names", { dashRoot: tempRoot() });
+    await sleep(1100);
+    const b = startRun("names", { dashRoot: tempRoot() });
+    const c = startRun("names", { dashRoot: tempRoot() });
+    assert.notEqual(b.name, c.name);
+    assert.ok(a.name < b.name, `${a.name} < ${b.name}`);
+    assert.match(a.name, /^run-\d{8}-\d{6}-[a-z0-9]+$/);
+  });
+});
+
+describe("Buffer", () => {
+  it("a microtask writes one tick's calls together once a batch is full", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/tick", dashRoot: root, metricBatchSize: 10, flushInterval: 3600 });
+    await exp.run.start();
+    const file = path.join(root, "a/p/tick/metrics/train.jsonl");
+    for (let i = 0; i < 25; i++) exp.metrics("train").log({ i });
+    assert.equal(readLines(file).length, 0, "log() itself does not write");
+    await sleep(0);
+    assert.equal(readLines(file).length, 25, "the whole tick is written, not only full batches");
+    for (let i = 0; i < 5; i++) exp.metrics("train").log({ i });
+    await sleep(10);
+    assert.equal(readLines(file).length, 25, "a partial batch waits for the timer");
+    await exp.run.complete();
+    assert.equal(readLines(file).length, 30);
+  });
+
+  it("the timer flushes a partial batch every flushInterval seconds", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/timer", dashRoot: root, flushInterval: 0.05 });
+    await exp.run.start();
+    const file = path.join(root, "a/p/timer/metrics/train.jsonl");
+    exp.metrics("train").log({ loss: 1 });
+    exp.log("line");
+    for (let i = 0; i < 100 && readLines(file).length === 0; i++) await sleep(20);
+    assert.equal(readLines(file).length, 1);
+    assert.equal(readLines(path.join(root, "a/p/timer/logs.jsonl")).length, 1);
+    const first = readJson(path.join(root, "a/p/timer/status.json")).heartbeatAt as number;
+    await sleep(150);
+    assert.ok((readJson(path.join(root, "a/p/timer/status.json")).heartbeatAt as number) > first, "the heartbeat moves");
+    await exp.run.complete();
+  });
+
+  it("batch sizes and the flush interval come from ML_DASH_* env vars", async () => {
+    const root = tempRoot();
+    await withEnv({ ML_DASH_METRIC_BATCH_SIZE: "3", ML_DASH_LOG_BATCH_SIZE: "2", ML_DASH_FLUSH_INTERVAL: "3600" }, async () => {
+      const exp = new Experiment({ prefix: "a/p/env", dashRoot: root });
+      await exp.run.start();
+      exp.metrics("train").log({ a: 1 });
+      exp.metrics("train").log({ a: 2 });
+      exp.log("one");
+      await sleep(5);
+      assert.equal(readLines(path.join(root, "a/p/env/metrics/train.jsonl")).length, 0);
+      exp.metrics("train").log({ a: 3 });
+      exp.log("two");
+      await sleep(5);
+      assert.equal(readLines(path.join(root, "a/p/env/metrics/train.jsonl")).length, 3);
+      assert.equal(readLines(path.join(root, "a/p/env/logs.jsonl")).length, 2);
+      await exp.run.complete();
+    });
+  });
+
+  it("an unusable ML_DASH_* value warns and falls back to the default", async () => {
+    const warnings = await captureWarnings(() =>
+      withEnv({ ML_DASH_FLUSH_INTERVAL: "soon" }, async () => {
+        new Experiment({ prefix: "a/p/badenv", dashRoot: tempRoot() });
+      })
+    );
+    assert.ok(warnings.some((w) => w.includes("ML_DASH_FLUSH_INTERVAL") && w.includes('"soon"')), warnings.join("\n"));
+  });
+});
+
+describe("Reader", () => {
+  async function fixture(root: string): Promise<void> {
+    await new Experiment({ prefix: "alice/proj/done", dashRoot: root, tags: ["t1"] }).run((exp) => {
+      for (let i = 0; i < 10; i++) exp.metrics("train").log({ loss: 10 - i, acc: i / 10 });
+      exp.metrics("val").log({ loss: Infinity });
+      exp.log("debug line", { level: "debug" });
+      exp.log("info line");
+      exp.log("error line", { level: "error" });
+      exp.params.set({ lr: 0.1 });
+    });
+    await assert.rejects(new Experiment({ prefix: "alice/proj/failed", dashRoot: root }).run(() => {
+      throw new Error("x");
+    }));
+    await captureWarnings(() => undefined);
+  }
+
+  it("lists experiments with status, filtered by prefix and status", async () => {
+    const root = tempRoot();
+    await captureWarnings(() => fixture(root));
+    const reader = new DashReader(root);
+    const all = await reader.listExperiments();
+    assert.deepEqual(all.map((e) => [e.prefix, e.status, e.stale]), [
+      ["alice/proj/done", "COMPLETED", false],
+      ["alice/proj/failed", "FAILED", false],
+    ]);
+    assert.deepEqual(all[0].tags, ["t1"]);
+    assert.deepEqual((await reader.listExperiments({ status: "FAILED" })).map((e) => e.prefix), ["alice/proj/failed"]);
+    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj/do" })).map((e) => e.prefix), ["alice/proj/done"]);
+    assert.deepEqual(await reader.listExperiments({ prefix: "bob" }), []);
+  });
+
+  it("marks a RUNNING experiment with an old heartbeat as stale", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/live", dashRoot: root, flushInterval: 1 });
+    await exp.run.start();
+    const reader = new DashReader(root);
+    assert.equal((await reader.listExperiments())[0].stale, false);
+    const file = path.join(root, "a/p/live/status.json");
+    await exp.run.complete();
+    fs.writeFileSync(file, JSON.stringify({ ...readJson(file), status: "RUNNING", heartbeatAt: Date.now() / 1000 - 60 }));
+    assert.equal((await reader.listExperiments())[0].stale, true);
+    assert.equal((await reader.status("a/p/live"))?.stale, true);
+    assert.deepEqual((await reader.listExperiments({ status: "stale" })).map((e) => e.prefix), ["a/p/live"]);
+  });
+
+  it("reads metadata, params, keys, series, summaries and logs", async () => {
+    const root = tempRoot();
+    await captureWarnings(() => fixture(root));
+    const reader = new DashReader(root);
+    const prefix = "alice/proj/done";
+    assert.equal((await reader.experiment(prefix))?.prefix, prefix);
+    assert.deepEqual(await reader.params(prefix), { lr: 0.1 });
+    assert.deepEqual(await reader.metricKeys(prefix), ["train/acc", "train/loss", "val/loss"]);
+    const series = await reader.series(prefix, "train/loss");
+    assert.deepEqual(series.step, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(series.value, [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    assert.equal(series.ts.length, 10);
+    assert.deepEqual((await reader.series(prefix, "val/loss")).value, [Infinity]);
+    const summary = await reader.summary(prefix);
+    assert.deepEqual(summary["train/loss"], { count: 10, min: 1, max: 10, last: 1, lastStep: 9 });
+    assert.deepEqual(summary["val/loss"], { count: 1, min: null, max: null, last: Infinity, lastStep: 0 });
+    assert.deepEqual((await reader.logs(prefix)).map((l) => l.message), ["debug line", "info line", "error line"]);
+    assert.deepEqual((await reader.logs(prefix, { level: "info" })).map((l) => l.message), ["info line", "error line"]);
+    assert.deepEqual((await reader.logs(prefix, { offset: 1, limit: 1 })).map((l) => l.message), ["info line"]);
+  });
+
+  it("series can return another field of the metric as x", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/x", dashRoot: root }).run((exp) => {
+      for (let i = 0; i < 4; i++) exp.metrics("train").log({ loss: i, epoch: Math.floor(i / 2) });
+    });
+    const series = await new DashReader(root).series("a/p/x", "train/loss", { x: "epoch" });
+    assert.deepEqual(series.x, [0, 0, 1, 1]);
+  });
+
+  it("skips a torn last line", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/torn", dashRoot: root }).run((exp) => {
+      exp.metrics("train").log({ loss: 1 });
+      exp.metrics("train").log({ loss: 2 });
+    });
+    fs.appendFileSync(path.join(root, "a/p/torn/metrics/train.jsonl"), '{"_ts":1,"step":2,"lo');
+    const series = await new DashReader(root).series("a/p/torn", "train/loss");
+    assert.deepEqual(series.value, [1, 2]);
+  });
+});
+
+describe("Bad input", () => {
+  for (const [value, stored] of [[NaN, "NaN"], [Infinity, "Infinity"], [-Infinity, "-Infinity"]] as const) {
+    it(`${stored} is recorded as the string "${stored}" with one warning per key`, async () => {
+      const root = tempRoot();
+      const warnings = await captureWarnings(() =>
+        new Experiment({ prefix: "a/p/nonfinite", dashRoot: root }).run((exp) => {
+          exp.metrics("train").log({ loss: value, acc: 0.5 });
+          exp.metrics("train").log({ loss: value, acc: 0.6 });
+        })
+      );
+      const rows = readLines(path.join(root, "a/p/nonfinite/metrics/train.jsonl"));
+      assert.deepEqual(rows.map((r) => [r.loss, r.acc]), [[stored, 0.5], [stored, 0.6]]);
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(warnings[0], new RegExp(`${stored.replace("-", "\\-")}.*train/loss`));
+    });
+  }
+
+  for (const value of ["0.5", { v: 1 }, true, null, undefined]) {
+    it(`a non-numeric value ${JSON.stringify(value)} warns once, the rest of the call is recorded`, async () => {
+      const root = tempRoot();
+      const warnings = await captureWarnings(() =>
+        startRun("bad", { dashRoot: root, runName: "r" }, (run) => {
+          run.log({ loss: value as unknown as number, acc: 0.5 });
+          run.log({ loss: value as unknown as number, acc: 0.6 });
+        })
+      );
+      const rows = readLines(path.join(root, "local/default/bad/r/metrics/default.jsonl"));
+      assert.deepEqual(rows.map(({ _ts, ...r }) => r), [{ step: 0, acc: 0.5 }, { step: 1, acc: 0.6 }]);
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(warnings[0], /expected a finite number/);
+      assert.match(warnings[0], /"loss"/);
+    });
+  }
+
+  it("an empty key warns and the rest of the call is recorded", async () => {
+    const root = tempRoot();
+    const warnings = await captureWarnings(() =>
+      new Experiment({ prefix: "a/p/empty", dashRoot: root }).run((exp) => exp.metrics("train").log({ "": 1, loss: 2 }))
+    );
+    const rows = readLines(path.join(root, "a/p/empty/metrics/train.jsonl"));
+    assert.deepEqual(rows.map(({ _ts, ...r }) => r), [{ step: 0, loss: 2 }]);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /key "" .*cannot be empty/);
+  });
+
+  for (const [name, value] of [["NaN", NaN], ["Infinity", Infinity], ["-Infinity", -Infinity], ["a string", "x"], ["an object", {}], ["an empty key", 1]] as const) {
+    it(`strict mode throws InvalidMetricError for ${name} and records nothing of that call`, async () => {
+      const root = tempRoot();
+      const key = name === "an empty key" ? "" : "loss";
+      await startRun("strict", { dashRoot: root, runName: "r", strict: true }, (run) => {
+        assert.throws(() => run.log({ acc: 1, [key]: value as number, "train/x": 2 }), InvalidMetricError);
+        run.log({ acc: 2 });
+      });
+      await new Experiment({ prefix: "a/p/strict", dashRoot: root, strict: true }).run((exp) => {
+        assert.throws(() => exp.metrics("train").log({ acc: 1, [key]: value }), InvalidMetricError);
+        assert.throws(() => exp.metrics.log({ eval: { acc: 1 }, train: { [key]: value } }), InvalidMetricError);
+      });
+      const rows = readLines(path.join(root, "local/default/strict/r/metrics/default.jsonl"));
+      assert.deepEqual(rows.map((r) => r.acc), [2]);
+      assert.equal(fs.existsSync(path.join(root, "local/default/strict/r/metrics/train.jsonl")), false);
+      assert.equal(fs.existsSync(path.join(root, "a/p/strict/metrics")), false);
+    });
+  }
+
+  for (const [prefix, rule] of [
+    ["../x/y", 'a segment cannot be ".."'],
+    ["/abs/x", "cannot be absolute"],
+    ["a//b", "a segment cannot be empty"],
+    ["a\\b", "backslash"],
+    ["a/b\0c", "NUL"],
+    ["a/./b", 'a segment cannot be "."'],
+    ["C:/x/y", "cannot be absolute"],
+    ["", "cannot be empty"],
+    ["single", "at least"],
+  ]) {
+    it(`prefix ${JSON.stringify(prefix)} throws a ConfigError at construction and creates nothing`, () => {
+      const root = tempRoot();
+      const dashRoot = path.join(root, "inner", ".dash");
+      assert.throws(
+        () => new Experiment({ prefix, dashRoot }),
+        (e) => e instanceof ConfigError && e.message.includes(JSON.stringify(prefix)) && e.message.includes(rule),
+      );
+      assert.deepEqual(fs.readdirSync(root), []);
+    });
+  }
+
+  for (const [experiment, runName] of [["..", "r"], ["x", ".."], ["a/../../b", "r"], ["x", "a\\b"]]) {
+    it(`startRun(${JSON.stringify(experiment)}, { runName: ${JSON.stringify(runName)} }) throws a ConfigError and creates nothing`, () => {
+      const root = tempRoot();
+      assert.throws(() => startRun(experiment, { runName, dashRoot: path.join(root, ".dash") }), ConfigError);
+      assert.deepEqual(fs.readdirSync(root), []);
+    });
+  }
+
+  it("unknown options, bad URLs, bad metric names and bad file paths throw ConfigError", async () => {
+    assert.throws(() => new Experiment({ prefix: "a/b/c", dashroot: ".dash" } as never), /Unknown option "dashroot"/);
+    assert.throws(() => startRun("x", { lr: 0.1 } as never), /Unknown option "lr"/);
+    assert.throws(() => new Experiment({ prefix: "a/b/c", dashUrl: "not a url" }), /Invalid dashUrl "not a url"/);
+    assert.throws(() => new Experiment({ prefix: "a/b/c", dashUrl: "ftp://x" }), /Invalid dashUrl/);
+    assert.throws(() => new Experiment({ prefix: "a/b/c", flushInterval: -1 }), /Invalid flushInterval -1/);
+    assert.throws(() => new Experiment({ prefix: "a/b/c", tags: "x" as never }), /Invalid tags/);
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/b/c", dashRoot: root }).run(async (exp) => {
+      assert.throws(() => exp.metrics("../evil"), /Invalid metric name "..\/evil"/);
+      assert.throws(() => exp.metrics(""), ConfigError);
+      await assert.rejects(exp.files.saveText("../../escape.txt", "x"), /Invalid file path/);
+      await assert.rejects(exp.files.saveText("/etc/x", "x"), /cannot be absolute/);
+    });
+    assert.deepEqual(fs.readdirSync(root), ["a"]);
+  });
+
+  it("an unwritable root rejects start with a StorageError that names it", async () => {
+    const root = tempRoot();
+    const blocker = path.join(root, "file");
+    fs.writeFileSync(blocker, "");
+    const exp = new Experiment({ prefix: "a/b/c", dashRoot: path.join(blocker, "dash") });
+    await assert.rejects(exp.run.start(), (e: Error) => e.name === "StorageError" && e.message.includes(JSON.stringify(path.join(blocker, "dash"))));
+  });
+});
