@@ -18,7 +18,8 @@ import { fileURLToPath } from "node:url";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const bin = (name) => join(root, "node_modules", ".bin", name);
 // Never searched for tests nor copied into .build/ (nor is any dot-folder).
-const skipDirs = new Set(["node_modules", "dist"]);
+// bench/ is never part of the test command.
+const skipDirs = new Set(["node_modules", "dist", "bench"]);
 const build = join(root, ".build");
 
 async function listFiles(dir = root, prefix = "") {
