@@ -62,10 +62,9 @@ function run(cmd, args) {
       resolve({ code: 1, output });
     });
     child.on("close", (code, signal) => {
-      resolve({
-        code: code ?? (signal ? 1 : 0),
-        output: output.replace(/\x1b\[[0-9;]*m/g, ""),
-      });
+      // deno-lint-ignore no-control-regex -- ANSI colour codes start with ESC
+      const plain = output.replace(/\x1b\[[0-9;]*m/g, "");
+      resolve({ code: code ?? (signal ? 1 : 0), output: plain });
     });
   });
 }
