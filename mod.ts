@@ -441,7 +441,6 @@ export class ExperimentCore {
   #backend: Backend | undefined;
   #buffer: RecordBuffer | undefined;
   #streams = new Map<string, MetricStream>();
-  #nextStep = new Map<string, number>();
   #params: Record<string, ParamValue> = {};
   #files: FileInfo[] = [];
   #warned = new Set<string>();
@@ -465,7 +464,7 @@ export class ExperimentCore {
     const existing = await backend.open(this.prefix);
     this.#params = { ...existing.params };
     this.#files = [...existing.files];
-    this.#nextStep.clear();
+    this.#streams.clear();
     const s = this.settings;
     this.#buffer = new RecordBuffer(backend, this.prefix, s);
     const now = nowSeconds();
@@ -529,18 +528,40 @@ export class ExperimentCore {
     let stream = this.#streams.get(name);
     if (!stream) {
       checkMetricName(name);
-      stream = { name, log: (fields) => this.logMetric(name, fields, stepOf(fields)) };
+      const queue = this.#openBuffer().queue(name);
+      stream = { name, log: (fields) => this.#logTo(queue, fields, stepOf(fields)) };
       this.#streams.set(name, stream);
     }
     return stream;
   }
 
-  /** The hot path: validates the fields and pushes one record into the buffer. */
   logMetric(name: string, fields: Record<string, unknown>, step: number | undefined): void {
-    this.#assertOpen();
-    const at = step ?? this.#nextStep.get(name) ?? 0;
-    this.#nextStep.set(name, at + 1);
-    const record: MetricRecord = { _ts: nowSeconds(), step: at };
+    this.#logTo(this.#openBuffer().queue(name), fields, step);
+  }
+
+  /**
+   * The hot path: checks the fields and serializes the record at once, so that
+   * the caller may reuse its object and the buffer holds compact strings.
+   */
+  #logTo(queue: MetricQueue, fields: Record<string, unknown>, step: number | undefined): void {
+    if (!this.#open) this.#assertOpen();
+    const at = step ?? queue.nextStep;
+    let keys = 0;
+    for (const key in fields) {
+      const value = fields[key];
+      if (typeof value !== "number" || value - value !== 0 || key === "" || key === "step" || key === "_ts") {
+        return this.#logChecked(queue, fields, at);
+      }
+      keys++;
+    }
+    if (keys === 0) return;
+    queue.nextStep = at + 1;
+    this.#buffer!.pushMetric(queue, linePrefix() + at + "," + JSON.stringify(fields).slice(1));
+  }
+
+  /** The careful path, for records with a bad value, an explicit `step` or `_ts`. */
+  #logChecked(queue: MetricQueue, fields: Record<string, unknown>, at: number): void {
+    const record: Record<string, unknown> = { _ts: nowSeconds(), step: at };
     let count = 0;
     for (const key in fields) {
       if (key === "step") continue;
@@ -548,11 +569,13 @@ export class ExperimentCore {
       if (typeof value === "number" && value - value === 0 && key !== "") {
         record[key] = value;
         count++;
-      } else if (this.#recordBadValue(name, key, value, record)) {
+      } else if (this.#recordBadValue(queue.name, key, value, record)) {
         count++;
       }
     }
-    if (count > 0) this.#buffer!.pushMetric(name, record);
+    if (count === 0) return;
+    queue.nextStep = at + 1;
+    this.#buffer!.pushMetric(queue, JSON.stringify(record));
   }
 
   /** Run API keys: `"group/name"` goes to metric `group`, other keys to the default metric. */
@@ -591,13 +614,18 @@ export class ExperimentCore {
   log(level: LogLevel, message: string, meta: LogMeta): void {
     this.#assertOpen();
     if (!LOG_LEVELS.includes(level)) this.#warnOnce(`level:${level}`, `Unknown log level "${level}": expected one of ${LOG_LEVELS.join(", ")}; recorded as given`);
-    this.#buffer!.pushLog({ _ts: nowSeconds(), level, message: String(message), ...meta });
+    this.#buffer!.pushLog(this.#serializeLog({ _ts: nowSeconds(), level, message: String(message), ...meta }));
   }
 
   setParams(values: Record<string, unknown>): void {
     this.#assertOpen();
     if (!isPlainObject(values)) throw new ConfigError(`Invalid parameters ${describe(values)}: expected a plain object`);
     const flat = flatten(values);
+    try {
+      JSON.stringify(flat);
+    } catch (error) {
+      throw new ConfigError(`Invalid parameters: expected JSON-serializable values (${describe(error)})`);
+    }
     Object.assign(this.#params, flat);
     this.#buffer!.patch({ params: flat });
   }
@@ -620,6 +648,22 @@ export class ExperimentCore {
     return [...this.#files];
   }
 
+  /** A log line with metadata that JSON cannot hold keeps its message and says why. */
+  #serializeLog(record: Record<string, unknown>): string {
+    try {
+      return JSON.stringify(record);
+    } catch (error) {
+      this.#warnOnce("log-meta", `Log metadata could not be serialized (${describe(error)}); recorded without it`);
+      const { _ts, level, message } = record;
+      return JSON.stringify({ _ts, level, message, metaError: describe(error) });
+    }
+  }
+
+  #openBuffer(): RecordBuffer {
+    this.#assertOpen();
+    return this.#buffer!;
+  }
+
   #assertOpen(): void {
     if (!this.#open) throw new UsageError(`Experiment "${this.prefix}" is not running: start it before logging`);
   }
@@ -633,7 +677,7 @@ export class ExperimentCore {
   }
 
   /** Warns once per key (throws when strict); returns whether a value was recorded. */
-  #recordBadValue(metric: string, key: string, value: unknown, record: MetricRecord): boolean {
+  #recordBadValue(metric: string, key: string, value: unknown, record: Record<string, unknown>): boolean {
     const where = metric === DEFAULT_METRIC ? `"${key}"` : `"${metric}/${key}"`;
     let problem: string;
     let recorded = false;
@@ -642,7 +686,7 @@ export class ExperimentCore {
     } else if (typeof value === "number") {
       const text = Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
       problem = `Invalid metric value ${text} for ${where}: expected a finite number; recorded as the string "${text}"`;
-      if (!this.settings.strict) record[key] = text as MetricValue;
+      if (!this.settings.strict) record[key] = text;
       recorded = true;
     } else {
       problem = `Invalid metric value ${describe(value)} for ${where}: expected a finite number; the value was not recorded`;
@@ -979,8 +1023,8 @@ export class RecordBuffer {
   #metricBatchSize: number;
   #logBatchSize: number;
   #flushInterval: number;
-  #metrics = new Map<string, MetricRecord[]>();
-  #logs: LogRecord[] = [];
+  #queues = new Map<string, MetricQueue>();
+  #logs: string[] = [];
   #state: Batch = {};
   #metricCount = 0;
   #retry: Batch[] = [];
@@ -1002,15 +1046,24 @@ export class RecordBuffer {
     return this.#metricCount > 0 || this.#logs.length > 0 || Object.keys(this.#state).length > 0 || this.#retry.length > 0;
   }
 
-  pushMetric(name: string, record: MetricRecord): void {
-    let records = this.#metrics.get(name);
-    if (!records) this.#metrics.set(name, records = []);
-    records.push(record);
+  /** The queue of metric `name`: its step counter and its pending lines. */
+  queue(name: string): MetricQueue {
+    let queue = this.#queues.get(name);
+    if (!queue) this.#queues.set(name, queue = { name, nextStep: 0, lines: [], pending: [] });
+    return queue;
+  }
+
+  pushMetric(queue: MetricQueue, line: string): void {
+    // Joining every 1,024 lines keeps few objects alive across collections when the caller rarely yields.
+    if (queue.pending.push(line) === 1024) {
+      queue.lines.push(queue.pending.join("\n"));
+      queue.pending = [];
+    }
     if (++this.#metricCount >= this.#metricBatchSize) this.#batchIsFull();
   }
 
-  pushLog(record: LogRecord): void {
-    if (this.#logs.push(record) >= this.#logBatchSize) this.#batchIsFull();
+  pushLog(line: string): void {
+    if (this.#logs.push(line) >= this.#logBatchSize) this.#batchIsFull();
   }
 
   /** Merges state (metadata, status, params, files) into the next batch. */
@@ -1107,8 +1160,14 @@ export class RecordBuffer {
     if (this.#metricCount === 0 && this.#logs.length === 0 && Object.keys(this.#state).length === 0) return batches;
     const batch: Batch = this.#state;
     if (this.#metricCount > 0) {
-      batch.metrics = Object.fromEntries(this.#metrics);
-      this.#metrics = new Map();
+      batch.metrics = {};
+      for (const queue of this.#queues.values()) {
+        if (queue.pending.length > 0) queue.lines.push(queue.pending.join("\n"));
+        if (queue.lines.length === 0) continue;
+        batch.metrics[queue.name] = queue.lines;
+        queue.lines = [];
+        queue.pending = [];
+      }
       this.#metricCount = 0;
     }
     if (this.#logs.length > 0) {
@@ -1125,6 +1184,46 @@ export class RecordBuffer {
     this.#warnedFailure = true;
     warn(`${describe(error)}; the data is kept in memory and retried at the next flush`);
   }
+}
+
+/** @internal A metric's step counter and the serialized records waiting to be written. */
+export interface MetricQueue {
+  /** The metric's name. */
+  readonly name: string;
+  /** The step the next record gets when none is given. */
+  nextStep: number;
+  /** Chunks of records as JSON text, one record a line, oldest first. */
+  lines: string[];
+  /** The newest records, one a string, not yet joined into a chunk. */
+  pending: string[];
+}
+
+let cachedPrefix = "";
+let prefixUses = 0;
+let prefixExpiryQueued = false;
+
+/**
+ * `{"_ts":<now>,"step":` for the next record. `Date.now()` costs as much as the
+ * rest of a log() call, so the text is reused for up to 256 records within one
+ * tick (a microtask ends its life): records of one tick share a millisecond.
+ */
+function linePrefix(): string {
+  if (prefixUses > 0) {
+    prefixUses--;
+    return cachedPrefix;
+  }
+  cachedPrefix = `{"_ts":${nowSeconds()},"step":`;
+  prefixUses = 255;
+  if (!prefixExpiryQueued) {
+    prefixExpiryQueued = true;
+    queueMicrotask(expirePrefix);
+  }
+  return cachedPrefix;
+}
+
+function expirePrefix(): void {
+  prefixUses = 0;
+  prefixExpiryQueued = false;
 }
 
 function dropUndefined<T extends object>(value: T): T {
@@ -1444,10 +1543,14 @@ export interface Batch {
   status?: StatusRecord;
   /** Flattened parameters to merge. */
   params?: Record<string, ParamValue>;
-  /** Metric records by metric name. */
-  metrics?: Record<string, MetricRecord[]>;
-  /** Log records. */
-  logs?: LogRecord[];
+  /**
+   * Metric records by metric name, as chunks of JSON text: each string holds
+   * one or more records (see {@linkcode MetricRecord}) separated by `\n`, with
+   * no newline at the end. The buffer serializes at `log()` time.
+   */
+  metrics?: Record<string, string[]>;
+  /** Log records, each one serialized as JSON text (see {@linkcode LogRecord}). */
+  logs?: string[];
   /** Files to save. */
   files?: FileUpload[];
 }

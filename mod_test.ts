@@ -423,6 +423,32 @@ describe("Buffer", () => {
     assert.equal(readLines(file).length, 30);
   });
 
+  it("log() keeps the values it was given even if the caller reuses its object", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/reuse", dashRoot: root }).run((exp) => {
+      const fields = { loss: 1, acc: 0.5 };
+      for (let i = 0; i < 3; i++) {
+        fields.loss = i;
+        exp.metrics("train").log(fields);
+      }
+      fields.loss = 99;
+    });
+    assert.deepEqual(readLines(path.join(root, "a/p/reuse/metrics/train.jsonl")).map((r) => r.loss), [0, 1, 2]);
+  });
+
+  it("keeps every record, in order, across many batches written while the caller rarely yields", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/many", dashRoot: root }).run(async (exp) => {
+      for (let i = 0; i < 30_000; i++) {
+        exp.metrics("train").log({ i });
+        if (i % 5_000 === 0) await Promise.resolve();
+      }
+    });
+    const rows = readLines(path.join(root, "a/p/many/metrics/train.jsonl"));
+    assert.equal(rows.length, 30_000);
+    assert.ok(rows.every((r, i) => r.i === i && r.step === i));
+  });
+
   it("the timer flushes a partial batch every flushInterval seconds", async () => {
     const root = tempRoot();
     const exp = new Experiment({ prefix: "a/p/timer", dashRoot: root, flushInterval: 0.05 });

@@ -140,18 +140,21 @@ export class JsonlBackend implements Backend {
     this.#madeDirs.add(dir);
   }
 
-  #appendLines(file: string, records: readonly object[]): void {
+  /** Appends records given as JSON text, in writes of whole lines of at most MAX_WRITE_BYTES. */
+  #appendLines(file: string, lines: readonly string[]): void {
     let fd = this.#fds.get(file);
     if (fd === undefined) this.#fds.set(file, fd = fs.openSync(file, "a"));
-    let chunk = "";
-    for (const record of records) {
-      chunk += JSON.stringify(record) + "\n";
-      if (chunk.length >= MAX_WRITE_BYTES / 4) {
-        writeAll(fd, chunk);
-        chunk = "";
+    let start = 0;
+    let size = 0;
+    for (let i = 0; i < lines.length; i++) {
+      size += lines[i].length + 1;
+      if (size >= MAX_WRITE_BYTES / 4) {
+        writeAll(fd, lines.slice(start, i + 1).join("\n") + "\n");
+        start = i + 1;
+        size = 0;
       }
     }
-    if (chunk) writeAll(fd, chunk);
+    if (start < lines.length) writeAll(fd, (start === 0 ? lines : lines.slice(start)).join("\n") + "\n");
   }
 
   #mergeExperiment(dir: string, patch: ExperimentRecord): void {
@@ -191,7 +194,7 @@ export class JsonlBackend implements Backend {
     fs.writeFileSync(tmp, file.data);
     fs.renameSync(tmp, target);
     const { data: _data, ...info } = file;
-    this.#appendLines(path.join(dir, "files.jsonl"), [info]);
+    this.#appendLines(path.join(dir, "files.jsonl"), [JSON.stringify(info)]);
   }
 }
 
@@ -269,7 +272,9 @@ async function attempt<T>(what: string, work: () => T): Promise<T> {
   } catch (error) {
     if (error instanceof StorageError) throw error;
     const detail = error instanceof Error ? error.message : String(error);
-    throw new StorageError(`Could not ${what}: ${detail}`, { cause: error });
+    // Deno's permission errors ("Requires write access to ...") never say so in these words.
+    const denied = error instanceof Error && error.name === "NotCapable" ? "permission denied: " : "";
+    throw new StorageError(`Could not ${what}: ${denied}${detail}`, { cause: error });
   }
 }
 
