@@ -334,6 +334,22 @@ export class Run implements AsyncDisposable {
  * ```
  */
 export function startRun(experiment: string, options?: RunOptions): Run;
+/**
+ * Starts a run, awaits `fn` and finishes the run as `completed`, or as `failed`
+ * with the error rethrown.
+ *
+ * @param experiment The experiment's name (one prefix segment).
+ * @param options Config, run name, project, strict mode, storage.
+ * @param fn The training code.
+ * @returns The callback's result.
+ *
+ * @example
+ * ```ts ignore
+ * import { startRun } from "./mod.ts";
+ *
+ * await startRun("mnist", { config: { lr: 0.1 } }, (run) => run.log({ "train/loss": 0.3 }));
+ * ```
+ */
 export function startRun<T>(
   experiment: string,
   options: RunOptions,
@@ -1252,6 +1268,8 @@ function unrefTimer(timer: unknown): void {
  */
 export class MlDashError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message What was expected and what was received.
    * @param options The underlying cause, if any.
    */

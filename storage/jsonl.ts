@@ -61,7 +61,11 @@ export class JsonlBackend implements Backend {
   #fds = new Map<string, number>();
   #madeDirs = new Set<string>();
 
-  /** @param root The root directory, e.g. `.dash`. */
+  /**
+   * Creates a backend that writes under `root`; nothing is written until a batch comes.
+   *
+   * @param root The root directory, e.g. `.dash`.
+   */
   constructor(root: string) {
     this.root = root;
   }
@@ -370,6 +374,8 @@ export class DashReader {
   #staleFactor: number;
 
   /**
+   * Creates a reader of the experiments under `root`.
+   *
    * @param root The root directory, e.g. `.dash`.
    * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run counts as stale (default 3).
    */
