@@ -1,47 +1,540 @@
 /**
- * The remote backend: sends batches to an ml-dash server over `fetch`.
+ * The remote backend: sends batches to an ml-dash server (`server.ts`, or any
+ * server that speaks the same protocol) with `fetch`.
+ *
+ * Every batch travels as `POST /api/v1/batch` with the experiment's prefix, this
+ * backend's session id and a sequence number, so the server stores it once
+ * however often it is retried. Failed sends are retried with exponential
+ * backoff and jitter (honouring `Retry-After`); a batch is kept until the server
+ * acknowledges it. When the server stays unreachable past a bound, batches are
+ * spooled to `<root>/.outbox/` where a filesystem exists (for `ml-dash sync`),
+ * and kept in a bounded in-memory queue where none does. This module imports
+ * nothing that needs a filesystem until it spools or reads credentials.
+ *
+ * @example Log to a server
+ * ```ts ignore
+ * import { Experiment } from "../mod.ts";
+ *
+ * await new Experiment({ prefix: "alice/demo/x", dashUrl: "http://127.0.0.1:8787" })
+ *   .run(async (exp) => exp.metrics("train").log({ loss: 0.5 }));
+ * ```
  *
  * @module
  */
-import { ConfigError } from "../mod.ts";
+import { ConfigError, StorageError } from "../mod.ts";
 import type { Backend, Batch, ExistingState } from "../mod.ts";
 
 /** Options of {@linkcode HttpBackend}. */
 export interface HttpBackendOptions {
-  /** The server's base URL. */
+  /** The server's base URL, e.g. `http://127.0.0.1:8787`. */
   url: string;
-  /** Bearer token. */
+  /** Bearer token; default `ML_DASH_TOKEN`, then `~/.dash/credentials.json`. */
   token?: string;
-  /** Local root for the outbox, where a filesystem exists. */
+  /** Directory whose `.outbox/` receives unsent batches (default `ML_DASH_ROOT`, else `.dash`). */
   outboxRoot?: string;
+  /** `false` keeps unsent batches in memory only, even where a filesystem exists. */
+  outbox?: boolean;
+  /** The session id (default: a random UUID). */
+  session?: string;
+  /** Stop retrying a batch after this many ms and spool it (default `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). */
+  giveUpAfterMs?: number;
+  /** First retry delay in ms (default 100); it doubles up to `maxDelayMs`. */
+  initialDelayMs?: number;
+  /** Longest retry delay in ms (default 2000). */
+  maxDelayMs?: number;
+  /** Compress bodies with gzip: `true`, `false`, or `"auto"` (default: bodies over 64 KiB to a non-loopback host). */
+  gzip?: boolean | "auto";
+  /** Unacknowledged batches kept in memory when there is no outbox (default 1000). */
+  maxQueuedBatches?: number;
+  /** Bytes of records per request; larger batches are split (default 8 MiB). */
+  maxBytesPerRequest?: number;
 }
 
+/** One request of the protocol, with its body ready to send. */
+interface Envelope {
+  prefix: string;
+  session: string;
+  seq: number;
+  batch: Batch;
+  body?: string;
+  acked: boolean;
+  spooled?: string;
+}
+
+/** Why a request failed. */
+interface Failure {
+  message: string;
+  retryable: boolean;
+  retryAfterMs?: number;
+}
+
+type FsPromises = typeof import("node:fs/promises");
+
 /**
- * Sends batches to a server (not yet implemented).
+ * Sends batches to an ml-dash server. Used by `mod.ts` when `dashUrl` is set
+ * (with `dashRoot` too, records go to both).
  *
- * @example
+ * @example Use the backend directly
  * ```ts ignore
  * import { HttpBackend } from "./storage/http.ts";
+ *
  * const backend = new HttpBackend({ url: "http://127.0.0.1:8787" });
+ * await backend.open("alice/demo/x");
+ * await backend.write("alice/demo/x", { metrics: { train: [{ _ts: 1, step: 0, loss: 1 }] } });
+ * await backend.close();
  * ```
  */
 export class HttpBackend implements Backend {
-  /** The server URL. */
+  /** The server URL, for error messages. */
   readonly description: string;
-  /** @param options Where to send. */
+  /** This backend's session id. */
+  readonly session: string;
+  #base: string;
+  #options: HttpBackendOptions;
+  #giveUpAfterMs: number;
+  #seq = 0;
+  #envelopes = new WeakMap<Batch, Envelope[]>();
+  #pending = new Set<Envelope>();
+  #down = false;
+  #token: Promise<string | undefined> | undefined;
+  #fs: Promise<FsPromises | undefined> | undefined;
+
+  /**
+   * @param options The server URL, token, retry bounds and outbox.
+   * @throws {ConfigError} For a URL that is not http(s).
+   */
   constructor(options: HttpBackendOptions) {
-    this.description = options.url;
+    let parsed: URL;
+    try {
+      parsed = new URL(options.url);
+    } catch {
+      throw new ConfigError(`Invalid dashUrl ${JSON.stringify(options.url)}: expected an http:// or https:// URL`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw new ConfigError(`Invalid dashUrl ${JSON.stringify(options.url)}: expected an http:// or https:// URL`);
+    }
+    this.#options = options;
+    this.#base = options.url.replace(/\/+$/, "");
+    this.description = this.#base;
+    this.session = options.session ?? crypto.randomUUID();
+    const envTimeout = Number(readEnv("ML_DASH_HTTP_TIMEOUT"));
+    this.#giveUpAfterMs = options.giveUpAfterMs ?? (envTimeout >= 0 && readEnv("ML_DASH_HTTP_TIMEOUT") ? envTimeout * 1000 : 30_000);
   }
-  /** Not implemented yet. */
-  open(_prefix: string): Promise<ExistingState> {
-    return Promise.reject(new ConfigError(`Remote mode is not available yet (dashUrl ${this.description})`));
+
+  /**
+   * Asks the server for what the experiment holds (`POST /api/v1/open`),
+   * retrying while it is unreachable, up to the bound.
+   *
+   * @param prefix The experiment's prefix.
+   * @returns Parameters and files recorded by earlier sessions.
+   */
+  async open(prefix: string): Promise<ExistingState> {
+    try {
+      const state = await this.post("/api/v1/open", JSON.stringify({ prefix })) as Partial<ExistingState>;
+      return { params: state.params ?? {}, files: state.files ?? [] };
+    } catch (error) {
+      throw new StorageError(`Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`, { cause: error });
+    }
   }
-  /** Not implemented yet. */
-  write(_prefix: string, _batch: Batch): Promise<void> {
-    return Promise.reject(new ConfigError("Remote mode is not available yet"));
+
+  /**
+   * Posts JSON to a path of the server, retrying network errors, 5xx and 429
+   * up to the bound, and returns the parsed answer. The building block of
+   * `open()`; `ml-dash sync` uses it to send outbox files.
+   *
+   * @param pathname The API path, e.g. `/api/v1/open`.
+   * @param body JSON text.
+   * @returns The parsed JSON answer.
+   * @throws {StorageError} When the server refuses it or stays unreachable.
+   */
+  async post(pathname: string, body: string): Promise<unknown> {
+    const started = Date.now();
+    for (let attempt = 0;; attempt++) {
+      const result = await this.#post(pathname, body);
+      if ("value" in result) {
+        this.#down = false;
+        return result.value;
+      }
+      const waited = Date.now() - started;
+      if (!result.retryable || waited >= this.#giveUpAfterMs) throw new StorageError(result.message);
+      await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
+    }
   }
-  /** Nothing to release. */
+
+  /**
+   * Sends a batch and resolves once the server has acknowledged it. A batch
+   * passed again (a retry) keeps its sequence numbers, so it is never stored twice.
+   *
+   * @param prefix The experiment's prefix.
+   * @param batch The records and state patches.
+   * @throws {StorageError} When the server stays unreachable past the bound or
+   * refuses the batch; the message says where the batch is kept.
+   */
+  async write(prefix: string, batch: Batch): Promise<void> {
+    let envelopes = this.#envelopes.get(batch);
+    if (!envelopes) {
+      const parts = splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
+      const max = this.#options.maxQueuedBatches ?? 1000;
+      if (this.#pending.size + parts.length > max && !(await this.#filesystem())) {
+        throw new StorageError(
+          `In-memory queue for ${this.#base} is full: ${this.#pending.size} batches are waiting for the server and there is no filesystem for an outbox; the new batch was not queued (raise maxQueuedBatches or bring the server back)`,
+        );
+      }
+      envelopes = parts.map((part) => ({ prefix, session: this.session, seq: this.#seq++, batch: part, acked: false }));
+      this.#envelopes.set(batch, envelopes);
+      for (const e of envelopes) this.#pending.add(e);
+    }
+    for (let i = 0; i < envelopes.length; i++) {
+      const envelope = envelopes[i];
+      if (envelope.acked) continue;
+      const failure = await this.#deliver(envelope);
+      if (failure) throw await this.#keep(envelopes.slice(i).filter((e) => !e.acked), failure);
+    }
+  }
+
+  /** Nothing to release: connections are pooled by `fetch`. */
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** Sends one envelope with retries; returns the last failure if it was not acknowledged. */
+  async #deliver(envelope: Envelope): Promise<Failure | undefined> {
+    envelope.body ??= JSON.stringify({
+      prefix: envelope.prefix,
+      session: envelope.session,
+      seq: envelope.seq,
+      batch: toWire(envelope.batch),
+    });
+    const started = Date.now();
+    for (let attempt = 0;; attempt++) {
+      const result = await this.#post("/api/v1/batch", envelope.body);
+      if ("value" in result) {
+        this.#down = false;
+        envelope.acked = true;
+        envelope.body = undefined;
+        this.#pending.delete(envelope);
+        if (envelope.spooled) await this.#unspool(envelope.spooled);
+        return undefined;
+      }
+      const waited = Date.now() - started;
+      // Once the server has been out for the whole bound, later batches try once and go to the outbox.
+      if (!result.retryable || this.#down || waited >= this.#giveUpAfterMs) {
+        if (result.retryable) this.#down = true;
+        return result;
+      }
+      await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
+    }
+  }
+
+  /** Spools unacknowledged envelopes (or keeps them in memory) and builds the error that says where. */
+  async #keep(envelopes: Envelope[], failure: Failure): Promise<StorageError> {
+    const fs = await this.#filesystem();
+    const reason = `Could not send a batch to ${this.#base}: ${failure.message}`;
+    if (fs) {
+      const root = this.#options.outboxRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
+      const dir = `${root}/.outbox/${encodeURIComponent(envelopes[0].prefix)}`;
+      try {
+        await fs.mkdir(dir, { recursive: true });
+        for (const envelope of envelopes) {
+          if (envelope.spooled) continue;
+          const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
+          const tmp = `${file}.tmp`;
+          await fs.writeFile(tmp, envelope.body ?? "");
+          await fs.rename(tmp, file);
+          envelope.spooled = file;
+        }
+        return new StorageError(
+          `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --url ${this.#base} --root ${root}"`,
+        );
+      } catch (error) {
+        return new StorageError(`${reason}; could not write the outbox ${dir} (${errorText(error)}): the data is kept in memory and retried at the next flush`);
+      }
+    }
+    return new StorageError(
+      `${reason}; no filesystem for an outbox: ${this.#pending.size} batch(es) are kept in memory (at most ${this.#options.maxQueuedBatches ?? 1000}) and retried at the next flush`,
+    );
+  }
+
+  async #unspool(file: string): Promise<void> {
+    const fs = await this.#filesystem();
+    await fs?.rm(file, { force: true }).catch(() => {});
+  }
+
+  /** node:fs/promises where files may be written (not in Deno with --deny-write, nor where node:fs is missing). */
+  #filesystem(): Promise<FsPromises | undefined> {
+    if (this.#options.outbox === false) return Promise.resolve(undefined);
+    return this.#fs ??= (async () => {
+      const root = this.#options.outboxRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
+      if (!permitted("write", root)) return undefined;
+      try {
+        return await import("node:fs/promises");
+      } catch {
+        return undefined;
+      }
+    })();
+  }
+
+  #delay(attempt: number, failure: Failure): number {
+    if (failure.retryAfterMs !== undefined) return failure.retryAfterMs;
+    const base = Math.min(this.#options.maxDelayMs ?? 2000, (this.#options.initialDelayMs ?? 100) * 2 ** attempt);
+    return base / 2 + Math.random() * base / 2;
+  }
+
+  /** One POST; resolves to the parsed answer or a failure (never rejects). */
+  async #post(pathname: string, body: string): Promise<{ value: unknown } | Failure> {
+    this.#token ??= resolveToken(this.#base, this.#options.token);
+    const token = await this.#token;
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    let payload: string | Uint8Array = body;
+    if (this.#shouldGzip(body)) {
+      payload = await gzip(body);
+      headers["content-encoding"] = "gzip";
+    }
+    let response: Response;
+    try {
+      response = await fetch(this.#base + pathname, { method: "POST", headers, body: payload as BodyInit });
+    } catch (error) {
+      return { message: `network error: ${errorText(error)}`, retryable: true };
+    }
+    let text = "";
+    try {
+      text = await response.text();
+    } catch (error) {
+      return { message: `network error while reading the answer: ${errorText(error)}`, retryable: true };
+    }
+    if (response.ok) {
+      try {
+        return { value: JSON.parse(text) };
+      } catch {
+        return { message: `the server answered ${response.status} with a body that is not JSON`, retryable: true };
+      }
+    }
+    let detail = text.slice(0, 300);
+    try {
+      detail = (JSON.parse(text) as { error?: string }).error ?? detail;
+    } catch {
+      // Not JSON: the text itself.
+    }
+    const status = response.status;
+    return {
+      message: `the server answered ${status}${detail ? `: ${detail}` : ""}`,
+      retryable: status >= 500 || status === 429 || status === 408,
+      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+    };
+  }
+
+  #shouldGzip(body: string): boolean {
+    const option = this.#options.gzip ?? "auto";
+    if (option === false || typeof CompressionStream === "undefined") return false;
+    if (option === true) return true;
+    const host = new URL(this.#base).hostname;
+    const loopback = host === "localhost" || host === "[::1]" || /^127\./.test(host);
+    return !loopback && body.length >= 64 * 1024;
+  }
+}
+
+/**
+ * Posts one protocol body (`{prefix, session, seq, batch}` as JSON text) to a
+ * server, retrying like {@linkcode HttpBackend}. Used by `ml-dash sync`.
+ *
+ * @param url The server's base URL.
+ * @param body The JSON text of the envelope.
+ * @param options Token and retry bound in ms.
+ * @returns Whether the server already had the batch.
+ * @throws {StorageError} When the server refuses it or stays unreachable.
+ *
+ * @example Re-send an outbox file
+ * ```ts ignore
+ * import { postEnvelope } from "./storage/http.ts";
+ * import { readFileSync } from "node:fs";
+ *
+ * await postEnvelope("http://127.0.0.1:8787", readFileSync("file.json", "utf8"));
+ * ```
+ */
+export async function postEnvelope(
+  url: string,
+  body: string,
+  options: { token?: string; giveUpAfterMs?: number } = {},
+): Promise<{ duplicate: boolean }> {
+  const backend = new HttpBackend({ url, token: options.token, giveUpAfterMs: options.giveUpAfterMs, outbox: false });
+  const answer = await backend.post("/api/v1/batch", body) as { duplicate?: boolean };
+  return { duplicate: answer.duplicate === true };
+}
+
+// ─── Token and credentials ──────────────────────────────────────────────────
+
+/**
+ * The path of the credentials file, `~/.dash/credentials.json` (`HOME`, else
+ * `USERPROFILE`), or undefined where the home directory cannot be read.
+ *
+ * @returns The path, or undefined.
+ *
+ * @example
+ * ```ts ignore
+ * import { credentialsPath } from "./storage/http.ts";
+ * console.log(credentialsPath()); // "/home/alice/.dash/credentials.json"
+ * ```
+ */
+export function credentialsPath(): string | undefined {
+  const home = readEnv("HOME") || readEnv("USERPROFILE");
+  return home ? `${home.replace(/[\\/]+$/, "")}/.dash/credentials.json` : undefined;
+}
+
+/**
+ * The key of a server in the credentials file: its origin and path, without a trailing slash.
+ *
+ * @param url The server URL.
+ * @returns The key, e.g. `http://127.0.0.1:8787`.
+ *
+ * @example
+ * ```ts
+ * import { credentialsKey } from "./storage/http.ts";
+ * console.log(credentialsKey("http://127.0.0.1:8787/")); // "http://127.0.0.1:8787"
+ * ```
+ */
+export function credentialsKey(url: string): string {
+  const parsed = new URL(url);
+  return (parsed.origin + parsed.pathname).replace(/\/+$/, "");
+}
+
+/**
+ * Finds the token for a server: the explicit one, then `ML_DASH_TOKEN`, then
+ * the entry for the URL in `~/.dash/credentials.json` (`{ "<url>": { "token": "..." } }`).
+ * Where reading is denied (Deno `--deny-read`) the file is skipped.
+ *
+ * @param url The server URL.
+ * @param token An explicit token, which wins.
+ * @returns The token, or undefined.
+ *
+ * @example
+ * ```ts ignore
+ * import { resolveToken } from "./storage/http.ts";
+ * const token = await resolveToken("http://127.0.0.1:8787");
+ * ```
+ */
+export async function resolveToken(url: string, token?: string): Promise<string | undefined> {
+  if (token) return token;
+  const fromEnv = readEnv("ML_DASH_TOKEN");
+  if (fromEnv) return fromEnv;
+  const file = credentialsPath();
+  if (!file || !permitted("read", file)) return undefined;
+  try {
+    const fs = await import("node:fs/promises");
+    const all = JSON.parse(await fs.readFile(file, "utf8")) as Record<string, { token?: string }>;
+    const key = credentialsKey(url);
+    const entry = all[key] ?? Object.entries(all).find(([k]) => safeOrigin(k) === safeOrigin(key))?.[1];
+    return typeof entry?.token === "string" ? entry.token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function safeOrigin(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+// ─── Helpers ────────────────────────────────────────────────────────────────
+
+/**
+ * Splits a batch whose text exceeds `maxBytes` into several requests, at the
+ * boundaries of its JSON-text chunks: state first, then files, records, and
+ * the status last (a reader that sees COMPLETED has the data before it).
+ */
+function splitBatch(batch: Batch, maxBytes: number): Batch[] {
+  let bytes = 0;
+  for (const name in batch.metrics ?? {}) for (const chunk of batch.metrics![name]) bytes += chunk.length;
+  for (const line of batch.logs ?? []) bytes += line.length;
+  for (const file of batch.files ?? []) bytes += file.data.byteLength * 4 / 3;
+  if (bytes <= maxBytes) return [batch];
+  const parts: Batch[] = [];
+  const head: Batch = {};
+  if (batch.metadata) head.metadata = batch.metadata;
+  if (batch.params) head.params = batch.params;
+  if (Object.keys(head).length > 0) parts.push(head);
+  let current: Batch = {};
+  let size = 0;
+  const add = (length: number, put: (b: Batch) => void): void => {
+    if (size > 0 && size + length > maxBytes) {
+      parts.push(current);
+      current = {};
+      size = 0;
+    }
+    put(current);
+    size += length;
+  };
+  for (const file of batch.files ?? []) add(file.data.byteLength * 4 / 3, (b) => (b.files ??= []).push(file));
+  for (const name in batch.metrics ?? {}) {
+    for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= {})[name] ??= []).push(chunk));
+  }
+  for (const line of batch.logs ?? []) add(line.length, (b) => (b.logs ??= []).push(line));
+  if (size > 0) parts.push(current);
+  if (batch.status) parts.push({ status: batch.status });
+  return parts;
+}
+
+/** The batch as JSON travels: file contents as base64. */
+function toWire(batch: Batch): unknown {
+  if (!batch.files) return batch;
+  return { ...batch, files: batch.files.map((f) => ({ path: f.path, size: f.size, mime: f.mime, _ts: f._ts, data: toBase64(f.data) })) };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+async function gzip(text: string): Promise<Uint8Array> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${error.message} (${cause.message})` : error.message;
+  }
+  return String(error);
+}
+
+/** Whether Deno grants a permission without prompting; true on other runtimes. */
+function permitted(name: "read" | "write", path: string): boolean {
+  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: string; path: string }): { state: string } } } }).Deno;
+  const query = deno?.permissions?.querySync;
+  if (!query) return true;
+  try {
+    return query.call(deno!.permissions, { name, path }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Reads an env var; undefined where it is unset or env access is denied. */
+function readEnv(name: string): string | undefined {
+  try {
+    const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
+    if (deno) return deno.env.get(name);
+    return globalThis.process?.env?.[name];
+  } catch {
+    return undefined;
   }
 }

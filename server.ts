@@ -1,0 +1,1154 @@
+/**
+ * The ml-dash server: a Web-standard fetch handler (`(req: Request) =>
+ * Promise<Response>`) that ingests batches from `storage/http.ts` clients, stores
+ * them through `storage/jsonl.ts` (a remote experiment has the same layout on
+ * the server's disk as a local one), and serves a read API, server-sent events
+ * and the dashboard. {@linkcode serve} runs the handler on Deno, Bun or Node
+ * through a small adapter per runtime.
+ *
+ * @example Serve `.dash/` on 127.0.0.1:8787
+ * ```ts ignore
+ * import { serve } from "./server.ts";
+ *
+ * const server = await serve({ root: ".dash", port: 8787 });
+ * console.log(server.url);
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { checkPrefix, ConfigError } from "./mod.ts";
+import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } from "./mod.ts";
+import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
+import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
+import { minMaxDownsample } from "./storage/downsample.ts";
+
+// ─── Options and types ──────────────────────────────────────────────────────
+
+/**
+ * A fault the handler injects instead of answering normally, for tests of
+ * client retries: the next `times` matching requests get `status`.
+ */
+export interface Fault {
+  /** The HTTP status to answer with, e.g. 500 or 429. */
+  status: number;
+  /** How many requests get it (default 1). */
+  times?: number;
+  /** Seconds sent in a `Retry-After` header. */
+  retryAfter?: number;
+  /** Store the batch first, then answer with the fault (a lost acknowledgement). */
+  afterStore?: boolean;
+  /** The path it applies to (default `/api/v1/batch`). */
+  path?: string;
+}
+
+/** Options of {@linkcode createHandler}. */
+export interface HandlerOptions {
+  /** The directory that holds the experiments (the `.dash` layout). */
+  root: string;
+  /** Bearer token required for writes (and reads, unless `readToken` is set). Unset: no auth for writes. */
+  token?: string;
+  /** Bearer token that allows reads; when set, reads need it or `token`. Unset: reads are open. */
+  readToken?: string;
+  /** Largest request body accepted, in bytes, after decompression (default 64 MiB). */
+  maxBodyBytes?: number;
+  /** Faults to inject, consumed in order (tests of retries). */
+  faults?: Fault[];
+  /** The dashboard folder (default: `dashboard/` found next to this module or above it). */
+  dashboardDir?: string;
+  /** Seconds between scans of the root while event-stream clients are connected (default 1). */
+  pollInterval?: number;
+  /** Receives one line per failed request (never a token). Default: nothing. */
+  log?: (line: string) => void;
+}
+
+/** Counters kept by a handler. */
+export interface HandlerStats {
+  /** Batches stored. */
+  batches: number;
+  /** Batches acknowledged as already stored. */
+  duplicates: number;
+  /** Batches that arrived gzip-compressed. */
+  gzipBatches: number;
+  /** Faults injected so far. */
+  faultsInjected: number;
+}
+
+/** The handler returned by {@linkcode createHandler}: a fetch handler with counters and a `close()`. */
+export interface DashHandler {
+  /** Answers one request. */
+  (req: Request): Promise<Response>;
+  /** Counters, for tests and monitoring. */
+  readonly stats: HandlerStats;
+  /** Ends event streams, stops timers and closes files. */
+  close(): Promise<void>;
+}
+
+/**
+ * A batch as it travels over HTTP: like {@linkcode Batch}, but file contents
+ * are base64 strings, and an item of `metrics[name]` or `logs` is either a
+ * record object or JSON text holding one or more records separated by "\n".
+ */
+export interface WireBatch extends Omit<Batch, "files" | "metrics" | "logs"> {
+  /** Metric records by metric name: record objects or JSON text, one record a line. */
+  metrics?: Record<string, (string | MetricRecord)[]>;
+  /** Log records: record objects or JSON text, one record a line. */
+  logs?: (string | LogRecord)[];
+  /** Files, with `data` as base64. */
+  files?: (Omit<FileUpload, "data"> & { data: string })[];
+}
+
+/** The body of `POST /api/v1/batch`. */
+export interface BatchEnvelope {
+  /** The experiment's prefix. */
+  prefix: string;
+  /** The sender's session id: `[A-Za-z0-9._:-]`, 1 to 200 characters. */
+  session: string;
+  /** The batch's sequence number in its session: an integer from 0 to 2^53 - 1. */
+  seq: number;
+  /** The records and state patches. */
+  batch: WireBatch;
+}
+
+// ─── The handler ────────────────────────────────────────────────────────────
+
+const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+const BATCH_FIELDS = ["metadata", "status", "params", "metrics", "logs", "files"];
+const STATUSES: readonly string[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+
+/**
+ * Creates the server's fetch handler: ingest (`POST /api/v1/batch`,
+ * `POST /api/v1/open`), the read API (`GET /api/v1/...`), server-sent events
+ * (`GET /api/v1/events`) and the dashboard (`GET /`, `GET /dashboard/*`).
+ *
+ * @param options The root directory, tokens, limits and faults to inject.
+ * @returns The handler, with `stats` and `close()`.
+ *
+ * @example Answer a request without a network
+ * ```ts ignore
+ * import { createHandler } from "./server.ts";
+ *
+ * const handler = createHandler({ root: ".dash" });
+ * const res = await handler(new Request("http://x/api/v1/experiments"));
+ * console.log(await res.json()); // { experiments: [...], total: n }
+ * await handler.close();
+ * ```
+ */
+export function createHandler(options: HandlerOptions): DashHandler {
+  if (typeof options?.root !== "string" || options.root === "") {
+    throw new ConfigError(`Invalid root ${JSON.stringify(options?.root)}: expected a directory path`);
+  }
+  const root = options.root;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const log = options.log ?? (() => {});
+  const backend = new JsonlBackend(root);
+  const reader = new DashReader(root);
+  const ledger = new SessionLedger(root);
+  const hub = new EventHub(root, reader, (options.pollInterval ?? 1) * 1000);
+  const faults = (options.faults ?? []).map((f) => ({ ...f, left: f.times ?? 1 }));
+  const stats: HandlerStats = { batches: 0, duplicates: 0, gzipBatches: 0, faultsInjected: 0 };
+  let idleClose: ReturnType<typeof setTimeout> | undefined;
+
+  const takeFault = (pathname: string): (Fault & { left: number }) | undefined => {
+    const fault = faults.find((f) => f.left > 0 && (f.path ?? "/api/v1/batch") === pathname);
+    if (fault) {
+      fault.left--;
+      stats.faultsInjected++;
+    }
+    return fault;
+  };
+
+  // Appended files stay open while batches arrive; two idle seconds close (and fsync) them.
+  const closeFilesWhenIdle = (): void => {
+    if (idleClose !== undefined) clearTimeout(idleClose);
+    idleClose = setTimeout(() => {
+      idleClose = undefined;
+      backend.close().catch((e) => log(`closing files failed: ${e}`));
+    }, 2000);
+    unref(idleClose);
+  };
+
+  const ingest = async (req: Request): Promise<Response> => {
+    const fault = takeFault("/api/v1/batch");
+    if (fault && !fault.afterStore) return faultResponse(fault);
+    const body = await readJsonBody(req, maxBody);
+    if (req.headers.get("content-encoding")?.toLowerCase() === "gzip") stats.gzipBatches++;
+    const envelope = parseEnvelope(body);
+    const { prefix, session, seq } = envelope;
+    // From here to the end the work is synchronous: no other request interleaves.
+    let duplicate = ledger.has(prefix, session, seq);
+    if (!duplicate) {
+      const batch = envelope.batch;
+      const isNew = !hub.knows(prefix) && !fs.existsSync(path.join(root, ...prefix.split("/"), "experiment.json"));
+      backend.writeSync(prefix, batch);
+      ledger.add(prefix, session, seq);
+      stats.batches++;
+      closeFilesWhenIdle();
+      hub.ingested(prefix, batch, isNew);
+    } else {
+      stats.duplicates++;
+    }
+    if (fault) return faultResponse(fault);
+    return json({ ok: true, duplicate });
+  };
+
+  const open = async (req: Request): Promise<Response> => {
+    const fault = takeFault("/api/v1/open");
+    if (fault) return faultResponse(fault);
+    const body = await readJsonBody(req, maxBody);
+    if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {"prefix": string}`);
+    const prefix = checkedPrefix(body.prefix, "prefix");
+    const sessions = body.sessions;
+    if (sessions !== undefined && !(Array.isArray(sessions) && sessions.every((s) => typeof s === "string"))) {
+      throw new BadRequest(`Invalid "sessions": expected an array of session ids`);
+    }
+    const result: Record<string, unknown> = {
+      params: await reader.params(prefix),
+      files: await reader.files(prefix),
+    };
+    if (sessions) result.sessions = Object.fromEntries(sessions.map((s) => [s, ledger.maxSeq(prefix, s) ?? null]));
+    return json(result);
+  };
+
+  const handler = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const route = `${req.method} ${url.pathname}`;
+    try {
+      if (url.pathname.startsWith("/api/")) {
+        const write = req.method === "POST";
+        const denied = authorize(req, url, write, options);
+        if (denied) return denied;
+        switch (route) {
+          case "POST /api/v1/batch":
+            return await ingest(req);
+          case "POST /api/v1/open":
+            return await open(req);
+          case "GET /api/v1/experiments":
+            return await listExperiments(reader, url);
+          case "GET /api/v1/experiment":
+            return await getExperiment(reader, url);
+          case "GET /api/v1/series":
+            return await getSeries(reader, url);
+          case "GET /api/v1/logs":
+            return await getLogs(reader, url);
+          case "GET /api/v1/file":
+            return await getFile(reader, url);
+          case "GET /api/v1/events":
+            return hub.subscribe();
+        }
+        const known = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api/v1/experiment", "/api/v1/series", "/api/v1/logs", "/api/v1/file", "/api/v1/events"];
+        if (known.includes(url.pathname)) return errorJson(405, `Method ${req.method} is not allowed on ${url.pathname}`);
+        return errorJson(404, `Unknown API path ${url.pathname}`);
+      }
+      if (req.method === "GET" || req.method === "HEAD") return serveStatic(url.pathname, options.dashboardDir);
+      return errorJson(405, `Method ${req.method} is not allowed on ${url.pathname}`);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        log(`${route} → ${error.status}: ${error.message}`);
+        return errorJson(error.status, error.message);
+      }
+      if (error instanceof ConfigError) {
+        log(`${route} → 400: ${error.message}`);
+        return errorJson(400, error.message);
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      log(`${route} → 500: ${message}`);
+      return errorJson(500, `Internal error: ${message}`);
+    }
+  };
+
+  return Object.assign(handler, {
+    stats,
+    close: async (): Promise<void> => {
+      if (idleClose !== undefined) clearTimeout(idleClose);
+      hub.close();
+      await backend.close();
+    },
+  });
+}
+
+// ─── Auth ───────────────────────────────────────────────────────────────────
+
+/** Returns a 401 response when the request lacks the token it needs, else undefined. */
+function authorize(req: Request, url: URL, write: boolean, options: HandlerOptions): Response | undefined {
+  const { token, readToken } = options;
+  const header = req.headers.get("authorization") ?? "";
+  const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+  // Browsers cannot set headers on EventSource or <img>: reads also accept ?access_token=.
+  const given = match?.[1] ?? (write ? undefined : url.searchParams.get("access_token") ?? undefined);
+  if (write) {
+    if (token === undefined || (given !== undefined && safeEqual(given, token))) return undefined;
+  } else {
+    if (readToken === undefined) return undefined;
+    if (given !== undefined && (safeEqual(given, readToken) || (token !== undefined && safeEqual(given, token)))) return undefined;
+  }
+  const what = write ? "writes" : "reads";
+  const message = given === undefined
+    ? `Missing token: ${what} need an Authorization: Bearer <token> header`
+    : `Invalid token: the token given is not accepted for ${what}`;
+  return new Response(JSON.stringify({ error: message }), {
+    status: 401,
+    headers: { "content-type": "application/json", "www-authenticate": 'Bearer realm="ml-dash"' },
+  });
+}
+
+/** Compares two strings in time that depends only on their lengths, not on where they differ. */
+function safeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  const n = Math.max(x.length, y.length);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < n; i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
+// ─── Ingest: body, validation, idempotency ──────────────────────────────────
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+class BadRequest extends HttpError {
+  constructor(message: string) {
+    super(400, message);
+  }
+}
+
+/** Reads a JSON body of at most `limit` bytes (after gzip decompression). */
+async function readJsonBody(req: Request, limit: number): Promise<unknown> {
+  const declared = Number(req.headers.get("content-length") ?? NaN);
+  if (declared > limit) throw tooLarge(limit);
+  let stream = req.body;
+  if (!stream) throw new BadRequest("Missing body: expected a JSON object");
+  const encoding = req.headers.get("content-encoding")?.toLowerCase();
+  if (encoding === "gzip") stream = stream.pipeThrough(new DecompressionStream("gzip"));
+  else if (encoding && encoding !== "identity") throw new HttpError(415, `Unsupported Content-Encoding "${encoding}": expected gzip or none`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(limit);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
+  }
+  const bytes = chunks.length === 1 ? chunks[0] : concat(chunks, size);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new BadRequest("Malformed body: it is not valid UTF-8");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new BadRequest(`Malformed JSON: ${error instanceof Error ? error.message : error}`);
+  }
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(413, `Body too large: the limit is ${limit} bytes; send smaller batches`);
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+function checkedPrefix(value: unknown, where: string): string {
+  if (typeof value !== "string") throw new BadRequest(`Invalid "${where}": expected a string, received ${typeName(value)}`);
+  try {
+    checkPrefix(value);
+  } catch (error) {
+    throw new BadRequest(error instanceof Error ? error.message : String(error));
+  }
+  return value;
+}
+
+/** Checks the envelope and every record's type; throws BadRequest naming the first problem. */
+function parseEnvelope(body: unknown): { prefix: string; session: string; seq: number; batch: Batch } {
+  if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {prefix, session, seq, batch}, received ${typeName(body)}`);
+  for (const key of Object.keys(body)) {
+    if (!["prefix", "session", "seq", "batch"].includes(key)) {
+      throw new BadRequest(`Unknown field "${key}": expected prefix, session, seq and batch`);
+    }
+  }
+  const prefix = checkedPrefix(body.prefix, "prefix");
+  const session = body.session;
+  if (typeof session !== "string" || !/^[A-Za-z0-9._:-]{1,200}$/.test(session)) {
+    throw new BadRequest(`Invalid "session" ${JSON.stringify(session)}: expected 1 to 200 characters of A-Z a-z 0-9 . _ : -`);
+  }
+  const seq = body.seq;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
+    throw new BadRequest(`Invalid "seq" ${JSON.stringify(seq)}: expected an integer from 0 to 2^53 - 1`);
+  }
+  const batch = body.batch;
+  if (!isObject(batch)) throw new BadRequest(`Invalid "batch": expected an object, received ${typeName(batch)}`);
+  for (const key of Object.keys(batch)) {
+    if (!BATCH_FIELDS.includes(key)) {
+      throw new BadRequest(`Unknown event kind "batch.${key}": expected ${BATCH_FIELDS.join(", ")}`);
+    }
+  }
+  checkMetadata(batch.metadata, prefix);
+  checkStatus(batch.status);
+  checkParams(batch.params);
+  const decoded: Batch = {};
+  if (batch.metadata !== undefined) decoded.metadata = batch.metadata as ExperimentRecord;
+  if (batch.params !== undefined) decoded.params = batch.params as Batch["params"];
+  const files = checkFiles(batch.files);
+  if (files) decoded.files = files;
+  const metrics = checkMetrics(batch.metrics);
+  if (metrics) decoded.metrics = metrics;
+  const logs = checkLogs(batch.logs);
+  if (logs) decoded.logs = logs;
+  if (batch.status !== undefined) decoded.status = batch.status as Batch["status"];
+  return { prefix, session, seq, batch: decoded };
+}
+
+function checkMetadata(value: unknown, prefix: string): void {
+  if (value === undefined) return;
+  if (!isObject(value)) throw new BadRequest(`Invalid "batch.metadata": expected an object, received ${typeName(value)}`);
+  const m = value as ExperimentRecord;
+  if (m.prefix !== undefined && m.prefix !== prefix) {
+    throw new BadRequest(`Invalid "batch.metadata.prefix" ${JSON.stringify(m.prefix)}: it must equal the envelope's prefix ${JSON.stringify(prefix)}`);
+  }
+  if (m.readme !== undefined && typeof m.readme !== "string") throw new BadRequest(`Invalid "batch.metadata.readme": expected a string, received ${typeName(m.readme)}`);
+  if (m.tags !== undefined && !(Array.isArray(m.tags) && m.tags.every((t) => typeof t === "string"))) {
+    throw new BadRequest(`Invalid "batch.metadata.tags": expected an array of strings`);
+  }
+  if (m.metadata !== undefined && !isObject(m.metadata)) throw new BadRequest(`Invalid "batch.metadata.metadata": expected an object, received ${typeName(m.metadata)}`);
+}
+
+function checkStatus(value: unknown): void {
+  if (value === undefined) return;
+  if (!isObject(value)) throw new BadRequest(`Invalid "batch.status": expected an object, received ${typeName(value)}`);
+  const s = value as Record<string, unknown>;
+  if (s.status !== undefined && !STATUSES.includes(s.status as string)) {
+    throw new BadRequest(`Invalid "batch.status.status" ${JSON.stringify(s.status)}: expected one of ${STATUSES.join(", ")}`);
+  }
+  for (const key of ["startedAt", "heartbeatAt", "heartbeatInterval", "pid"]) {
+    if (s[key] !== undefined && typeof s[key] !== "number") throw new BadRequest(`Invalid "batch.status.${key}": expected a number, received ${typeName(s[key])}`);
+  }
+  if (s.endedAt !== undefined && s.endedAt !== null && typeof s.endedAt !== "number") {
+    throw new BadRequest(`Invalid "batch.status.endedAt": expected a number or null, received ${typeName(s.endedAt)}`);
+  }
+  for (const key of ["host", "error"]) {
+    if (s[key] !== undefined && typeof s[key] !== "string") throw new BadRequest(`Invalid "batch.status.${key}": expected a string, received ${typeName(s[key])}`);
+  }
+}
+
+function checkParams(value: unknown): void {
+  if (value === undefined) return;
+  if (!isObject(value)) throw new BadRequest(`Invalid "batch.params": expected an object of flattened parameters, received ${typeName(value)}`);
+}
+
+/**
+ * Checks `batch.metrics` and returns it as the JSONL backend takes it: per
+ * metric, chunks of JSON text. An item is a record object or a string of one or
+ * more records separated by "\n" (what `mod.ts` sends); strings are kept as sent.
+ */
+function checkMetrics(value: unknown): Record<string, string[]> | undefined {
+  if (value === undefined) return undefined;
+  if (!isObject(value)) throw new BadRequest(`Invalid "batch.metrics": expected an object of metric name → records, received ${typeName(value)}`);
+  const out: Record<string, string[]> = {};
+  for (const name in value) {
+    if (!/^[^/\\\0.][^/\\\0]*$/.test(name)) {
+      throw new BadRequest(`Invalid metric name ${JSON.stringify(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`);
+    }
+    const items = value[name];
+    if (!Array.isArray(items)) throw new BadRequest(`Invalid "batch.metrics.${name}": expected an array of records, received ${typeName(items)}`);
+    out[name] = items.map((item, i) => checkedChunk(item, `batch.metrics.${name}[${i}]`, checkMetricRecord));
+  }
+  return out;
+}
+
+function checkMetricRecord(r: Record<string, unknown>, where: string): void {
+  if (typeof r._ts !== "number") throw new BadRequest(`Invalid "${where}._ts": expected a number, received ${typeName(r._ts)}`);
+  if (typeof r.step !== "number") throw new BadRequest(`Invalid "${where}.step": expected a number, received ${typeName(r.step)}`);
+  for (const field in r) {
+    const v = r[field];
+    if (typeof v === "number" || v === "NaN" || v === "Infinity" || v === "-Infinity") continue;
+    throw new BadRequest(`Invalid "${where}.${field}": expected a number or "NaN", "Infinity", "-Infinity", received ${typeName(v)}`);
+  }
+}
+
+function checkLogRecord(r: Record<string, unknown>, where: string): void {
+  if (typeof r._ts !== "number") throw new BadRequest(`Invalid "${where}._ts": expected a number, received ${typeName(r._ts)}`);
+  if (typeof r.level !== "string") throw new BadRequest(`Invalid "${where}.level": expected a string, received ${typeName(r.level)}`);
+  if (typeof r.message !== "string") throw new BadRequest(`Invalid "${where}.message": expected a string, received ${typeName(r.message)}`);
+}
+
+/** An item of metrics or logs: a record object (serialized here) or JSON text of records, one a line (checked, kept). */
+function checkedChunk(item: unknown, where: string, check: (r: Record<string, unknown>, where: string) => void): string {
+  if (isObject(item)) {
+    check(item, where);
+    return JSON.stringify(item);
+  }
+  if (typeof item !== "string") throw new BadRequest(`Invalid "${where}": expected a record object or JSON text, received ${typeName(item)}`);
+  const text = item.endsWith("\n") ? item.slice(0, -1) : item;
+  let lines = 1;
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
+  let records: unknown[];
+  try {
+    records = JSON.parse(`[${text.replaceAll("\n", ",")}]`);
+  } catch (error) {
+    throw new BadRequest(`Malformed JSON text in "${where}": ${error instanceof Error ? error.message : error} (expected one JSON object a line)`);
+  }
+  if (records.length !== lines) throw new BadRequest(`Malformed JSON text in "${where}": expected exactly one JSON object on each of its ${lines} lines`);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    const at = lines === 1 ? where : `${where} line ${i + 1}`;
+    if (!isObject(r)) throw new BadRequest(`Invalid "${at}": expected an object, received ${typeName(r)}`);
+    check(r, at);
+  }
+  return text;
+}
+
+function checkLogs(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw new BadRequest(`Invalid "batch.logs": expected an array of records, received ${typeName(value)}`);
+  return value.map((item, i) => checkedChunk(item, `batch.logs[${i}]`, checkLogRecord));
+}
+
+function checkFiles(value: unknown): FileUpload[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw new BadRequest(`Invalid "batch.files": expected an array, received ${typeName(value)}`);
+  return value.map((f, i) => {
+    if (!isObject(f)) throw new BadRequest(`Invalid "batch.files[${i}]": expected an object, received ${typeName(f)}`);
+    if (typeof f.path !== "string") throw new BadRequest(`Invalid "batch.files[${i}].path": expected a string, received ${typeName(f.path)}`);
+    try {
+      checkPrefix(`files/${f.path}`);
+    } catch {
+      throw new BadRequest(`Invalid "batch.files[${i}].path" ${JSON.stringify(f.path)}: expected a relative path without "..", "." or empty segments`);
+    }
+    if (typeof f.mime !== "string") throw new BadRequest(`Invalid "batch.files[${i}].mime": expected a string, received ${typeName(f.mime)}`);
+    if (typeof f._ts !== "number") throw new BadRequest(`Invalid "batch.files[${i}]._ts": expected a number, received ${typeName(f._ts)}`);
+    if (typeof f.data !== "string" || f.data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(f.data)) {
+      throw new BadRequest(`Invalid "batch.files[${i}].data": expected the file's content as a base64 string`);
+    }
+    const data = new Uint8Array(Buffer.from(f.data, "base64"));
+    return { path: f.path, size: data.byteLength, mime: f.mime, _ts: f._ts, data };
+  });
+}
+
+/**
+ * Which (session, seq) pairs each experiment has stored, kept in
+ * `<experiment>/.sessions.json` so that retries stay idempotent across restarts:
+ * per session, `upTo` (every seq from 0 to it was stored), the stored seqs above
+ * it, and the largest seq stored.
+ */
+class SessionLedger {
+  #root: string;
+  #cache = new Map<string, LedgerFile>();
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  has(prefix: string, session: string, seq: number): boolean {
+    const s = this.#load(prefix).sessions[session];
+    return s !== undefined && (seq <= s.upTo || s.above.includes(seq));
+  }
+
+  maxSeq(prefix: string, session: string): number | undefined {
+    return this.#load(prefix).sessions[session]?.max;
+  }
+
+  add(prefix: string, session: string, seq: number): void {
+    const ledger = this.#load(prefix);
+    const s = ledger.sessions[session] ??= { upTo: -1, above: [], max: -1, at: 0 };
+    s.at = Date.now() / 1000;
+    s.max = Math.max(s.max, seq);
+    if (seq === s.upTo + 1) {
+      s.upTo = seq;
+      s.above.sort((a, b) => a - b);
+      while (s.above.length > 0 && s.above[0] <= s.upTo + 1) {
+        s.upTo = Math.max(s.upTo, s.above.shift()!);
+      }
+    } else if (seq > s.upTo) {
+      s.above.push(seq);
+      if (s.above.length > MAX_SEQS_ABOVE) s.above.splice(0, s.above.length - MAX_SEQS_ABOVE);
+    }
+    const ids = Object.keys(ledger.sessions);
+    if (ids.length > MAX_SESSIONS) {
+      ids.sort((a, b) => ledger.sessions[a].at - ledger.sessions[b].at);
+      for (const id of ids.slice(0, ids.length - MAX_SESSIONS)) delete ledger.sessions[id];
+    }
+    const file = this.#file(prefix);
+    const tmp = `${file}.${globalThis.process?.pid ?? 0}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(ledger));
+    fs.renameSync(tmp, file);
+  }
+
+  #file(prefix: string): string {
+    return path.join(this.#root, ...prefix.split("/"), ".sessions.json");
+  }
+
+  #load(prefix: string): LedgerFile {
+    let ledger = this.#cache.get(prefix);
+    if (ledger) return ledger;
+    try {
+      ledger = JSON.parse(fs.readFileSync(this.#file(prefix), "utf8")) as LedgerFile;
+      if (!isObject(ledger?.sessions)) ledger = undefined;
+    } catch {
+      ledger = undefined;
+    }
+    ledger ??= { version: 1, sessions: {} };
+    this.#cache.set(prefix, ledger);
+    return ledger;
+  }
+}
+
+const MAX_SESSIONS = 10_000;
+const MAX_SEQS_ABOVE = 10_000;
+
+interface LedgerFile {
+  version: 1;
+  sessions: Record<string, { upTo: number; above: number[]; max: number; at: number }>;
+}
+
+function faultResponse(fault: Fault): Response {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (fault.retryAfter !== undefined) headers["retry-after"] = String(fault.retryAfter);
+  return new Response(JSON.stringify({ error: `Injected fault: status ${fault.status}` }), { status: fault.status, headers });
+}
+
+// ─── Read API ───────────────────────────────────────────────────────────────
+
+function json(value: unknown, status = 200): Response {
+  return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
+}
+
+function errorJson(status: number, message: string): Response {
+  return json({ error: message }, status);
+}
+
+function requiredParam(url: URL, name: string): string {
+  const value = url.searchParams.get(name);
+  if (value === null || value === "") throw new BadRequest(`Missing query parameter "${name}"`);
+  return value;
+}
+
+function intParam(url: URL, name: string, fallback: number | undefined, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const text = url.searchParams.get(name);
+  if (text === null || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    throw new BadRequest(`Invalid query parameter ${name}=${JSON.stringify(text)}: expected an integer from 0 to ${max}`);
+  }
+  return value;
+}
+
+function numberParam(url: URL, name: string): number | undefined {
+  const text = url.searchParams.get(name);
+  if (text === null || text === "") return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new BadRequest(`Invalid query parameter ${name}=${JSON.stringify(text)}: expected a number`);
+  return value;
+}
+
+async function existingPrefix(reader: DashReader, url: URL): Promise<string> {
+  const prefix = checkedPrefix(requiredParam(url, "prefix"), "prefix");
+  if (!(await reader.exists(prefix))) throw new HttpError(404, `Unknown experiment "${prefix}"`);
+  return prefix;
+}
+
+async function listExperiments(reader: DashReader, url: URL): Promise<Response> {
+  const prefix = url.searchParams.get("prefix") || undefined;
+  const status = url.searchParams.get("status") || undefined;
+  const offset = intParam(url, "offset", 0)!;
+  const limit = intParam(url, "limit", undefined);
+  const all: ExperimentSummary[] = await reader.listExperiments({ prefix, status });
+  const experiments = all.slice(offset, limit === undefined ? undefined : offset + limit);
+  return json({ experiments, total: all.length });
+}
+
+async function getExperiment(reader: DashReader, url: URL): Promise<Response> {
+  const prefix = await existingPrefix(reader, url);
+  const [metadata, status, params, summary, files] = await Promise.all([
+    reader.experiment(prefix),
+    reader.status(prefix),
+    reader.params(prefix),
+    reader.summary(prefix),
+    reader.files(prefix),
+  ]);
+  return json({ prefix, metadata: metadata ?? null, status: status ?? null, params, summary: finiteOrNull(summary), files });
+}
+
+async function getSeries(reader: DashReader, url: URL): Promise<Response> {
+  const prefix = await existingPrefix(reader, url);
+  const key = requiredParam(url, "key");
+  const points = intParam(url, "points", 1000, 1_000_000)!;
+  const xName = url.searchParams.get("x") || "step";
+  const from = numberParam(url, "from");
+  const to = numberParam(url, "to");
+  const offset = intParam(url, "offset", 0)!;
+  const limit = intParam(url, "limit", undefined);
+  const byField = xName !== "step" && xName !== "_ts";
+  const series = await reader.series(prefix, key, byField ? { x: xName } : {});
+  const xs = byField ? series.x! : xName === "_ts" ? series.ts : series.step;
+  let x: number[] = [];
+  let value: number[] = [];
+  for (let i = 0; i < xs.length; i++) {
+    if ((from !== undefined && !(xs[i] >= from)) || (to !== undefined && !(xs[i] <= to))) continue;
+    x.push(xs[i]);
+    value.push(series.value[i]);
+  }
+  const total = x.length;
+  if (offset > 0 || limit !== undefined) {
+    const end = limit === undefined ? undefined : offset + limit;
+    x = x.slice(offset, end);
+    value = value.slice(offset, end);
+  }
+  const reduced = minMaxDownsample(x, value, points);
+  return json({ key, x: reduced.x, value: reduced.value.map(nullIfNotFinite), total, downsampled: reduced.downsampled });
+}
+
+async function getLogs(reader: DashReader, url: URL): Promise<Response> {
+  const prefix = await existingPrefix(reader, url);
+  const level = url.searchParams.get("level") || undefined;
+  if (level !== undefined && !["debug", "info", "warn", "error", "fatal"].includes(level)) {
+    throw new BadRequest(`Invalid query parameter level=${JSON.stringify(level)}: expected debug, info, warn, error or fatal`);
+  }
+  const offset = intParam(url, "offset", 0)!;
+  const limit = intParam(url, "limit", undefined);
+  const all = await reader.logs(prefix, { level });
+  return json({ logs: all.slice(offset, limit === undefined ? undefined : offset + limit), total: all.length });
+}
+
+async function getFile(reader: DashReader, url: URL): Promise<Response> {
+  const prefix = await existingPrefix(reader, url);
+  const file = requiredParam(url, "path");
+  let target: string;
+  try {
+    target = reader.filePath(prefix, file);
+  } catch {
+    throw new BadRequest(`Invalid file path ${JSON.stringify(file)}: expected a relative path without "..", "." or empty segments`);
+  }
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(fs.readFileSync(target));
+  } catch {
+    throw new HttpError(404, `Unknown file "${file}" in experiment "${prefix}"`);
+  }
+  const info = (await reader.files(prefix)).find((f) => f.path === file);
+  return new Response(data as BodyInit, { headers: { "content-type": info?.mime ?? contentType(file) } });
+}
+
+function nullIfNotFinite(value: number): number | null {
+  return Number.isFinite(value) ? value : null;
+}
+
+function finiteOrNull(summary: Record<string, KeySummary>): Record<string, KeySummary> {
+  for (const key in summary) {
+    const s = summary[key] as unknown as Record<string, number | null>;
+    for (const field in s) if (typeof s[field] === "number" && !Number.isFinite(s[field])) s[field] = null;
+  }
+  return summary;
+}
+
+// ─── Live updates: server-sent events ───────────────────────────────────────
+
+interface Snapshot {
+  status: string;
+  metricsBytes: number;
+}
+
+/**
+ * Sends `experiment` and `metrics` events to connected clients: at once for
+ * batches ingested over HTTP, and from a scan of the root (status.json and
+ * metric file sizes) every `interval` ms while a client is connected, for
+ * scripts that write into the root directly. No timer runs without clients.
+ */
+class EventHub {
+  #root: string;
+  #reader: DashReader;
+  #interval: number;
+  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  #snapshot = new Map<string, Snapshot>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #ticks = 0;
+  #encoder = new TextEncoder();
+
+  constructor(root: string, reader: DashReader, interval: number) {
+    this.#root = root;
+    this.#reader = reader;
+    this.#interval = interval;
+  }
+
+  knows(prefix: string): boolean {
+    return this.#snapshot.has(prefix);
+  }
+
+  subscribe(): Response {
+    let self: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const stream = new ReadableStream<Uint8Array>({
+      start: async (controller) => {
+        self = controller;
+        if (this.#clients.size === 0) await this.#scan(false);
+        this.#clients.add(controller);
+        this.#timer ??= setInterval(() => this.#tick(), this.#interval);
+        controller.enqueue(this.#encoder.encode(": connected\nretry: 2000\n\n"));
+      },
+      cancel: () => {
+        if (self) this.#drop(self);
+      },
+    });
+    return new Response(stream, {
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "connection": "keep-alive" },
+    });
+  }
+
+  ingested(prefix: string, batch: Batch, isNew: boolean): void {
+    if (this.#clients.size === 0) return;
+    const old = this.#snapshot.get(prefix);
+    const status = batch.status?.status ?? old?.status ?? "UNKNOWN";
+    this.#snapshot.set(prefix, { status, metricsBytes: this.#metricsBytes(prefix) });
+    if (isNew || !old || old.status !== status) this.#send("experiment", { prefix, status });
+    if (batch.metrics) this.#send("metrics", { prefix });
+  }
+
+  close(): void {
+    for (const client of [...this.#clients]) {
+      try {
+        client.close();
+      } catch {
+        // Already closed by the client.
+      }
+      this.#drop(client);
+    }
+  }
+
+  #drop(client: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#clients.delete(client);
+    if (this.#clients.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      this.#snapshot.clear();
+    }
+  }
+
+  async #tick(): Promise<void> {
+    this.#ticks++;
+    // A comment line every ~15 s keeps proxies and idle timeouts from closing the stream.
+    if (this.#ticks % Math.max(1, Math.round(15000 / this.#interval)) === 0) this.#write(": ping\n\n");
+    await this.#scan(true);
+  }
+
+  async #scan(emit: boolean): Promise<void> {
+    let experiments: ExperimentSummary[];
+    try {
+      experiments = await this.#reader.listExperiments();
+    } catch {
+      return;
+    }
+    for (const e of experiments) {
+      const now: Snapshot = { status: e.status, metricsBytes: this.#metricsBytes(e.prefix) };
+      const old = this.#snapshot.get(e.prefix);
+      this.#snapshot.set(e.prefix, now);
+      if (!emit) continue;
+      if (!old || old.status !== now.status) this.#send("experiment", { prefix: e.prefix, status: now.status });
+      if (old ? now.metricsBytes !== old.metricsBytes : now.metricsBytes > 0) this.#send("metrics", { prefix: e.prefix });
+    }
+  }
+
+  #metricsBytes(prefix: string): number {
+    const dir = path.join(this.#root, ...prefix.split("/"), "metrics");
+    let total = 0;
+    try {
+      for (const name of fs.readdirSync(dir)) {
+        if (name.endsWith(".jsonl")) total += fs.statSync(path.join(dir, name)).size;
+      }
+    } catch {
+      // No metrics yet.
+    }
+    return total;
+  }
+
+  #send(event: string, data: unknown): void {
+    this.#write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  #write(text: string): void {
+    const bytes = this.#encoder.encode(text);
+    for (const client of [...this.#clients]) {
+      try {
+        client.enqueue(bytes);
+      } catch {
+        this.#drop(client);
+      }
+    }
+  }
+}
+
+// ─── The dashboard: static files ────────────────────────────────────────────
+
+let foundDashboard: string | undefined;
+
+/** Finds `dashboard/index.html` next to this module or in a folder above it (source tree, .build/, dist/). */
+function dashboardDir(): string | undefined {
+  if (foundDashboard) return foundDashboard;
+  let dir: string;
+  try {
+    dir = path.dirname(fileURLToPath(import.meta.url));
+  } catch {
+    return undefined;
+  }
+  for (let i = 0; i < 4; i++) {
+    const candidate = path.join(dir, "dashboard");
+    if (fs.existsSync(path.join(candidate, "index.html"))) return foundDashboard = candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return undefined;
+}
+
+function serveStatic(pathname: string, configured: string | undefined): Response {
+  let rel: string;
+  if (pathname === "/" || pathname === "/index.html") rel = "index.html";
+  else if (pathname === "/dashboard" || pathname === "/dashboard/") rel = "index.html";
+  else if (pathname.startsWith("/dashboard/")) rel = pathname.slice("/dashboard/".length);
+  else return errorJson(404, `Not found: ${pathname}`);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rel);
+  } catch {
+    return errorJson(400, `Invalid path ${JSON.stringify(pathname)}`);
+  }
+  const segments = decoded.split("/");
+  if (segments.some((s) => s === "" || s === "." || s === ".." || s.includes("\\") || s.includes("\0"))) {
+    return errorJson(404, `Not found: ${pathname}`);
+  }
+  const dir = configured ?? dashboardDir();
+  if (!dir) return errorJson(404, "The dashboard is not installed: no dashboard/index.html was found");
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(fs.readFileSync(path.join(dir, ...segments)));
+  } catch {
+    return errorJson(404, `Not found: ${pathname}`);
+  }
+  return new Response(data as BodyInit, { headers: { "content-type": contentType(decoded), "cache-control": "no-cache" } });
+}
+
+function contentType(file: string): string {
+  const ext = file.slice(file.lastIndexOf(".") + 1).toLowerCase();
+  const types: Record<string, string> = {
+    html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", mjs: "text/javascript; charset=utf-8",
+    css: "text/css; charset=utf-8", json: "application/json", svg: "image/svg+xml", png: "image/png",
+    jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", ico: "image/x-icon", txt: "text/plain; charset=utf-8",
+    md: "text/markdown; charset=utf-8", csv: "text/csv; charset=utf-8", woff2: "font/woff2",
+  };
+  return types[ext] ?? "application/octet-stream";
+}
+
+// ─── serve(): one small adapter per runtime ─────────────────────────────────
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions extends HandlerOptions {
+  /** Port (default 8787; 0 picks a free one). */
+  port?: number;
+  /** Interface to bind (default `127.0.0.1`). */
+  hostname?: string;
+  /** Allow a non-loopback hostname without a token (anyone who can reach it can write). */
+  insecure?: boolean;
+  /** Print nothing (default: one line on start, one per failed request). */
+  quiet?: boolean;
+}
+
+/** A running server. */
+export interface DashServer {
+  /** Base URL, e.g. `http://127.0.0.1:8787`. */
+  readonly url: string;
+  /** The bound port. */
+  readonly port: number;
+  /** The handler it runs. */
+  readonly handler: DashHandler;
+  /** Stops accepting connections, ends event streams and closes files. */
+  close(): Promise<void>;
+}
+
+interface Listener {
+  port: number;
+  close(): Promise<void>;
+}
+
+type Adapter = (handler: (req: Request) => Promise<Response>, port: number, hostname: string, maxBody: number) => Promise<Listener>;
+
+/**
+ * Runs {@linkcode createHandler} on Deno (`Deno.serve`), Bun (`Bun.serve`) or
+ * Node (`node:http`), chosen from `navigator.userAgent`. Binds 127.0.0.1 by
+ * default; without a token it refuses a non-loopback hostname unless `insecure`.
+ *
+ * @param options The handler's options plus port, hostname and `insecure`.
+ * @returns The running server: its URL, port and `close()`.
+ * @throws {ConfigError} For a non-loopback hostname without a token (and not `insecure`).
+ *
+ * @example Start, use, stop
+ * ```ts ignore
+ * import { serve } from "./server.ts";
+ *
+ * const server = await serve({ root: ".dash", port: 0, quiet: true });
+ * const res = await fetch(`${server.url}/api/v1/experiments`);
+ * console.log((await res.json()).total);
+ * await server.close();
+ * ```
+ */
+export async function serve(options: ServeOptions): Promise<DashServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? 8787;
+  const loopback = isLoopback(hostname);
+  if (!loopback && options.token === undefined && !options.insecure) {
+    throw new ConfigError(
+      `Refusing to listen on ${hostname} without a token: anyone who can reach it could write; pass a token (--token) or insecure: true (--insecure)`,
+    );
+  }
+  const say = options.quiet ? () => {} : (line: string) => console.log(`ml-dash: ${line}`);
+  const handler = createHandler({ ...options, log: options.log ?? (options.quiet ? undefined : (l) => console.error(`ml-dash: ${l}`)) });
+  const adapter = pickAdapter();
+  let listener: Listener;
+  try {
+    listener = await adapter(handler, port, hostname, options.maxBodyBytes ?? DEFAULT_MAX_BODY);
+  } catch (error) {
+    await handler.close();
+    throw error;
+  }
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  const url = `http://${host}:${listener.port}`;
+  say(`serving ${JSON.stringify(options.root)} at ${url}`);
+  if (options.token === undefined) {
+    say(loopback
+      ? `no token: anyone on this machine can write; bound to ${hostname} only`
+      : `WARNING: no token and listening on ${hostname}: anyone who can reach it can write`);
+  } else {
+    say(`writes need the token${options.readToken !== undefined ? ", reads need the read token" : "; reads are open"}`);
+  }
+  return {
+    url,
+    port: listener.port,
+    handler,
+    close: async (): Promise<void> => {
+      await handler.close();
+      await listener.close();
+    },
+  };
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || hostname === "[::1]" || /^127\./.test(hostname);
+}
+
+function pickAdapter(): Adapter {
+  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? "";
+  if (agent.startsWith("Deno/")) return serveDeno;
+  if (agent.startsWith("Bun/")) return serveBun;
+  return serveNode;
+}
+
+interface DenoServer {
+  addr: { port: number };
+  shutdown(): Promise<void>;
+}
+
+const serveDeno: Adapter = (handler, port, hostname) => {
+  const deno = (globalThis as unknown as { Deno: { serve(o: object, h: (r: Request) => Promise<Response>): DenoServer } }).Deno;
+  return new Promise((resolve, reject) => {
+    try {
+      const server = deno.serve({ port, hostname, onListen: () => {} }, handler);
+      resolve({ port: server.addr.port, close: () => server.shutdown() });
+    } catch (error) {
+      reject(error);
+    }
+  });
+};
+
+interface BunServer {
+  port: number;
+  stop(closeActive?: boolean): Promise<void> | void;
+}
+
+const serveBun: Adapter = (handler, port, hostname, maxBody) => {
+  const bun = (globalThis as unknown as { Bun: { serve(o: object): BunServer } }).Bun;
+  // Event streams send a ping every ~15 s; the idle timeout must be longer.
+  const server = bun.serve({ port, hostname, fetch: handler, idleTimeout: 60, maxRequestBodySize: maxBody + 1024 * 1024 });
+  return Promise.resolve({ port: server.port, close: async () => void await server.stop(true) });
+};
+
+const serveNode: Adapter = async (handler, port, hostname) => {
+  const http = await import("node:http");
+  const { Readable } = await import("node:stream");
+  const server = http.createServer((req, res) => {
+    const url = `http://${req.headers.host ?? hostname}${req.url ?? "/"}`;
+    const headers = new Headers();
+    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    const hasBody = req.method !== "GET" && req.method !== "HEAD";
+    const request = new Request(url, {
+      method: req.method,
+      headers,
+      body: hasBody ? (Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>) : undefined,
+      duplex: "half",
+    } as RequestInit);
+    handler(request).then(async (response) => {
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      if (!response.body || req.method === "HEAD") return void res.end();
+      const reader = response.body.getReader();
+      res.on("close", () => void reader.cancel().catch(() => {}));
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!res.write(value)) await new Promise((r) => res.once("drain", r));
+      }
+      res.end();
+    }).catch(() => {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, hostname, () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+};
+
+function unref(timer: unknown): void {
+  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") timer.unref();
+}
