@@ -569,6 +569,36 @@ describe("Reader", () => {
     assert.deepEqual(series.x, [0, 0, 1, 1]);
   });
 
+  it("reads files larger than one read block, and keys that need escaping", async () => {
+    const root = tempRoot();
+    const n = 120_000;
+    await new Experiment({ prefix: "a/p/big", dashRoot: root }).run(async (exp) => {
+      for (let i = 0; i < n; i++) {
+        exp.metrics("train").log({ loss: 1 / (i + 1), acc: i / n, padding_to_make_lines_long: 123456.789 });
+        if (i % 10_000 === 0) await Promise.resolve();
+      }
+      exp.metrics("odd").log({ 'quote"key': 1, "back\\slash": 2, "ünï": 3 });
+    });
+    assert.ok(fs.statSync(path.join(root, "a/p/big/metrics/train.jsonl")).size > 8 << 20, "spans several read blocks");
+    const reader = new DashReader(root);
+    const series = await reader.series("a/p/big", "train/loss");
+    assert.equal(series.value.length, n);
+    assert.ok(series.step.every((s, i) => s === i));
+    assert.equal(series.value[n - 1], 1 / n);
+    const summary = await reader.summary("a/p/big");
+    assert.deepEqual(summary["train/acc"], { count: n, min: 0, max: (n - 1) / n, last: (n - 1) / n, lastStep: n - 1 });
+    assert.deepEqual(Object.keys(summary).filter((k) => k.startsWith("odd/")).sort(), ['odd/back\\slash', 'odd/quote"key', "odd/ünï"]);
+    assert.deepEqual((await reader.series("a/p/big", 'odd/quote"key')).value, [1]);
+  });
+
+  it("skips a mangled line in the middle of a file", async () => {
+    const root = tempRoot();
+    await new Experiment({ prefix: "a/p/mangled", dashRoot: root }).run((exp) => exp.metrics("train").log({ loss: 1 }));
+    const file = path.join(root, "a/p/mangled/metrics/train.jsonl");
+    fs.appendFileSync(file, '{"_ts":1,"step":1,"lo\n{"_ts":2,"step":2,"loss":3}\n');
+    assert.deepEqual((await new DashReader(root).series("a/p/mangled", "train/loss")).value, [1, 3]);
+  });
+
   it("skips a torn last line", async () => {
     const root = tempRoot();
     await new Experiment({ prefix: "a/p/torn", dashRoot: root }).run((exp) => {

