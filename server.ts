@@ -183,6 +183,8 @@ export function createHandler(options: HandlerOptions): DashHandler {
     if (!duplicate) {
       const batch = envelope.batch;
       const isNew = !hub.knows(prefix) && !fs.existsSync(path.join(root, ...prefix.split("/"), "experiment.json"));
+      // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
+      if (isNew && !batch.metadata) batch.metadata = { prefix };
       backend.writeSync(prefix, batch);
       ledger.add(prefix, session, seq);
       stats.batches++;

@@ -1,0 +1,379 @@
+// The server over real HTTP on a loopback port: ingest, idempotency (also across
+// a restart), the read API, bad input, auth, events and the dashboard files.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { serve } from "./server.ts";
+import type { DashServer } from "./server.ts";
+import { Experiment } from "./mod.ts";
+import { minMaxDownsample } from "./storage/downsample.ts";
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-server-"));
+}
+
+async function post(server: DashServer, pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(server.url + pathname, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" || body instanceof Uint8Array ? body as BodyInit : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function get(server: DashServer, pathname: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(server.url + pathname, { headers });
+  return { status: res.status, body: await res.json() };
+}
+
+function metricLines(from: number, to: number): string {
+  const lines = [];
+  for (let step = from; step < to; step++) lines.push(JSON.stringify({ _ts: 1000 + step, step, loss: 1 / (step + 1), epoch: step >> 4 }));
+  return lines.join("\n");
+}
+
+const GOOD_BATCH = {
+  metadata: { prefix: "alice/proj/exp1", readme: "a test", tags: ["t1"] },
+  status: { status: "RUNNING", startedAt: 1000, heartbeatAt: 1000, endedAt: null },
+  params: { lr: 0.01, "model.depth": 4 },
+  metrics: {
+    train: [metricLines(0, 50), { _ts: 1050, step: 50, loss: "NaN", epoch: 3 }],
+    default: [{ _ts: 1000, step: 0, lr: 0.01 }],
+  },
+  logs: [
+    JSON.stringify({ _ts: 1000, level: "debug", message: "d" }),
+    { _ts: 1001, level: "info", message: "i" },
+    JSON.stringify({ _ts: 1002, level: "warn", message: "w" }) + "\n" + JSON.stringify({ _ts: 1003, level: "error", message: "e" }),
+  ],
+  files: [{ path: "notes/readme.txt", size: 5, mime: "text/plain", _ts: 1000, data: btoa("hello") }],
+};
+
+test("minMaxDownsample() keeps each bucket's min and max in x order, and the spikes", () => {
+  const x = Array.from({ length: 1000 }, (_, i) => i);
+  const value = x.map((i) => (i === 123 ? 50 : i === 777 ? -50 : Math.sin(i)));
+  const out = minMaxDownsample(x, value, 100);
+  assert.equal(out.downsampled, true);
+  assert.ok(out.x.length <= 100 && out.x.length >= 50);
+  assert.ok(out.value.includes(50) && out.value.includes(-50));
+  for (let i = 1; i < out.x.length; i++) assert.ok(out.x[i] > out.x[i - 1], "x stays in order");
+  const small = minMaxDownsample([1, 2, 3], [3, 2, 1], 10);
+  assert.deepEqual(small, { x: [1, 2, 3], value: [3, 2, 1], downsampled: false });
+});
+
+test("POST /api/v1/batch stores a batch that the read API returns: experiments, experiment, series, logs, file", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const ack = await post(server, "/api/v1/batch", { prefix: "alice/proj/exp1", session: "s1", seq: 0, batch: GOOD_BATCH });
+    assert.deepEqual(ack, { status: 200, body: { ok: true, duplicate: false } });
+    // Same layout as local mode on the server's disk.
+    const dir = path.join(root, "alice", "proj", "exp1");
+    for (const f of ["experiment.json", "status.json", "parameters.json", "logs.jsonl", "metrics/train.jsonl", "files/notes/readme.txt"]) {
+      assert.ok(fs.existsSync(path.join(dir, f)), f);
+    }
+
+    const list = await get(server, "/api/v1/experiments");
+    assert.equal(list.body.total, 1);
+    const [summary] = list.body.experiments as { prefix: string; status: string; tags: string[] }[];
+    assert.equal(summary.prefix, "alice/proj/exp1");
+    assert.equal(summary.status, "RUNNING");
+    assert.deepEqual(summary.tags, ["t1"]);
+
+    const one = await get(server, "/api/v1/experiment?prefix=alice/proj/exp1");
+    assert.equal(one.status, 200);
+    assert.equal(one.body.prefix, "alice/proj/exp1");
+    assert.deepEqual(one.body.params, { lr: 0.01, "model.depth": 4 });
+    assert.equal((one.body.metadata as { readme: string }).readme, "a test");
+    assert.equal((one.body.status as { status: string }).status, "RUNNING");
+    const keys = one.body.summary as Record<string, { count: number; min: number; max: number; last: number | null; lastStep: number }>;
+    assert.deepEqual(Object.keys(keys), ["lr", "train/epoch", "train/loss"]);
+    assert.equal(keys["train/loss"].count, 51);
+    assert.equal(keys["train/loss"].max, 1);
+    assert.equal(keys["train/loss"].last, null, "NaN travels as null");
+    assert.equal(keys["train/loss"].lastStep, 50);
+    assert.deepEqual((one.body.files as { path: string }[]).map((f) => f.path), ["notes/readme.txt"]);
+
+    const series = await get(server, "/api/v1/series?prefix=alice/proj/exp1&key=train/loss");
+    assert.equal(series.body.key, "train/loss");
+    assert.equal(series.body.total, 51);
+    assert.equal(series.body.downsampled, false);
+    assert.deepEqual((series.body.x as number[]).slice(0, 3), [0, 1, 2]);
+    assert.equal((series.body.value as number[])[1], 0.5);
+    assert.equal((series.body.value as (number | null)[])[50], null);
+
+    const logs = await get(server, "/api/v1/logs?prefix=alice/proj/exp1");
+    assert.equal(logs.body.total, 4);
+    assert.deepEqual((logs.body.logs as { message: string }[]).map((l) => l.message), ["d", "i", "w", "e"]);
+
+    const file = await fetch(`${server.url}/api/v1/file?prefix=alice/proj/exp1&path=notes/readme.txt`);
+    assert.equal(file.status, 200);
+    assert.match(file.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.equal(await file.text(), "hello");
+
+    const open = await post(server, "/api/v1/open", { prefix: "alice/proj/exp1" });
+    assert.deepEqual(open.body.params, { lr: 0.01, "model.depth": 4 });
+    assert.equal((open.body.files as unknown[]).length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a retried batch (same session and seq) is acknowledged as a duplicate and stored once, also after a server restart", async () => {
+  const root = tempDir();
+  const envelope = { prefix: "alice/proj/idem", session: "sess-1", seq: 0, batch: { metrics: { train: [metricLines(0, 10)] } } };
+  let server = await serve({ root, port: 0, quiet: true });
+  try {
+    assert.equal((await post(server, "/api/v1/batch", envelope)).body.duplicate, false);
+    assert.equal((await post(server, "/api/v1/batch", envelope)).body.duplicate, true);
+    assert.equal((await post(server, "/api/v1/batch", { ...envelope, seq: 2, batch: { metrics: { train: [metricLines(20, 30)] } } })).body.duplicate, false);
+    assert.equal(server.handler.stats.duplicates, 1);
+  } finally {
+    await server.close();
+  }
+  server = await serve({ root, port: 0, quiet: true });
+  try {
+    assert.equal((await post(server, "/api/v1/batch", envelope)).body.duplicate, true, "seq 0 is remembered across the restart");
+    assert.equal((await post(server, "/api/v1/batch", { ...envelope, seq: 2 })).body.duplicate, true, "seq 2 too");
+    assert.equal((await post(server, "/api/v1/batch", { ...envelope, seq: 1, batch: { metrics: { train: [metricLines(10, 20)] } } })).body.duplicate, false);
+    assert.equal((await post(server, "/api/v1/batch", { ...envelope, session: "sess-2" })).body.duplicate, false, "another session is another stream");
+    const series = await get(server, "/api/v1/series?prefix=alice/proj/idem&key=train/loss&points=1000");
+    assert.equal(series.body.total, 40);
+    const steps = (series.body.x as number[]).slice(0, 30);
+    assert.deepEqual(steps.slice(0, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual([...steps].sort((a, b) => a - b), Array.from({ length: 30 }, (_, i) => i));
+  } finally {
+    await server.close();
+  }
+});
+
+test("GET /api/v1/series min-max downsamples to N points, takes x=_ts or another field, and bounds x with from/to", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const lines = [];
+    for (let step = 0; step < 2000; step++) {
+      const loss = step === 1234 ? 99 : step === 456 ? -99 : 1;
+      lines.push(JSON.stringify({ _ts: 5000 + step / 10, step, loss, epoch: step / 100 }));
+    }
+    await post(server, "/api/v1/batch", { prefix: "a/b/series", session: "s", seq: 0, batch: { metrics: { train: [lines.join("\n")] } } });
+    const down = await get(server, "/api/v1/series?prefix=a/b/series&key=train/loss&points=100");
+    assert.equal(down.body.total, 2000);
+    assert.equal(down.body.downsampled, true);
+    const x = down.body.x as number[];
+    const value = down.body.value as number[];
+    assert.ok(x.length <= 100 && x.length > 0);
+    assert.ok(value.includes(99) && value.includes(-99), "the spikes survive");
+    assert.equal(x[value.indexOf(99)], 1234);
+
+    const byTs = await get(server, "/api/v1/series?prefix=a/b/series&key=train/loss&x=_ts&from=5010&to=5019.9");
+    assert.equal(byTs.body.total, 100);
+    assert.equal((byTs.body.x as number[])[0], 5010);
+
+    const byEpoch = await get(server, "/api/v1/series?prefix=a/b/series&key=train/loss&x=epoch&from=3&to=4");
+    assert.equal(byEpoch.body.total, 101);
+    assert.equal((byEpoch.body.x as number[])[0], 3);
+    assert.equal((byEpoch.body.x as number[]).at(-1), 4);
+
+    const paged = await get(server, "/api/v1/series?prefix=a/b/series&key=train/loss&offset=10&limit=5");
+    assert.deepEqual(paged.body.x, [10, 11, 12, 13, 14]);
+    assert.equal(paged.body.total, 2000);
+  } finally {
+    await server.close();
+  }
+});
+
+test("GET /api/v1/logs filters by level and pages; GET /api/v1/experiments filters by prefix and status and pages", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const logs = [];
+    for (let i = 0; i < 30; i++) logs.push(JSON.stringify({ _ts: i, level: ["debug", "info", "warn", "error", "fatal"][i % 5], message: `m${i}` }));
+    await post(server, "/api/v1/batch", { prefix: "alice/p/one", session: "s", seq: 0, batch: { metadata: { prefix: "alice/p/one" }, logs, status: { status: "COMPLETED" } } });
+    await post(server, "/api/v1/batch", { prefix: "alice/p/two", session: "s", seq: 0, batch: { metadata: {}, status: { status: "FAILED" } } });
+    await post(server, "/api/v1/batch", { prefix: "bob/q/three", session: "s", seq: 0, batch: { metadata: {}, status: { status: "COMPLETED" } } });
+
+    const warn = await get(server, "/api/v1/logs?prefix=alice/p/one&level=warn&offset=2&limit=3");
+    assert.equal(warn.body.total, 18);
+    assert.deepEqual((warn.body.logs as { message: string }[]).map((l) => l.message), ["m4", "m7", "m8"]);
+
+    const alice = await get(server, "/api/v1/experiments?prefix=alice/");
+    assert.equal(alice.body.total, 2);
+    const completed = await get(server, "/api/v1/experiments?status=completed");
+    assert.deepEqual((completed.body.experiments as { prefix: string }[]).map((e) => e.prefix), ["alice/p/one", "bob/q/three"]);
+    const page = await get(server, "/api/v1/experiments?offset=1&limit=1");
+    assert.equal(page.body.total, 3);
+    assert.deepEqual((page.body.experiments as { prefix: string }[]).map((e) => e.prefix), ["alice/p/two"]);
+
+    const unknown = await get(server, "/api/v1/experiment?prefix=nobody/x/y");
+    assert.equal(unknown.status, 404);
+    assert.match(String(unknown.body.error), /nobody\/x\/y/);
+    assert.equal((await get(server, "/api/v1/series?prefix=nobody/x/y&key=a")).status, 404);
+  } finally {
+    await server.close();
+  }
+});
+
+test("bad input gets 413, 400 for malformed JSON, an escaping prefix, an unknown event kind and wrong types; the server keeps serving after each", async () => {
+  const base = tempDir();
+  const root = path.join(base, "root");
+  const server = await serve({ root, port: 0, quiet: true, maxBodyBytes: 4096 });
+  try {
+    const good = (seq: number) => ({ prefix: "alice/p/ok", session: "s", seq, batch: { metrics: { train: [metricLines(seq, seq + 1)] } } });
+    const cases: [string, unknown, number, RegExp][] = [
+      ["oversized body", JSON.stringify({ prefix: "alice/p/big", session: "s", seq: 0, batch: { logs: ["x".repeat(10_000)] } }), 413, /too large/i],
+      ["malformed JSON", '{"prefix": "alice/p/x", "session": ', 400, /Malformed JSON/],
+      ["prefix leaving the root", { prefix: "../escaped/x", session: "s", seq: 0, batch: { metadata: {} } }, 400, /\.\./],
+      ["absolute prefix", { prefix: "/tmp/escaped", session: "s", seq: 0, batch: { metadata: {} } }, 400, /absolute/],
+      ["unknown event kind", { prefix: "alice/p/x", session: "s", seq: 0, batch: { gradients: [] } }, 400, /Unknown event kind "batch.gradients"/],
+      ["metric value of the wrong type", { prefix: "alice/p/x", session: "s", seq: 0, batch: { metrics: { train: [{ _ts: 1, step: 0, loss: "high" }] } } }, 400, /batch\.metrics\.train\[0\]\.loss.*expected a number/],
+      ["metrics that are not an object", { prefix: "alice/p/x", session: "s", seq: 0, batch: { metrics: [1, 2] } }, 400, /batch\.metrics/],
+      ["a seq that is not an integer", { prefix: "alice/p/x", session: "s", seq: 1.5, batch: {} }, 400, /seq/],
+      ["JSON text with a bad line", { prefix: "alice/p/x", session: "s", seq: 0, batch: { logs: ['{"_ts":1,"level":"info","message":"a"}\nnot json'] } }, 400, /Malformed JSON text in "batch.logs\[0\]"/],
+      ["a file path leaving the experiment", { prefix: "alice/p/x", session: "s", seq: 0, batch: { files: [{ path: "../../x", size: 1, mime: "text/plain", _ts: 1, data: "eA==" }] } }, 400, /files\[0\]\.path/],
+      ["a status that does not exist", { prefix: "alice/p/x", session: "s", seq: 0, batch: { status: { status: "DONE" } } }, 400, /RUNNING, COMPLETED/],
+    ];
+    let seq = 0;
+    for (const [name, body, status, message] of cases) {
+      const res = await post(server, "/api/v1/batch", body);
+      assert.equal(res.status, status, name);
+      assert.match(String(res.body.error), message, name);
+      const ok = await post(server, "/api/v1/batch", good(seq++));
+      assert.deepEqual(ok, { status: 200, body: { ok: true, duplicate: false } }, `a good batch after: ${name}`);
+    }
+    assert.deepEqual(fs.readdirSync(base), ["root"], "nothing was written outside the root");
+    assert.ok(!fs.existsSync(path.join(root, "alice", "p", "x")), "nothing of the bad batches was stored");
+    const series = await get(server, "/api/v1/series?prefix=alice/p/ok&key=train/loss");
+    assert.equal(series.body.total, cases.length);
+  } finally {
+    await server.close();
+  }
+});
+
+test("with a token, writes without it or with a wrong one get 401; with a read token, reads too", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true, token: "s3cret-write", readToken: "s3cret-read" });
+  try {
+    const envelope = { prefix: "alice/p/auth", session: "s", seq: 0, batch: { metadata: {} } };
+    const none = await post(server, "/api/v1/batch", envelope);
+    assert.equal(none.status, 401);
+    assert.match(String(none.body.error), /Missing token/);
+    const wrong = await post(server, "/api/v1/batch", envelope, { authorization: "Bearer s3cret-wrong" });
+    assert.equal(wrong.status, 401);
+    assert.match(String(wrong.body.error), /Invalid token/);
+    assert.ok(!String(wrong.body.error).includes("s3cret"), "the error never shows a token");
+    assert.equal((await post(server, "/api/v1/batch", envelope, { authorization: "Bearer s3cret-read" })).status, 401, "the read token cannot write");
+    assert.ok(!fs.existsSync(path.join(root, "alice")), "nothing was stored");
+    assert.equal((await post(server, "/api/v1/batch", envelope, { authorization: "Bearer s3cret-write" })).status, 200);
+
+    assert.equal((await get(server, "/api/v1/experiments")).status, 401);
+    assert.equal((await get(server, "/api/v1/experiments", { authorization: "Bearer nope" })).status, 401);
+    assert.equal((await get(server, "/api/v1/experiments", { authorization: "Bearer s3cret-read" })).body.total, 1);
+    assert.equal((await get(server, "/api/v1/experiments", { authorization: "Bearer s3cret-write" })).body.total, 1);
+    assert.equal((await get(server, "/api/v1/experiments?access_token=s3cret-read")).status, 200, "EventSource-style query token");
+  } finally {
+    await server.close();
+  }
+});
+
+test("a gzip-compressed batch (Content-Encoding: gzip) is accepted", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const body = gzipSync(JSON.stringify({ prefix: "alice/p/gz", session: "s", seq: 0, batch: { metrics: { train: [metricLines(0, 500)] } } }));
+    const res = await post(server, "/api/v1/batch", new Uint8Array(body), { "content-encoding": "gzip" });
+    assert.equal(res.status, 200);
+    assert.equal(server.handler.stats.gzipBatches, 1);
+    assert.equal((await get(server, "/api/v1/series?prefix=alice/p/gz&key=train/loss")).body.total, 500);
+  } finally {
+    await server.close();
+  }
+});
+
+test("serve() refuses a non-loopback hostname without a token unless insecure", async () => {
+  const root = tempDir();
+  await assert.rejects(serve({ root, port: 0, hostname: "0.0.0.0", quiet: true }), /Refusing to listen on 0\.0\.0\.0 without a token/);
+  const server = await serve({ root, port: 0, hostname: "0.0.0.0", quiet: true, token: "t" });
+  await server.close();
+});
+
+/** Reads server-sent events until `done` says enough, or fails after a generous deadline. */
+async function readEvents(res: Response, done: (events: { event: string; data: { prefix: string; status?: string } }[]) => boolean): Promise<{ event: string; data: { prefix: string; status?: string } }[]> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: { event: string; data: { prefix: string; status?: string } }[] = [];
+  let text = "";
+  const deadline = setTimeout(() => reader.cancel(new Error("no events")), 20_000);
+  try {
+    while (!done(events)) {
+      const { done: ended, value } = await reader.read();
+      if (ended) break;
+      text += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = text.indexOf("\n\n")) >= 0) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event && data) events.push({ event, data: JSON.parse(data) });
+      }
+    }
+  } finally {
+    clearTimeout(deadline);
+  }
+  return events;
+}
+
+test("GET /api/v1/events streams experiment and metrics events, for HTTP ingest and for a script writing into the root", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true, pollInterval: 0.2 });
+  const controller = new AbortController();
+  try {
+    const res = await fetch(`${server.url}/api/v1/events`, { signal: controller.signal });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    const waiting = readEvents(res, (events) =>
+      events.some((e) => e.event === "metrics" && e.data.prefix === "local/p/run") &&
+      events.some((e) => e.event === "experiment" && e.data.prefix === "local/p/run" && e.data.status === "COMPLETED"));
+    await post(server, "/api/v1/batch", { prefix: "http/p/run", session: "s", seq: 0, batch: { metadata: {}, status: { status: "RUNNING" }, metrics: { train: [metricLines(0, 3)] } } });
+    // A local script writes into the served root directly, not through HTTP.
+    await new Experiment({ prefix: "local/p/run", dashRoot: root }).run(async (exp) => {
+      exp.metrics("train").log({ loss: 1 });
+      await exp.flush();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    });
+    const events = await waiting;
+    assert.ok(events.some((e) => e.event === "experiment" && e.data.prefix === "http/p/run" && e.data.status === "RUNNING"));
+    assert.ok(events.some((e) => e.event === "metrics" && e.data.prefix === "http/p/run"));
+  } finally {
+    controller.abort();
+    await server.close();
+  }
+});
+
+test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are 404", async () => {
+  const root = tempDir();
+  const dashboard = tempDir();
+  fs.writeFileSync(path.join(dashboard, "index.html"), "<!doctype html><title>dash</title>");
+  fs.writeFileSync(path.join(dashboard, "app.js"), "console.log(1)");
+  fs.writeFileSync(path.join(root, "secret.txt"), "secret");
+  const server = await serve({ root, port: 0, quiet: true, dashboardDir: dashboard });
+  try {
+    const index = await fetch(`${server.url}/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get("content-type") ?? "", /text\/html/);
+    assert.match(await index.text(), /<title>dash<\/title>/);
+    const js = await fetch(`${server.url}/dashboard/app.js`);
+    assert.match(js.headers.get("content-type") ?? "", /javascript/);
+    assert.equal(await js.text(), "console.log(1)");
+    for (const bad of ["/dashboard/%2e%2e/secret.txt", "/dashboard/..%2fsecret.txt", "/dashboard/nope.js", "/other"]) {
+      const res = await fetch(server.url + bad);
+      assert.equal(res.status, 404, bad);
+      await res.body?.cancel();
+    }
+  } finally {
+    await server.close();
+  }
+});
