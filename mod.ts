@@ -561,6 +561,7 @@ export class ExperimentCore {
    */
   #logTo(queue: MetricQueue, fields: Record<string, unknown>, step: number | undefined): void {
     if (!this.#open) this.#assertOpen();
+    if (this.settings.strict) this.#throwStrictFailure();
     const at = step ?? queue.nextStep;
     let keys = 0;
     for (const key in fields) {
@@ -629,6 +630,7 @@ export class ExperimentCore {
 
   log(level: LogLevel, message: string, meta: LogMeta): void {
     this.#assertOpen();
+    if (this.settings.strict) this.#throwStrictFailure();
     if (!LOG_LEVELS.includes(level)) this.#warnOnce(`level:${level}`, `Unknown log level "${level}": expected one of ${LOG_LEVELS.join(", ")}; recorded as given`);
     this.#buffer!.pushLog(this.#serializeLog({ _ts: nowSeconds(), level, message: String(message), ...meta }));
   }
@@ -673,6 +675,12 @@ export class ExperimentCore {
       const { _ts, level, message } = record;
       return JSON.stringify({ _ts, level, message, metaError: describe(error) });
     }
+  }
+
+  /** In strict mode a failed write surfaces at the next log() call; by default only flush() reports it. */
+  #throwStrictFailure(): void {
+    const failure = this.#buffer!.failure;
+    if (failure) throw failure;
   }
 
   #openBuffer(): RecordBuffer {
@@ -1049,6 +1057,8 @@ export class RecordBuffer {
   #timer: ReturnType<typeof setInterval> | undefined;
   #warnedOverflow = false;
   #warnedFailure = false;
+  /** The last write error, until a write succeeds again. */
+  failure: StorageError | undefined;
 
   constructor(backend: Backend, prefix: string, options: Pick<Settings, "metricBatchSize" | "logBatchSize" | "flushInterval">) {
     this.#backend = backend;
@@ -1165,9 +1175,11 @@ export class RecordBuffer {
       } catch (error) {
         // Nothing is dropped: the batches wait for the next flush, and this one reports.
         this.#retry.unshift(...batches);
-        throw error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });
+        this.failure = error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });
+        throw this.failure;
       }
     }
+    this.failure = undefined;
   }
 
   #takeAll(): Batch[] {

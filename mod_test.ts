@@ -722,6 +722,45 @@ describe("Bad input", () => {
     assert.deepEqual(fs.readdirSync(root), ["a"]);
   });
 
+  it("a write that fails keeps the data, flush() rejects with a StorageError, and a later flush writes it all", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/b/io", dashRoot: root, metricBatchSize: 10 });
+    await exp.run.start();
+    exp.metrics("train").log({ loss: 0 });
+    await exp.flush();
+    // A real fault: the metrics folder is replaced by a file, so opening a new metric file fails.
+    const metrics = path.join(root, "a/b/io/metrics");
+    fs.rmSync(metrics, { recursive: true });
+    fs.writeFileSync(metrics, "");
+    const warnings = await captureWarnings(async () => {
+      for (let i = 0; i < 25; i++) exp.metrics("eval").log({ acc: i });
+      exp.log("still logging");
+      await sleep(10);
+    });
+    assert.equal(warnings.length, 1, "a failed background write warns once");
+    await assert.rejects(exp.flush(), (e: Error) => e.name === "StorageError" && e.message.includes(JSON.stringify(root)));
+    fs.rmSync(metrics);
+    fs.mkdirSync(metrics);
+    await exp.flush();
+    await exp.run.complete();
+    assert.deepEqual(readLines(path.join(metrics, "eval.jsonl")).map((r) => r.acc), Array.from({ length: 25 }, (_, i) => i));
+    assert.equal(readLines(path.join(root, "a/b/io/logs.jsonl")).length, 1);
+  });
+
+  it("in strict mode a failed write makes the next log() throw the StorageError", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/b/strictio", dashRoot: root, strict: true });
+    await exp.run.start();
+    const metrics = path.join(root, "a/b/strictio/metrics");
+    fs.writeFileSync(metrics, "");
+    exp.metrics("train").log({ loss: 1 });
+    await assert.rejects(exp.flush(), /StorageError|Could not write/);
+    assert.throws(() => exp.metrics("train").log({ loss: 2 }), (e: Error) => e.name === "StorageError");
+    fs.rmSync(metrics);
+    await exp.run.complete();
+    assert.deepEqual(readLines(path.join(metrics, "train.jsonl")).map((r) => r.loss), [1]);
+  });
+
   it("an unwritable root rejects start with a StorageError that names it", async () => {
     const root = tempRoot();
     const blocker = path.join(root, "file");
