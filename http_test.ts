@@ -1,0 +1,374 @@
+// Remote mode end to end: mod.ts (both APIs) → storage/http.ts → a real server on
+// a loopback port, read back through the read API. Covers retries (fault
+// injection option of the handler), a server down at start, a server killed and
+// restarted as a child process, tokens, the outbox and a Deno run without files.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Experiment, startRun, StorageError } from "./mod.ts";
+import type { Batch } from "./mod.ts";
+import { serve } from "./server.ts";
+import type { DashServer, Fault } from "./server.ts";
+import { HttpBackend } from "./storage/http.ts";
+import { DashReader } from "./storage/jsonl.ts";
+import { denoPath, runScript, spawnScript } from "./testing/run_script.ts";
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-http-"));
+}
+
+function fixture(name: string): URL {
+  return new URL(`./testing/fixtures/${name}`, import.meta.url);
+}
+
+async function get(url: string, pathname: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url + pathname);
+  assert.equal(res.status, 200, `${pathname}: ${res.status}`);
+  return await res.json();
+}
+
+/** A port nobody listens on (it was free a moment ago). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves with the first match of `pattern` in the child's stdout (fails after a generous deadline). */
+function waitForOutput(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    let errors = "";
+    const deadline = setTimeout(() => reject(new Error(`No ${pattern} in output:\n${text}\n${errors}`)), 30_000);
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (errors += chunk));
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      text += chunk;
+      const match = pattern.exec(text);
+      if (match) {
+        clearTimeout(deadline);
+        resolve(match);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(deadline);
+      reject(new Error(`Child exited (${code}) before ${pattern}:\n${text}\n${errors}`));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+/** Starts `ml-dash serve` as a child process and resolves with it and its URL. */
+async function startServerProcess(root: string, port: number): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawnScript(new URL("./cli.ts", import.meta.url), { args: ["serve", "--root", root, "--port", String(port)] });
+  const match = await waitForOutput(child, /at (http:\/\/\S+)/);
+  return { child, url: match[1] };
+}
+
+/** The same script for local and remote mode, so that what each stored can be compared. */
+async function trainingScript(exp: Experiment): Promise<void> {
+  exp.params.set({ lr: 0.001, model: { depth: 50, name: "resnet" } });
+  exp.log("Training started");
+  for (let epoch = 0; epoch < 30; epoch++) {
+    exp.metrics.log({ epoch, train: { loss: 1 / (epoch + 1), acc: epoch / 30 }, eval: { loss: 2 / (epoch + 1) } });
+  }
+  exp.logs.warn("almost done", { epoch: 29 });
+  await exp.files.saveJson("config.json", { lr: 0.001 });
+  await exp.files.saveBytes("weights.bin", new Uint8Array([0, 1, 2, 255]));
+}
+
+async function stored(reader: DashReader, prefix: string): Promise<unknown> {
+  const summary = await reader.summary(prefix);
+  const status = await reader.status(prefix);
+  return {
+    params: await reader.params(prefix),
+    summary,
+    logs: (await reader.logs(prefix)).map((l) => [l.level, l.message]),
+    files: (await reader.files(prefix)).map((f) => [f.path, f.size, f.mime]),
+    status: status?.status,
+    metadata: { ...(await reader.experiment(prefix)), createdAt: undefined, updatedAt: undefined },
+  };
+}
+
+test("the Experiment API in remote mode stores what local mode stores, and the read API returns it", async () => {
+  const localRoot = tempDir();
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const options = { prefix: "alice/remote/same", readme: "both modes", tags: ["x"] };
+    await new Experiment({ ...options, dashRoot: localRoot }).run(trainingScript);
+    await new Experiment({ ...options, dashUrl: server.url }).run(trainingScript);
+    assert.deepEqual(await stored(new DashReader(serverRoot), options.prefix), await stored(new DashReader(localRoot), options.prefix));
+
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/remote/same");
+    assert.equal((one.status as { status: string }).status, "COMPLETED");
+    assert.equal((one.summary as Record<string, { count: number }>)["train/loss"].count, 30);
+    const series = await get(server.url, "/api/v1/series?prefix=alice/remote/same&key=eval/loss&x=epoch");
+    assert.deepEqual(series.x, Array.from({ length: 30 }, (_, i) => i));
+    assert.equal((await fetch(`${server.url}/api/v1/file?prefix=alice/remote/same&path=weights.bin`).then((r) => r.arrayBuffer())).byteLength, 4);
+  } finally {
+    await server.close();
+  }
+});
+
+test("the Run API in remote mode (startRun with dashUrl) stores keys, config and status like local mode", async () => {
+  const localRoot = tempDir();
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const script = async (run: { log(v: Record<string, number>, step?: number): void; logConfig(c: Record<string, unknown>): void }): Promise<void> => {
+      for (let step = 0; step < 100; step++) run.log({ "train/loss": 100 - step, lr: 0.1 });
+      run.logConfig({ early_stopped_at: 99 });
+    };
+    const options = { owner: "bob", project: "cifar", runName: "baseline", config: { lr: 0.1, batch: 128 } };
+    await startRun("resnet", { ...options, dashRoot: localRoot }, script);
+    await startRun("resnet", { ...options, dashUrl: server.url }, script);
+    const prefix = "bob/cifar/resnet/baseline";
+    assert.deepEqual(await stored(new DashReader(serverRoot), prefix), await stored(new DashReader(localRoot), prefix));
+    const series = await get(server.url, `/api/v1/series?prefix=${prefix}&key=train/loss&points=10`);
+    assert.equal(series.total, 100);
+    assert.equal(series.downsampled, true);
+  } finally {
+    await server.close();
+  }
+});
+
+test("hybrid mode (dashRoot and dashUrl) writes every record to both", async () => {
+  const localRoot = tempDir();
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    await new Experiment({ prefix: "alice/hybrid/run", dashRoot: localRoot, dashUrl: server.url }).run(trainingScript);
+    const local = await stored(new DashReader(localRoot), "alice/hybrid/run");
+    assert.deepEqual(await stored(new DashReader(serverRoot), "alice/hybrid/run"), local);
+    assert.equal((local as { summary: Record<string, { count: number }> }).summary["train/acc"].count, 30);
+  } finally {
+    await server.close();
+  }
+});
+
+test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
+  const root = tempDir();
+  const faults: Fault[] = [
+    { status: 500, times: 2 },
+    { status: 429, times: 1, retryAfter: 1 },
+    { status: 500, times: 2, afterStore: true },
+    { status: 503, times: 1, path: "/api/v1/open" },
+  ];
+  const server = await serve({ root, port: 0, quiet: true, faults });
+  try {
+    await new Experiment({ prefix: "alice/faults/run", dashUrl: server.url, metricBatchSize: 25 }).run(async (exp) => {
+      for (let step = 0; step < 200; step++) {
+        exp.metrics("train").log({ step, loss: step });
+        if (step % 20 === 0) await sleep(1);
+      }
+    });
+    assert.equal(server.handler.stats.faultsInjected, 6, "every fault was served");
+    assert.ok(server.handler.stats.duplicates >= 2, "the batches stored before a 500 came back and were recognised");
+    const series = await get(server.url, "/api/v1/series?prefix=alice/faults/run&key=train/loss&points=1000");
+    assert.deepEqual(series.x, Array.from({ length: 200 }, (_, i) => i));
+    const status = await get(server.url, "/api/v1/experiment?prefix=alice/faults/run");
+    assert.equal((status.status as { status: string }).status, "COMPLETED");
+  } finally {
+    await server.close();
+  }
+});
+
+test("a batch written again after a failure keeps its sequence numbers, so the server stores it once (fault injection option)", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true, faults: [{ status: 500, times: 1000, afterStore: true }] });
+  try {
+    const backend = new HttpBackend({ url: server.url, giveUpAfterMs: 200, initialDelayMs: 10, outbox: false });
+    const batch: Batch = { metadata: { prefix: "alice/seq/run" }, metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] } };
+    await assert.rejects(backend.write("alice/seq/run", batch), (e: Error) => e instanceof StorageError && /500/.test(e.message) && /kept in memory/.test(e.message));
+    assert.equal(server.handler.stats.batches, 1);
+    // The caller retries the same batch (the buffer does so at its next flush).
+    await assert.rejects(backend.write("alice/seq/run", batch), StorageError);
+    assert.equal(server.handler.stats.batches, 1, "stored once");
+    assert.ok(server.handler.stats.duplicates >= 1);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a batch larger than maxBytesPerRequest is split into several requests, stored once and in order, status last", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const backend = new HttpBackend({ url: server.url, maxBytesPerRequest: 2000, gzip: true, outbox: false });
+    const chunks: string[] = [];
+    for (let c = 0; c < 20; c++) {
+      const lines = [];
+      for (let i = 0; i < 10; i++) lines.push(JSON.stringify({ _ts: 1, step: c * 10 + i, loss: i }));
+      chunks.push(lines.join("\n"));
+    }
+    await backend.write("alice/split/run", { metadata: { prefix: "alice/split/run" }, metrics: { train: chunks }, status: { status: "COMPLETED" } });
+    assert.ok(server.handler.stats.batches > 5, `${server.handler.stats.batches} requests`);
+    assert.equal(server.handler.stats.gzipBatches, server.handler.stats.batches, "gzip: true compresses every request");
+    const series = await get(server.url, "/api/v1/series?prefix=alice/split/run&key=train/loss&points=1000");
+    assert.deepEqual(series.x, Array.from({ length: 200 }, (_, i) => i));
+  } finally {
+    await server.close();
+  }
+});
+
+test("the server down at start and up later: the run waits, then nothing is lost", async () => {
+  const root = tempDir();
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const client = spawnScript(fixture("remote_client.ts"), { args: [url, "alice/late/run", "100", "0"], cwd: tempDir() });
+  let clientOut = "";
+  client.stdout?.setEncoding("utf8").on("data", (s: string) => (clientOut += s));
+  await sleep(1000);
+  assert.equal(clientOut, "", "the client cannot start while the server is down");
+  const server = await serve({ root, port, quiet: true });
+  try {
+    assert.equal(await exited(client), 0);
+    assert.match(clientOut, /done/);
+    const series = await get(url, "/api/v1/series?prefix=alice/late/run&key=train/loss&points=1000");
+    assert.deepEqual(series.x, Array.from({ length: 100 }, (_, i) => i));
+    const logs = await get(url, "/api/v1/logs?prefix=alice/late/run");
+    assert.equal(logs.total, 2);
+  } finally {
+    await server.close();
+  }
+});
+
+test("the server killed (SIGKILL) and restarted mid-run as a child process: nothing lost, nothing duplicated", async () => {
+  const root = tempDir();
+  let server = await startServerProcess(root, 0);
+  const port = Number(new URL(server.url).port);
+  const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/restart/run", "400", "4"], cwd: tempDir() });
+  try {
+    await waitForOutput(client, /step 150/);
+    server.child.kill("SIGKILL");
+    await exited(server.child);
+    await sleep(500);
+    server = await startServerProcess(root, port);
+    assert.equal(await exited(client), 0);
+    const series = await get(server.url, "/api/v1/series?prefix=alice/restart/run&key=train/loss&points=100000");
+    assert.equal(series.total, 400, "no record lost or stored twice");
+    assert.deepEqual(series.x, Array.from({ length: 400 }, (_, i) => i));
+    const logs = await get(server.url, "/api/v1/logs?prefix=alice/restart/run");
+    assert.equal(logs.total, 8);
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/restart/run");
+    assert.equal((one.status as { status: string }).status, "COMPLETED");
+    assert.deepEqual(one.params, { steps: 400, "optimizer.name": "sgd", "optimizer.lr": 0.1 });
+  } finally {
+    client.kill("SIGKILL");
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  }
+});
+
+test("401 without a token or with a wrong one; the token comes from the option, ML_DASH_TOKEN, or ~/.dash/credentials.json", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true, token: "good-token" });
+  try {
+    await assert.rejects(
+      new Experiment({ prefix: "alice/auth/wrong", dashUrl: server.url, token: "bad-token" }).run.start(),
+      (e: Error) => e instanceof StorageError && /401/.test(e.message) && !e.message.includes("bad-token"),
+    );
+    await new Experiment({ prefix: "alice/auth/option", dashUrl: server.url, token: "good-token" }).run((exp) => exp.log("ok"));
+
+    const home = tempDir();
+    const run = (env: Record<string, string | undefined>) =>
+      runScript(fixture("remote_token.ts"), { args: [server.url, "alice/auth/child"], env: { HOME: home, ML_DASH_TOKEN: undefined, ...env }, cwd: home });
+    const none = await run({});
+    assert.match(none.stdout, /error: .*401.*Missing token/);
+    assert.match((await run({ ML_DASH_TOKEN: "wrong" })).stdout, /error: .*401.*Invalid token/);
+    assert.equal((await run({ ML_DASH_TOKEN: "good-token" })).stdout.trim(), "ok");
+    fs.mkdirSync(path.join(home, ".dash"));
+    fs.writeFileSync(path.join(home, ".dash", "credentials.json"), JSON.stringify({ [server.url]: { token: "good-token" } }), { mode: 0o600 });
+    assert.equal((await run({})).stdout.trim(), "ok", "the credentials file");
+    const list = await get(server.url, "/api/v1/experiments");
+    assert.deepEqual((list.experiments as { prefix: string }[]).map((e) => e.prefix), ["alice/auth/child", "alice/auth/option"]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("the server unreachable past the bound: flush() rejects naming the outbox, which holds protocol bodies another server accepts", async () => {
+  const serverRoot = tempDir();
+  const cwd = tempDir();
+  const result = await runScript(fixture("remote_outbox.ts"), {
+    args: [serverRoot, "alice/outbox/run"],
+    env: { ML_DASH_HTTP_TIMEOUT: "0.3", ML_DASH_ROOT: undefined },
+    cwd,
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const error = JSON.parse(result.stdout.trim().split("\n").pop()!) as { name: string; message: string };
+  assert.equal(error.name, "StorageError");
+  assert.match(error.message, /outbox \.dash\/\.outbox\/alice%2Foutbox%2Frun/);
+  assert.match(error.message, /ml-dash sync/);
+  const dir = path.join(cwd, ".dash", ".outbox", "alice%2Foutbox%2Frun");
+  const files = fs.readdirSync(dir);
+  assert.ok(files.length >= 1);
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    for (const file of files) {
+      const body = fs.readFileSync(path.join(dir, file), "utf8");
+      assert.match(file, /^[0-9a-f-]+-\d+\.json$/);
+      const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body, headers: { "content-type": "application/json" } });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const series = await get(server.url, "/api/v1/series?prefix=alice/outbox/run&key=train/loss");
+    assert.deepEqual(series.x, [0, 1, 2, 3, 4]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("mod.ts under deno run --allow-net=127.0.0.1 --deny-read --deny-write logs to the server; without a filesystem the queue is bounded in memory", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  const dead = `http://127.0.0.1:${await freePort()}`;
+  let script = fileURLToPath(fixture("remote_denied.ts"));
+  if (!fs.existsSync(script)) script = script.replace(/\.ts$/, ".js");
+  try {
+    const child = spawn(denoPath(), ["run", "--allow-net=127.0.0.1", "--deny-read", "--deny-write", script, server.url, "alice/denied/run", dead], {
+      cwd: tempDir(),
+      env: { ...process.env, HOME: tempDir(), ML_DASH_TOKEN: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    assert.equal(await exited(child), 0, stderr);
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines[0], { logged: true });
+    assert.match(lines[1].error, /no filesystem for an outbox: 1 batch\(es\) are kept in memory \(at most 2\)/);
+    assert.match(lines[2].error, /no filesystem for an outbox: 2 batch\(es\)/);
+    assert.match(lines[3].error, /In-memory queue for .* is full/);
+    assert.doesNotMatch(stderr, /PermissionDenied|NotCapable|Requires (read|write) access/);
+
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/denied/run");
+    assert.equal((one.status as { status: string }).status, "COMPLETED");
+    assert.equal((one.summary as Record<string, { count: number }>)["train/loss"].count, 100);
+    assert.deepEqual(one.params, { lr: 0.5 });
+    const note = await fetch(`${server.url}/api/v1/file?prefix=alice/denied/run&path=note.txt`);
+    assert.equal(await note.text(), "written without a filesystem");
+  } finally {
+    await server.close();
+  }
+});
