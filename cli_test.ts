@@ -1,0 +1,263 @@
+// The ml-dash command as real processes, on experiments written by the library.
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { test } from "node:test";
+import { Experiment } from "./mod.ts";
+import { serve } from "./server.ts";
+import { HttpBackend } from "./storage/http.ts";
+import { DashReader } from "./storage/jsonl.ts";
+import { runScript, spawnScript } from "./testing/run_script.ts";
+import type { RunScriptResult } from "./testing/run_script.ts";
+
+const CLI = new URL("./cli.ts", import.meta.url);
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-cli-"));
+}
+
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunScriptResult> {
+  return runScript(CLI, { args, env: { ML_DASH_ROOT: undefined, ML_DASH_TOKEN: undefined, ...env }, timeoutMs: 60_000 });
+}
+
+/** Writes three experiments with the library: completed, failed and cancelled. */
+async function writeFixtures(root: string): Promise<void> {
+  await new Experiment({ prefix: "alice/mnist/baseline", dashRoot: root, readme: "the baseline", tags: ["small"] }).run(async (exp) => {
+    exp.params.set({ lr: 0.001, model: { depth: 4 } });
+    for (let step = 0; step < 10; step++) {
+      exp.metrics("train").log({ step, loss: 1 / (step + 1), acc: step / 10 });
+      if (step % 2 === 0) exp.metrics("eval").log({ step, loss: 2 / (step + 1) });
+    }
+    exp.metrics("default").log({ step: 3, lr: 0.5 });
+    exp.log("done", { level: "info" });
+    await exp.files.saveText("notes.txt", "hello");
+  });
+  await new Experiment({ prefix: "alice/mnist/broken", dashRoot: root }).run(() => {
+    throw new Error("diverged");
+  }).catch(() => {});
+  const exp = new Experiment({ prefix: "bob/cifar/stopped", dashRoot: root });
+  await exp.run.start();
+  exp.metrics("train").log({ loss: 3 });
+  await exp.run.cancel();
+}
+
+test("ml-dash ls lists experiments written by the library, with a glob, --status and --json", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const all = await cli(["ls", "--root", root]);
+  assert.equal(all.code, 0, all.stderr);
+  assert.match(all.stdout, /STATUS\s+STARTED\s+PREFIX/);
+  assert.match(all.stdout, /COMPLETED .* alice\/mnist\/baseline/);
+  assert.match(all.stdout, /FAILED .* alice\/mnist\/broken/);
+  assert.match(all.stdout, /CANCELLED .* bob\/cifar\/stopped/);
+
+  const glob = await cli(["ls", "alice/*", "--root", root, "--json"]);
+  assert.deepEqual(JSON.parse(glob.stdout).map((e: { prefix: string }) => e.prefix), ["alice/mnist/baseline", "alice/mnist/broken"]);
+  const deep = await cli(["ls", "**/b*", "--root", root, "--json"]);
+  assert.deepEqual(JSON.parse(deep.stdout).map((e: { prefix: string }) => e.prefix), ["alice/mnist/baseline", "alice/mnist/broken"]);
+  const failed = await cli(["ls", "--status", "failed", "--root", root, "--json"]);
+  assert.deepEqual(JSON.parse(failed.stdout).map((e: { prefix: string }) => e.prefix), ["alice/mnist/broken"]);
+  const fromEnv = await cli(["ls", "bob", "--json"], { ML_DASH_ROOT: root });
+  assert.deepEqual(JSON.parse(fromEnv.stdout).map((e: { prefix: string }) => e.prefix), ["bob/cifar/stopped"]);
+  const bad = await cli(["ls", "--status", "weird", "--root", root]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /invalid --status "weird"/);
+});
+
+test("ml-dash show prints metadata, status, params and count/min/max/last per key", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const shown = await cli(["show", "alice/mnist/baseline", "--root", root]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /status\s+COMPLETED/);
+  assert.match(shown.stdout, /readme\s+the baseline/);
+  assert.match(shown.stdout, /tags\s+small/);
+  assert.match(shown.stdout, /lr = 0\.001/);
+  assert.match(shown.stdout, /model\.depth = 4/);
+  assert.match(shown.stdout, /KEY\s+COUNT\s+MIN\s+MAX\s+LAST\s+LAST STEP/);
+  assert.match(shown.stdout, /train\/loss\s+10\s+0\.1\s+1\s+0\.1\s+9/);
+  assert.match(shown.stdout, /eval\/loss\s+5\s+0\.222222\s+2\s+0\.222222\s+8/);
+  assert.match(shown.stdout, /notes\.txt\s+5 B\s+text\/plain/);
+  const failed = await cli(["show", "alice/mnist/broken", "--root", root]);
+  assert.match(failed.stdout, /status\s+FAILED/);
+  assert.match(failed.stdout, /error\s+.*diverged/);
+  const json = JSON.parse((await cli(["show", "alice/mnist/baseline", "--json", "--root", root])).stdout);
+  assert.equal(json.summary["train/acc"].max, 0.9);
+  assert.deepEqual(json.params, { lr: 0.001, "model.depth": 4 });
+});
+
+test("ml-dash export writes CSV (one row per step, one column per key) and JSONL, to stdout or --out", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const csv = await cli(["export", "alice/mnist/baseline", "--format", "csv", "--root", root]);
+  assert.equal(csv.code, 0, csv.stderr);
+  const rows = csv.stdout.trim().split("\n");
+  assert.equal(rows[0], "step,eval/loss,lr,train/acc,train/loss");
+  assert.equal(rows.length, 11);
+  assert.equal(rows[1], "0,2,,0,1");
+  assert.equal(rows[2], "1,,,0.1,0.5");
+  assert.equal(rows[4], "3,,0.5,0.3,0.25");
+
+  const out = path.join(tempDir(), "out.jsonl");
+  const jsonl = await cli(["export", "alice/mnist/baseline", "--format", "jsonl", "--out", out, "--root", root]);
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  const records = fs.readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(records.length, 10);
+  assert.deepEqual(records[3], { step: 3, "train/loss": 0.25, "train/acc": 0.3, lr: 0.5 });
+  const bad = await cli(["export", "alice/mnist/baseline", "--format", "xlsx", "--root", root]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /invalid --format "xlsx": expected csv or jsonl/);
+});
+
+test("an unknown prefix prints a message naming it and exits with code 1 (show, export)", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  for (const args of [["show", "nobody/x/y"], ["export", "nobody/x/y", "--format", "csv"]]) {
+    const result = await cli([...args, "--root", root]);
+    assert.equal(result.code, 1, args.join(" "));
+    assert.match(result.stderr, /Unknown experiment "nobody\/x\/y"/);
+  }
+});
+
+test("--help works for ml-dash and for every command; unknown commands and options exit 2", async () => {
+  const top = await cli(["--help"]);
+  assert.equal(top.code, 0);
+  for (const command of ["serve", "sync", "login", "logout", "ls", "show", "export"]) {
+    assert.match(top.stdout, new RegExp(`^  ${command}\\s`, "m"));
+    const help = await cli([command, "--help"]);
+    assert.equal(help.code, 0, command);
+    assert.match(help.stdout, new RegExp(`^Usage: ml-dash ${command}`), command);
+  }
+  const unknown = await cli(["frobnicate"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  const option = await cli(["ls", "--colour"]);
+  assert.equal(option.code, 2);
+  assert.match(option.stderr, /unknown option --colour/);
+});
+
+test("ml-dash login stores the token in ~/.dash/credentials.json with mode 0600; logout removes it", async () => {
+  const home = tempDir();
+  const url = "http://127.0.0.1:9/";
+  const login = await cli(["login", "--url", url, "--token", "tok-123"], { HOME: home });
+  assert.equal(login.code, 0, login.stderr);
+  assert.ok(!login.stdout.includes("tok-123"), "the token is never printed");
+  const file = path.join(home, ".dash", "credentials.json");
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+  assert.deepEqual(JSON.parse(fs.readFileSync(file, "utf8")), { "http://127.0.0.1:9": { token: "tok-123" } });
+  await cli(["login", "--url", "http://example.test:8787", "--token", "other"], { HOME: home });
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+
+  const logout = await cli(["logout", "--url", url], { HOME: home });
+  assert.equal(logout.code, 0, logout.stderr);
+  assert.deepEqual(JSON.parse(fs.readFileSync(file, "utf8")), { "http://example.test:8787": { token: "other" } });
+  assert.equal((await cli(["logout"], { HOME: home })).code, 0);
+  assert.ok(!fs.existsSync(file));
+});
+
+function waitForUrl(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+      text += s;
+      const match = /at (http:\/\/\S+)/.exec(text);
+      if (match) resolve(match[1]);
+    });
+    child.stderr?.setEncoding("utf8").on("data", (s: string) => (text += s));
+    child.once("exit", (code) => reject(new Error(`serve exited (${code}):\n${text}`)));
+  });
+}
+
+test("ml-dash serve runs the server (read API on the root, token for writes) and refuses 0.0.0.0 without a token", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const child = spawnScript(CLI, { args: ["serve", "--root", root, "--port", "0", "--token", "tok"] });
+  try {
+    const url = await waitForUrl(child);
+    const list = await (await fetch(`${url}/api/v1/experiments`)).json();
+    assert.equal(list.total, 3);
+    const write = await fetch(`${url}/api/v1/batch`, { method: "POST", body: "{}" });
+    assert.equal(write.status, 401);
+    await write.body?.cancel();
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((resolve) => child.once("exit", resolve));
+  }
+  const refused = await cli(["serve", "--root", root, "--port", "0", "--host", "0.0.0.0"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /Refusing to listen on 0\.0\.0\.0 without a token/);
+});
+
+test("ml-dash sync sends local experiments; a rerun stores nothing twice, and data added later is sent", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true, token: "sync-token" });
+  try {
+    const first = await cli(["sync", "--url", server.url, "--root", root, "--token", "sync-token"]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /synced 3 experiment\(s\)/);
+    const local = new DashReader(root);
+    const remote = new DashReader(serverRoot);
+    for (const prefix of ["alice/mnist/baseline", "alice/mnist/broken", "bob/cifar/stopped"]) {
+      assert.deepEqual(await remote.summary(prefix), await local.summary(prefix), prefix);
+      assert.deepEqual(await remote.params(prefix), await local.params(prefix), prefix);
+      assert.equal((await remote.status(prefix))?.status, (await local.status(prefix))?.status, prefix);
+      assert.deepEqual(await remote.logs(prefix), await local.logs(prefix), prefix);
+    }
+    assert.deepEqual((await remote.files("alice/mnist/baseline")).map((f) => f.path), ["notes.txt"]);
+
+    const batches = server.handler.stats.batches;
+    const again = await cli(["sync", "--url", server.url, "--root", root], { ML_DASH_TOKEN: "sync-token" });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /alice\/mnist\/baseline: 0 new line\(s\), 0 file\(s\) sent/);
+    assert.equal(server.handler.stats.batches, batches, "a rerun stores nothing");
+    assert.deepEqual(await remote.summary("alice/mnist/baseline"), await local.summary("alice/mnist/baseline"));
+
+    // Resume the experiment locally and sync again: only the new lines go.
+    await new Experiment({ prefix: "alice/mnist/baseline", dashRoot: root }).run((exp) => {
+      for (let step = 10; step < 15; step++) exp.metrics("train").log({ step, loss: 0.01, acc: 1 });
+    });
+    const third = await cli(["sync", "--url", server.url, "--root", root, "--token", "sync-token"]);
+    assert.match(third.stdout, /alice\/mnist\/baseline: 5 new line\(s\)/);
+    assert.equal((await remote.summary("alice/mnist/baseline"))["train/loss"].count, 15);
+    assert.deepEqual(await remote.summary("alice/mnist/baseline"), await local.summary("alice/mnist/baseline"));
+
+    const denied = await cli(["sync", "--url", server.url, "--root", root, "--token", "wrong"]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /401/);
+  } finally {
+    await server.close();
+  }
+});
+
+test("ml-dash sync sends the outbox batches and removes them", async () => {
+  const root = tempDir();
+  const serverRoot = tempDir();
+  const down = await serve({ root: serverRoot, port: 0, quiet: true });
+  const url = down.url;
+  await down.close();
+  // A backend that gives up at once spools its batches to <root>/.outbox/.
+  const backend = new HttpBackend({ url, outboxRoot: root, giveUpAfterMs: 0 });
+  const lines = Array.from({ length: 20 }, (_, step) => JSON.stringify({ _ts: 1, step, loss: step }));
+  await assert.rejects(backend.write("alice/spool/run", { metadata: { prefix: "alice/spool/run" }, metrics: { train: [lines.slice(0, 10).join("\n")] } }), /outbox/);
+  await assert.rejects(backend.write("alice/spool/run", { metrics: { train: [lines.slice(10).join("\n")] }, status: { status: "COMPLETED" } }), /outbox/);
+  const outbox = path.join(root, ".outbox", "alice%2Fspool%2Frun");
+  assert.equal(fs.readdirSync(outbox).length, 2);
+
+  const port = Number(new URL(url).port);
+  const server = await serve({ root: serverRoot, port, quiet: true });
+  try {
+    const sync = await cli(["sync", "--url", url, "--root", root]);
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.match(sync.stdout, /outbox: 2 batch\(es\) sent/);
+    assert.ok(!fs.existsSync(outbox), "the outbox is emptied");
+    const series = new DashReader(serverRoot).series("alice/spool/run", "train/loss");
+    assert.deepEqual((await series).step, Array.from({ length: 20 }, (_, i) => i));
+    assert.equal((await new DashReader(serverRoot).status("alice/spool/run"))?.status, "COMPLETED");
+  } finally {
+    await server.close();
+  }
+});
