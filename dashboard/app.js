@@ -6,6 +6,17 @@ import { LineChart } from "./chart.js";
 import * as fmt from "./format.js";
 
 const API = new URL("../api/v1/", import.meta.url);
+// A server with a read token: open the page as /?access_token=T (sent with every read).
+const ACCESS_TOKEN = new URLSearchParams(location.search).get("access_token");
+
+function apiUrl(path, params = {}) {
+  const url = new URL(path, API);
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
+  }
+  if (ACCESS_TOKEN) url.searchParams.set("access_token", ACCESS_TOKEN);
+  return url;
+}
 const PALETTE = [
   "#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6",
   "#eab308", "#06b6d4", "#db2777", "#65a30d", "#64748b",
@@ -66,6 +77,11 @@ function h(tag, props = {}, ...children) {
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
+/** Replaces a node's children, skipping null, undefined and false. */
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function readStored(key, fallback) {
   try {
     return JSON.parse(localStorage.getItem(key)) ?? fallback;
@@ -92,11 +108,7 @@ async function api(path, params = {}) {
   if (active >= FETCH_CONCURRENCY) await new Promise((resolve) => waiting.push(resolve));
   active++;
   try {
-    const url = new URL(path, API);
-    for (const [k, v] of Object.entries(params)) {
-      if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
-    }
-    const response = await fetch(url);
+    const response = await fetch(apiUrl(path, params));
     if (!response.ok) {
       const body = await response.text().catch(() => "");
       throw new Error(`${response.status} ${response.statusText}: ${body.slice(0, 200)}`);
@@ -109,10 +121,7 @@ async function api(path, params = {}) {
 }
 
 function fileUrl(prefix, path) {
-  const url = new URL("file", API);
-  url.searchParams.set("prefix", prefix);
-  url.searchParams.set("path", path);
-  return url.href;
+  return apiUrl("file", { prefix, path }).href;
 }
 
 function toNumbers(values) {
@@ -214,7 +223,7 @@ function renderFilters() {
   const counts = new Map();
   for (const e of base) counts.set(statusOf(e), (counts.get(statusOf(e)) ?? 0) + 1);
   const chips = $("#status-filter");
-  chips.replaceChildren(
+  fill(chips,
     h("button", {
       type: "button",
       class: `chip${state.filter.status ? "" : " on"}`,
@@ -233,7 +242,7 @@ function renderFilters() {
   );
   const tags = [...new Set(state.experiments.flatMap((e) => e.tags))].sort();
   const select = $("#tag-filter");
-  select.replaceChildren(
+  fill(select,
     h("option", { value: "" }, tags.length ? "All tags" : "No tags"),
     ...tags.map((t) => h("option", { value: t, selected: t === state.filter.tag }, `#${t}`)),
   );
@@ -286,14 +295,14 @@ function renderTree() {
     ? `${state.experiments.length} experiment${state.experiments.length === 1 ? "" : "s"}`
     : `${visible.length} of ${state.experiments.length} experiments`;
   if (!state.experiments.length) {
-    list.replaceChildren(h("div", { class: "empty small" },
+    fill(list, h("div", { class: "empty small" },
       h("p", {}, "No experiments yet."),
       h("p", { class: "muted" }, "Log one with ", h("code", {}, "new Experiment({ prefix })"), " and it appears here."),
     ));
     return;
   }
   if (!visible.length) {
-    list.replaceChildren(h("div", { class: "empty small" }, "No experiment matches the filters."));
+    fill(list, h("div", { class: "empty small" }, "No experiment matches the filters."));
     return;
   }
   const filtering = Boolean(state.filter.text || state.filter.status || state.filter.tag);
@@ -308,7 +317,7 @@ function renderTree() {
     }
   };
   walk(buildTree(visible), 0);
-  list.replaceChildren(...rows);
+  fill(list, ...rows);
 }
 
 // Folders first, then runs; runs newest first within a folder.
@@ -463,10 +472,10 @@ function renderSelectionBar() {
   const bar = $("#selection-bar");
   const labels = runLabels();
   if (!state.selected.length) {
-    bar.replaceChildren(h("span", { class: "muted" }, "No run selected"));
+    fill(bar, h("span", { class: "muted" }, "No run selected"));
     return;
   }
-  bar.replaceChildren(
+  fill(bar,
     ...state.selected.map((p) => {
       const e = state.byPrefix.get(p);
       return h("span", { class: "run-chip", title: p, dataset: { prefix: p } },
@@ -524,7 +533,7 @@ function renderTabs() {
     params: new Set(state.selected.flatMap((p) => Object.keys(state.details.get(p)?.params ?? {}))).size,
     files: state.selected.reduce((n, p) => n + (state.details.get(p)?.files?.length ?? 0), 0),
   };
-  $("#tabs").replaceChildren(...TABS.map(([id, label]) =>
+  fill($("#tabs"), ...TABS.map(([id, label]) =>
     h("button", {
       type: "button",
       role: "tab",
@@ -567,7 +576,7 @@ function renderEmpty() {
   const recent = [...state.experiments]
     .sort((a, b) => (b.startedAt ?? b.createdAt ?? 0) - (a.startedAt ?? a.createdAt ?? 0))
     .slice(0, 8);
-  $("#empty-state").replaceChildren(
+  fill($("#empty-state"),
     h("div", { class: "empty-card" },
       h("h2", {}, "Select runs to compare"),
       h("p", { class: "muted" }, "Click a run in the sidebar to open it; tick more boxes (or Ctrl/⌘-click) to overlay runs on the same charts."),
@@ -647,7 +656,7 @@ function renderXOptions() {
   if (isFieldX() && !fields.has(state.x)) likely.unshift(state.x);
   const select = $("#x-axis");
   const option = (value, label) => h("option", { value, selected: state.x === value }, label);
-  select.replaceChildren(
+  fill(select,
     option("step", "Step"),
     option("relative", "Relative time"),
     option("_ts", "Wall time"),
@@ -664,7 +673,10 @@ function renderCharts() {
   const filter = state.chartFilter.toLowerCase();
   const shown = [...keys.keys()].filter((k) => !filter || k.toLowerCase().includes(filter));
   const groups = new Map();
-  for (const key of shown.sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))) {
+  // Within a group: metrics by name, then fields that look like an x axis (epoch, tokens...).
+  const rank = (key) => (X_FIELDS.has(fieldOf(key)) ? 1 : 0);
+  shown.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b, undefined, { numeric: true }));
+  for (const key of shown) {
     const group = groupOf(key);
     if (!groups.has(group)) groups.set(group, []);
     groups.get(group).push(key);
@@ -673,7 +685,7 @@ function renderCharts() {
   disposeCharts(new Set(shown));
   const loading = state.selected.some((p) => !state.details.has(p));
   if (!shown.length) {
-    panel.replaceChildren(h("div", { class: "empty small" },
+    fill(panel, h("div", { class: "empty small" },
       loading ? "Loading…" : keys.size ? "No chart matches the filter." : "The selected runs have no metrics yet."));
     return;
   }
@@ -698,7 +710,7 @@ function renderCharts() {
       collapsed ? null : h("div", { class: "chart-grid" }, ...groups.get(group).map((key) => chartView(key, keys.get(key)).card)),
     );
   });
-  panel.replaceChildren(...sections);
+  fill(panel, ...sections);
   for (const key of shown) {
     const view = state.charts.get(key);
     if (!view || !view.card.isConnected) continue;
@@ -818,7 +830,8 @@ function updateChartSeries(view) {
     points += d.total;
     downsampled ||= d.downsampled;
   }
-  view.chart.message = isFieldX() ? `No "${state.x}" field in this metric` : "No data";
+  const waiting = view.runs.some((p) => !view.data.has(p));
+  view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
   view.chart.setSeries(series);
   view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
   view.card.dataset.pointCount = String(points);
@@ -877,7 +890,7 @@ function renderOverview() {
       )),
     )
     : h("p", { class: "muted" }, "No metrics yet.");
-  panel.replaceChildren(
+  fill(panel,
     h("div", { class: "section-label" }, "Runs"),
     h("div", { class: "table-wrap" }, info),
     h("div", { class: "section-label" }, "Metrics"),
@@ -939,7 +952,7 @@ function renderParams() {
       details.length > 1 ? ` · ${differs.size} differ${differs.size === 1 ? "s" : ""}` : ""),
   );
   if (!keys.length) {
-    panel.replaceChildren(toolbar, h("div", { class: "empty small" }, "No parameters recorded."));
+    fill(panel, toolbar, h("div", { class: "empty small" }, "No parameters recorded."));
     return;
   }
   const table = h("table", { class: "grid-table params-table", dataset: { testid: "params-table" } },
@@ -961,7 +974,7 @@ function renderParams() {
       );
     })),
   );
-  panel.replaceChildren(toolbar, h("div", { class: "table-wrap" }, table));
+  fill(panel, toolbar, h("div", { class: "table-wrap" }, table));
 }
 
 // ─── Logs ───────────────────────────────────────────────────────────────────
@@ -1018,9 +1031,9 @@ async function renderLogs(refresh = []) {
   );
   const body = h("div", { class: "log-view", dataset: { testid: "log-view" } });
   if (!panel.firstChild || panel.dataset.level !== state.logLevel) {
-    panel.replaceChildren(toolbar, body);
+    fill(panel, toolbar, body);
   } else {
-    panel.replaceChildren(toolbar, panel.querySelector(".log-view") ?? body);
+    fill(panel, toolbar, panel.querySelector(".log-view") ?? body);
   }
   panel.dataset.level = state.logLevel;
   const stale = runs.filter((p) => refresh.includes(p) || logCache.get(p)?.level !== state.logLevel);
@@ -1048,11 +1061,14 @@ function drawLogLines() {
   lines.sort((a, b) => a.line._ts - b.line._ts);
   const matching = text ? lines.filter(({ line }) => String(line.message).toLowerCase().includes(text)) : lines;
   const multi = runs.length > 1;
-  view.replaceChildren(...(matching.length ? matching.map(({ prefix, line }) => {
+  // Lines that span days carry their date; within a day the time is enough.
+  const span = lines.length ? lines[lines.length - 1].line._ts - lines[0].line._ts : 0;
+  const stamp = (ts) => (span > 20 * 3600 ? fmt.dateTime(ts).slice(5) : fmt.dateTime(ts).slice(11));
+  fill(view, ...(matching.length ? matching.map(({ prefix, line }) => {
     const { _ts, level, message, ...meta } = line;
     const metaText = Object.entries(meta).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
     return h("div", { class: `log-line level-${level}`, dataset: { testid: "log-line", level, prefix } },
-      h("span", { class: "log-time", title: fmt.dateTime(_ts) }, fmt.dateTime(_ts).slice(11)),
+      h("span", { class: "log-time", title: fmt.dateTime(_ts) }, stamp(_ts)),
       h("span", { class: `log-level level-${level}` }, level),
       multi ? h("span", { class: "log-run", style: { color: colorOf(prefix) } }, labels.get(prefix)) : null,
       h("span", { class: "log-message" }, String(message)),
@@ -1076,11 +1092,11 @@ function renderFiles() {
     for (const f of state.details.get(p)?.files ?? []) rows.push({ prefix: p, file: f });
   }
   if (!rows.length) {
-    panel.replaceChildren(h("div", { class: "empty small" }, "No files saved. Save some with ", h("code", {}, "exp.files.saveText(path, text)"), "."));
+    fill(panel, h("div", { class: "empty small" }, "No files saved. Save some with ", h("code", {}, "exp.files.saveText(path, text)"), "."));
     return;
   }
   const multi = state.selected.length > 1;
-  panel.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "grid-table files-table", dataset: { testid: "files-table" } },
+  fill(panel, h("div", { class: "table-wrap" }, h("table", { class: "grid-table files-table", dataset: { testid: "files-table" } },
     h("thead", {}, h("tr", {}, multi ? h("th", {}, "Run") : null, h("th", {}, "Path"), h("th", { class: "num" }, "Size"), h("th", {}, "Type"), h("th", {}, "Saved"), h("th", {}, ""))),
     h("tbody", {}, ...rows.map(({ prefix, file }) =>
       h("tr", { dataset: { testid: "file-row", prefix, path: file.path } },
@@ -1153,7 +1169,7 @@ async function refreshRun(prefix) {
 
 function connectEvents() {
   if (!("EventSource" in window)) return;
-  const source = new EventSource(new URL("events", API));
+  const source = new EventSource(apiUrl("events"));
   const indicator = $("#live");
   source.addEventListener("open", () => {
     state.live = true;
@@ -1290,7 +1306,7 @@ async function main() {
   try {
     await loadExperiments();
   } catch (error) {
-    $("#experiment-list").replaceChildren(h("div", { class: "empty small error-text" }, `Could not load experiments: ${error.message ?? error}`));
+    fill($("#experiment-list"), h("div", { class: "empty small error-text" }, `Could not load experiments: ${error.message ?? error}`));
   }
   loadSelection();
 }
