@@ -174,14 +174,18 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const ingest = async (req: Request): Promise<Response> => {
     const fault = takeFault("/api/v1/batch");
     if (fault && !fault.afterStore) return faultResponse(fault);
-    const body = await readJsonBody(req, maxBody);
+    const text = await readBody(req, maxBody);
     if (req.headers.get("content-encoding")?.toLowerCase() === "gzip") stats.gzipBatches++;
-    const envelope = parseEnvelope(body);
+    const ndjson = /ndjson/i.test(req.headers.get("content-type") ?? "");
+    // The header is checked first: a duplicate is acknowledged without reading its records.
+    const { head, rest } = ndjson ? splitNdjson(text) : { head: parseJson(text), rest: "" };
+    const envelope = parseEnvelope(head, ndjson);
     const { prefix, session, seq } = envelope;
     // From here to the end the work is synchronous: no other request interleaves.
-    let duplicate = ledger.has(prefix, session, seq);
+    const duplicate = ledger.has(prefix, session, seq);
     if (!duplicate) {
-      const batch = envelope.batch;
+      const batch = decodeBatch(envelope.batch, prefix);
+      if (ndjson) addSections(batch, envelope.sections!, rest);
       const isNew = !hub.knows(prefix) && !fs.existsSync(path.join(root, ...prefix.split("/"), "experiment.json"));
       // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
       if (isNew && !batch.metadata) batch.metadata = { prefix };
@@ -200,7 +204,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const open = async (req: Request): Promise<Response> => {
     const fault = takeFault("/api/v1/open");
     if (fault) return faultResponse(fault);
-    const body = await readJsonBody(req, maxBody);
+    const body = parseJson(await readBody(req, maxBody));
     if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {"prefix": string}`);
     const prefix = checkedPrefix(body.prefix, "prefix");
     const sessions = body.sessions;
@@ -321,15 +325,26 @@ class BadRequest extends HttpError {
   }
 }
 
-/** Reads a JSON body of at most `limit` bytes (after gzip decompression). */
-async function readJsonBody(req: Request, limit: number): Promise<unknown> {
-  const declared = Number(req.headers.get("content-length") ?? NaN);
+/** Reads a body of at most `limit` bytes (after gzip decompression) as text. */
+async function readBody(req: Request, limit: number): Promise<string> {
+  const length = req.headers.get("content-length");
+  const declared = length === null ? NaN : Number(length);
   if (declared > limit) throw tooLarge(limit);
-  let stream = req.body;
-  if (!stream) throw new BadRequest("Missing body: expected a JSON object");
   const encoding = req.headers.get("content-encoding")?.toLowerCase();
+  if (encoding && encoding !== "gzip" && encoding !== "identity") {
+    throw new HttpError(415, `Unsupported Content-Encoding "${encoding}": expected gzip or none`);
+  }
+  let stream = req.body;
+  if (!stream) throw new BadRequest("Missing body: expected JSON");
+  // The runtime's own reader is the fast path; the length is known and within the limit.
+  if (encoding !== "gzip" && Number.isFinite(declared)) {
+    try {
+      return await req.text();
+    } catch (error) {
+      throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
+    }
+  }
   if (encoding === "gzip") stream = stream.pipeThrough(new DecompressionStream("gzip"));
-  else if (encoding && encoding !== "identity") throw new HttpError(415, `Unsupported Content-Encoding "${encoding}": expected gzip or none`);
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = stream.getReader();
@@ -348,18 +363,105 @@ async function readJsonBody(req: Request, limit: number): Promise<unknown> {
     if (error instanceof HttpError) throw error;
     throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
   }
-  const bytes = chunks.length === 1 ? chunks[0] : concat(chunks, size);
-  let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true }).decode(chunks.length === 1 ? chunks[0] : concat(chunks, size));
   } catch {
     throw new BadRequest("Malformed body: it is not valid UTF-8");
   }
+}
+
+function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
     throw new BadRequest(`Malformed JSON: ${error instanceof Error ? error.message : error}`);
   }
+}
+
+/** An NDJSON body: the header (first line) parsed, and the record lines after it as text. */
+function splitNdjson(text: string): { head: unknown; rest: string } {
+  const end = text.indexOf("\n");
+  const first = end < 0 ? text : text.slice(0, end);
+  let head: unknown;
+  try {
+    head = JSON.parse(first);
+  } catch (error) {
+    throw new BadRequest(`Malformed JSON in the header line: ${error instanceof Error ? error.message : error}`);
+  }
+  let rest = end < 0 ? "" : text.slice(end + 1);
+  if (rest.endsWith("\n")) rest = rest.slice(0, -1);
+  return { head, rest };
+}
+
+/** A section of an NDJSON body: `lines` record lines for a metric (`name`) or for the logs. */
+interface Section {
+  kind: "metrics" | "logs";
+  name?: string;
+  lines: number;
+}
+
+function checkSections(value: unknown): Section[] {
+  if (!Array.isArray(value)) throw new BadRequest(`Invalid "sections": expected an array of {kind, name, lines}, received ${typeName(value)}`);
+  return value.map((s, i) => {
+    if (!isObject(s)) throw new BadRequest(`Invalid "sections[${i}]": expected an object, received ${typeName(s)}`);
+    if (s.kind !== "metrics" && s.kind !== "logs") throw new BadRequest(`Unknown event kind "sections[${i}].kind" ${JSON.stringify(s.kind)}: expected metrics or logs`);
+    if (s.kind === "metrics" && (typeof s.name !== "string" || !METRIC_NAME.test(s.name))) {
+      throw new BadRequest(`Invalid "sections[${i}].name" ${JSON.stringify(s.name)}: expected a metric name without "/", "\\" or NUL that does not start with "."`);
+    }
+    if (typeof s.lines !== "number" || !Number.isSafeInteger(s.lines) || s.lines < 0) {
+      throw new BadRequest(`Invalid "sections[${i}].lines" ${JSON.stringify(s.lines)}: expected a count of lines`);
+    }
+    return { kind: s.kind, name: s.name as string | undefined, lines: s.lines };
+  });
+}
+
+const NUMBER = String.raw`-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?`;
+const KEY = String.raw`"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"`;
+/** A metric record as mod.ts writes it: `_ts`, `step`, then numeric (or non-finite) fields. Others take the slow path. */
+const FAST_METRIC_LINE = new RegExp(String.raw`^\{"_ts":${NUMBER},"step":${NUMBER}(?:,${KEY}:(?:${NUMBER}|"NaN"|"Infinity"|"-Infinity"))*\}$`);
+const METRIC_NAME = /^[^/\\\0.][^/\\\0]*$/;
+
+/** Checks the record lines of an NDJSON body against its sections and adds them to the batch. */
+function addSections(batch: Batch, sections: Section[], rest: string): void {
+  const lines = rest === "" ? [] : rest.split("\n");
+  const expected = sections.reduce((n, s) => n + s.lines, 0);
+  if (lines.length !== expected) {
+    throw new BadRequest(`Malformed NDJSON body: the sections announce ${expected} record line(s), the body has ${lines.length}`);
+  }
+  let at = 0;
+  for (const section of sections) {
+    const part = lines.slice(at, at + section.lines);
+    if (section.kind === "metrics") {
+      const where = `metrics.${section.name}`;
+      for (let i = 0; i < part.length; i++) {
+        if (!FAST_METRIC_LINE.test(part[i])) checkLine(part[i], `${where} line ${at + i + 2}`, checkMetricRecord);
+      }
+      const metrics = batch.metrics ??= {};
+      (metrics[section.name!] ??= []).push(...chunked(part));
+    } else {
+      for (let i = 0; i < part.length; i++) checkLine(part[i], `logs line ${at + i + 2}`, checkLogRecord);
+      (batch.logs ??= []).push(...chunked(part));
+    }
+    at += section.lines;
+  }
+}
+
+/** Lines joined into chunks of 1,024, the shape mod.ts gives the JSONL backend. */
+function chunked(lines: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i += 1024) out.push(lines.slice(i, i + 1024).join("\n"));
+  return out;
+}
+
+function checkLine(line: string, where: string, check: (r: Record<string, unknown>, where: string) => void): void {
+  let record: unknown;
+  try {
+    record = JSON.parse(line);
+  } catch (error) {
+    throw new BadRequest(`Malformed JSON in ${where}: ${error instanceof Error ? error.message : error}`);
+  }
+  if (!isObject(record)) throw new BadRequest(`Invalid ${where}: expected an object, received ${typeName(record)}`);
+  check(record, where);
 }
 
 function tooLarge(limit: number): HttpError {
@@ -397,12 +499,20 @@ function checkedPrefix(value: unknown, where: string): string {
 }
 
 /** Checks the envelope and every record's type; throws BadRequest naming the first problem. */
-function parseEnvelope(body: unknown): { prefix: string; session: string; seq: number; batch: Batch } {
-  if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {prefix, session, seq, batch}, received ${typeName(body)}`);
+interface ParsedEnvelope {
+  prefix: string;
+  session: string;
+  seq: number;
+  batch: Record<string, unknown>;
+  sections?: Section[];
+}
+
+/** Checks the envelope's prefix, session and seq, and the batch's field names (its content is checked by decodeBatch). */
+function parseEnvelope(body: unknown, ndjson: boolean): ParsedEnvelope {
+  const fields = ndjson ? ["prefix", "session", "seq", "batch", "sections"] : ["prefix", "session", "seq", "batch"];
+  if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {${fields.join(", ")}}, received ${typeName(body)}`);
   for (const key of Object.keys(body)) {
-    if (!["prefix", "session", "seq", "batch"].includes(key)) {
-      throw new BadRequest(`Unknown field "${key}": expected prefix, session, seq and batch`);
-    }
+    if (!fields.includes(key)) throw new BadRequest(`Unknown field "${key}": expected ${fields.join(", ")}`);
   }
   const prefix = checkedPrefix(body.prefix, "prefix");
   const session = body.session;
@@ -413,13 +523,19 @@ function parseEnvelope(body: unknown): { prefix: string; session: string; seq: n
   if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
     throw new BadRequest(`Invalid "seq" ${JSON.stringify(seq)}: expected an integer from 0 to 2^53 - 1`);
   }
-  const batch = body.batch;
+  const batch = body.batch ?? {};
   if (!isObject(batch)) throw new BadRequest(`Invalid "batch": expected an object, received ${typeName(batch)}`);
   for (const key of Object.keys(batch)) {
     if (!BATCH_FIELDS.includes(key)) {
       throw new BadRequest(`Unknown event kind "batch.${key}": expected ${BATCH_FIELDS.join(", ")}`);
     }
   }
+  const sections = ndjson ? checkSections(body.sections ?? []) : undefined;
+  return { prefix, session, seq, batch, sections };
+}
+
+/** Checks every event of a batch and returns it as the JSONL backend takes it. */
+function decodeBatch(batch: Record<string, unknown>, prefix: string): Batch {
   checkMetadata(batch.metadata, prefix);
   checkStatus(batch.status);
   checkParams(batch.params);
@@ -433,7 +549,7 @@ function parseEnvelope(body: unknown): { prefix: string; session: string; seq: n
   const logs = checkLogs(batch.logs);
   if (logs) decoded.logs = logs;
   if (batch.status !== undefined) decoded.status = batch.status as Batch["status"];
-  return { prefix, session, seq, batch: decoded };
+  return decoded;
 }
 
 function checkMetadata(value: unknown, prefix: string): void {
@@ -483,7 +599,7 @@ function checkMetrics(value: unknown): Record<string, string[]> | undefined {
   if (!isObject(value)) throw new BadRequest(`Invalid "batch.metrics": expected an object of metric name → records, received ${typeName(value)}`);
   const out: Record<string, string[]> = {};
   for (const name in value) {
-    if (!/^[^/\\\0.][^/\\\0]*$/.test(name)) {
+    if (!METRIC_NAME.test(name)) {
       throw new BadRequest(`Invalid metric name ${JSON.stringify(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`);
     }
     const items = value[name];

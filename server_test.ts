@@ -377,3 +377,44 @@ test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are
     await server.close();
   }
 });
+
+test("an NDJSON batch (a header line with sections, then the record lines) is stored; wrong counts, bad lines and unknown section kinds get 400", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  const ndjson = { "content-type": "application/x-ndjson" };
+  try {
+    const head = (seq: number, sections: unknown[]) => JSON.stringify({ prefix: "alice/p/nd", session: "s", seq, batch: { metadata: { prefix: "alice/p/nd" }, params: { lr: 1 } }, sections });
+    const logs = [JSON.stringify({ _ts: 1, level: "info", message: "a" }), JSON.stringify({ _ts: 2, level: "warn", message: "b" })];
+    const body = [
+      head(0, [{ kind: "metrics", name: "train", lines: 20 }, { kind: "metrics", name: "eval", lines: 1 }, { kind: "logs", lines: 2 }]),
+      metricLines(0, 20),
+      '{"step":3,"_ts":5,"acc":"NaN"}',
+      ...logs,
+    ].join("\n") + "\n";
+    assert.deepEqual(await post(server, "/api/v1/batch", body, ndjson), { status: 200, body: { ok: true, duplicate: false } });
+    assert.equal((await post(server, "/api/v1/batch", body, ndjson)).body.duplicate, true);
+    const one = await get(server, "/api/v1/experiment?prefix=alice/p/nd");
+    const summary = one.body.summary as Record<string, { count: number }>;
+    assert.equal(summary["train/loss"].count, 20);
+    assert.equal(summary["eval/acc"].count, 1);
+    assert.deepEqual(one.body.params, { lr: 1 });
+    assert.equal((await get(server, "/api/v1/logs?prefix=alice/p/nd")).body.total, 2);
+
+    const bad: [string, string, RegExp][] = [
+      ["a count that does not match", [head(1, [{ kind: "metrics", name: "train", lines: 3 }]), metricLines(0, 2)].join("\n"), /announce 3 record line\(s\), the body has 2/],
+      ["a line that is not JSON", [head(1, [{ kind: "metrics", name: "train", lines: 2 }]), metricLines(0, 1), "{oops"].join("\n"), /Malformed JSON in metrics\.train line 3/],
+      ["a value of the wrong type", [head(1, [{ kind: "metrics", name: "train", lines: 1 }]), '{"_ts":1,"step":0,"loss":[1]}'].join("\n"), /metrics\.train line 2\.loss.*expected a number/],
+      ["an unknown section kind", [head(1, [{ kind: "gradients", lines: 1 }]), "{}"].join("\n"), /Unknown event kind "sections\[0\]\.kind"/],
+      ["a header that is not JSON", "nope\n{}", /Malformed JSON in the header line/],
+    ];
+    for (const [name, text, message] of bad) {
+      const res = await post(server, "/api/v1/batch", text, ndjson);
+      assert.equal(res.status, 400, name);
+      assert.match(String(res.body.error), message, name);
+    }
+    const after = (await get(server, "/api/v1/experiment?prefix=alice/p/nd")).body.summary as Record<string, { count: number }>;
+    assert.equal(after["train/loss"].count, 20, "nothing of the bad bodies was stored");
+  } finally {
+    await server.close();
+  }
+});

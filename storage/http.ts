@@ -199,15 +199,10 @@ export class HttpBackend implements Backend {
 
   /** Sends one envelope with retries; returns the last failure if it was not acknowledged. */
   async #deliver(envelope: Envelope): Promise<Failure | undefined> {
-    envelope.body ??= JSON.stringify({
-      prefix: envelope.prefix,
-      session: envelope.session,
-      seq: envelope.seq,
-      batch: toWire(envelope.batch),
-    });
+    envelope.body ??= toNdjson(envelope);
     const started = Date.now();
     for (let attempt = 0;; attempt++) {
-      const result = await this.#post("/api/v1/batch", envelope.body);
+      const result = await this.#post("/api/v1/batch", envelope.body, NDJSON);
       if ("value" in result) {
         this.#down = false;
         envelope.acked = true;
@@ -239,7 +234,8 @@ export class HttpBackend implements Backend {
           if (envelope.spooled) continue;
           const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
           const tmp = `${file}.tmp`;
-          await fs.writeFile(tmp, envelope.body ?? "");
+          // The outbox holds the JSON form of the protocol: one file, one request, readable with jq.
+          await fs.writeFile(tmp, toJson(envelope));
           await fs.rename(tmp, file);
           envelope.spooled = file;
         }
@@ -281,10 +277,10 @@ export class HttpBackend implements Backend {
   }
 
   /** One POST; resolves to the parsed answer or a failure (never rejects). */
-  async #post(pathname: string, body: string): Promise<{ value: unknown } | Failure> {
+  async #post(pathname: string, body: string, contentType = "application/json"): Promise<{ value: unknown } | Failure> {
     this.#token ??= resolveToken(this.#base, this.#options.token);
     const token = await this.#token;
-    const headers: Record<string, string> = { "content-type": "application/json" };
+    const headers: Record<string, string> = { "content-type": contentType };
     if (token) headers.authorization = `Bearer ${token}`;
     let payload: string | Uint8Array = body;
     if (this.#shouldGzip(body)) {
@@ -475,6 +471,48 @@ function splitBatch(batch: Batch, maxBytes: number): Batch[] {
   if (size > 0) parts.push(current);
   if (batch.status) parts.push({ status: batch.status });
   return parts;
+}
+
+const NDJSON = "application/x-ndjson";
+
+/**
+ * The NDJSON form of a request: a header line (prefix, session, seq, the state
+ * events and `sections` that count the record lines), then the metric and log
+ * records as they are, one a line. Records are never escaped into JSON strings.
+ */
+function toNdjson(envelope: Envelope): string {
+  const { metrics, logs, ...state } = envelope.batch;
+  const sections: { kind: string; name?: string; lines: number }[] = [];
+  const parts: string[] = [];
+  for (const name in metrics ?? {}) {
+    let lines = 0;
+    for (const chunk of metrics![name]) {
+      if (chunk === "") continue;
+      lines += countLines(chunk);
+      parts.push(chunk);
+    }
+    if (lines > 0) sections.push({ kind: "metrics", name, lines });
+  }
+  let logLines = 0;
+  for (const line of logs ?? []) {
+    if (line === "") continue;
+    logLines += countLines(line);
+    parts.push(line);
+  }
+  if (logLines > 0) sections.push({ kind: "logs", lines: logLines });
+  const head = JSON.stringify({ prefix: envelope.prefix, session: envelope.session, seq: envelope.seq, batch: toWire(state), sections });
+  return parts.length > 0 ? `${head}\n${parts.join("\n")}\n` : `${head}\n`;
+}
+
+/** The JSON form of a request (`{prefix, session, seq, batch}`), as the outbox keeps it. */
+function toJson(envelope: Envelope): string {
+  return JSON.stringify({ prefix: envelope.prefix, session: envelope.session, seq: envelope.seq, batch: toWire(envelope.batch) });
+}
+
+function countLines(text: string): number {
+  let lines = 1;
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
+  return lines;
 }
 
 /** The batch as JSON travels: file contents as base64. */
