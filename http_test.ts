@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Experiment, startRun, StorageError } from "./mod.ts";
 import type { Batch } from "./mod.ts";
 import { serve } from "./server.ts";
-import type { DashServer, Fault } from "./server.ts";
+import type { Fault } from "./server.ts";
 import { HttpBackend } from "./storage/http.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import { denoPath, runScript, spawnScript } from "./testing/run_script.ts";
@@ -134,7 +134,7 @@ test("the Run API in remote mode (startRun with dashUrl) stores keys, config and
   const serverRoot = tempDir();
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
-    const script = async (run: { log(v: Record<string, number>, step?: number): void; logConfig(c: Record<string, unknown>): void }): Promise<void> => {
+    const script = (run: { log(v: Record<string, number>, step?: number): void; logConfig(c: Record<string, unknown>): void }): void => {
       for (let step = 0; step < 100; step++) run.log({ "train/loss": 100 - step, lr: 0.1 });
       run.logConfig({ early_stopped_at: 99 });
     };

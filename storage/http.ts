@@ -100,6 +100,8 @@ export class HttpBackend implements Backend {
   #fs: Promise<FsPromises | undefined> | undefined;
 
   /**
+   * Creates a backend for one server; nothing is sent until `open()`.
+   *
    * @param options The server URL, token, retry bounds and outbox.
    * @throws {ConfigError} For a URL that is not http(s).
    */
