@@ -1,0 +1,133 @@
+/**
+ * Local logging throughput: N points (4 numeric fields per `log()` call)
+ * through the Experiment API to JSONL, against a naive baseline
+ * (`JSON.stringify` per call + one `appendFile` per 1,000 calls) in the same run.
+ * Prints points/s, per-call p50/p99/max in ns, the amortized in-loop cost per
+ * call, and peak RSS; checks that every point reached the disk.
+ *
+ * Run: `deno run -A bench/log_throughput.ts --points=4000000` (or bun; node on the compiled file).
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Experiment } from "../mod.ts";
+import { argInt, countLines, emit, fmt, PeakRss, percentile, runtimeName, tempDir } from "./_common.ts";
+
+const POINTS = argInt("points", 4_000_000);
+const CALLS = Math.floor(POINTS / 4);
+const LATENCY_CALLS = Math.min(CALLS, 500_000);
+
+interface Figures {
+  pointsPerSec: number;
+  seconds: number;
+  peakRssMB: number;
+}
+
+/** Our tracker: the whole run, from start to a durable complete(). */
+async function tracker(root: string): Promise<Figures> {
+  const rss = new PeakRss();
+  const t0 = performance.now();
+  const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
+  await exp.run.start();
+  const train = exp.metrics("train");
+  for (let i = 0; i < CALLS; i++) {
+    train.log({ loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 });
+    if ((i & 0x3fff) === 0) {
+      rss.sample();
+      await Promise.resolve(); // a training loop yields now and then (data loading, GPU sync)
+    }
+  }
+  await exp.run.complete();
+  const seconds = (performance.now() - t0) / 1000;
+  rss.sample();
+  const lines = countLines(path.join(root, "bench/local/throughput/metrics/train.jsonl"));
+  if (lines !== CALLS) throw new Error(`Expected ${CALLS} records on disk, found ${lines}`);
+  return { pointsPerSec: POINTS / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+}
+
+/** The naive baseline: stringify each call, append every 1,000 calls. */
+async function baseline(root: string): Promise<Figures> {
+  const rss = new PeakRss();
+  const file = path.join(root, "baseline.jsonl");
+  const t0 = performance.now();
+  let lines: string[] = [];
+  for (let i = 0; i < CALLS; i++) {
+    lines.push(JSON.stringify({ _ts: Date.now() / 1000, step: i, loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 }) + "\n");
+    if (lines.length === 1000) {
+      await fs.promises.appendFile(file, lines.join(""));
+      lines = [];
+    }
+    if ((i & 0x3fff) === 0) rss.sample();
+  }
+  if (lines.length) await fs.promises.appendFile(file, lines.join(""));
+  const seconds = (performance.now() - t0) / 1000;
+  rss.sample();
+  if (countLines(file) !== CALLS) throw new Error("baseline lost records");
+  return { pointsPerSec: POINTS / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+}
+
+/** Per-call latency of log(), and the amortized cost: (loop with logging − loop without) / calls. */
+async function latency(root: string): Promise<{ p50: number; p99: number; max: number; amortizedNs: number }> {
+  const samples = new Float64Array(LATENCY_CALLS);
+  const exp = new Experiment({ prefix: "bench/local/latency", dashRoot: root });
+  await exp.run.start();
+  const train = exp.metrics("train");
+  for (let i = 0; i < LATENCY_CALLS; i++) {
+    const t = performance.now();
+    train.log({ loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 });
+    samples[i] = performance.now() - t;
+    if ((i & 0x3fff) === 0) await Promise.resolve();
+  }
+  await exp.run.complete();
+  samples.sort();
+
+  let sink = 0;
+  const work = (i: number) => {
+    // Stand-in for a training step's arithmetic, the same in both loops.
+    sink += Math.sqrt(i) * 1e-9;
+  };
+  const loop = async (withLog: boolean): Promise<number> => {
+    const e = new Experiment({ prefix: `bench/local/amortized-${withLog}`, dashRoot: root });
+    await e.run.start();
+    const m = e.metrics("train");
+    const t0 = performance.now();
+    for (let i = 0; i < CALLS; i++) {
+      work(i);
+      if (withLog) m.log({ loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 });
+      if ((i & 0x3fff) === 0) await Promise.resolve();
+    }
+    await e.run.complete();
+    return performance.now() - t0;
+  };
+  await loop(false);
+  const without = await loop(false);
+  const withLogging = await loop(true);
+  if (sink < 0) console.log(sink);
+  return {
+    p50: percentile(samples, 50) * 1e6,
+    p99: percentile(samples, 99) * 1e6,
+    max: samples[samples.length - 1] * 1e6,
+    amortizedNs: ((withLogging - without) * 1e6) / CALLS,
+  };
+}
+
+const runtime = runtimeName();
+const ours = await tracker(tempDir("ours"));
+const naive = await baseline(tempDir("naive"));
+const lat = await latency(tempDir("latency"));
+
+console.log(`log_throughput on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), every point checked on disk`);
+console.log(`  ml-dash   ${fmt(ours.pointsPerSec).padStart(12)} points/s  ${ours.seconds.toFixed(2)} s  peak RSS ${fmt(ours.peakRssMB)} MB`);
+console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${naive.seconds.toFixed(2)} s  peak RSS ${fmt(naive.peakRssMB)} MB`);
+console.log(`  ratio     ${(ours.pointsPerSec / naive.pointsPerSec).toFixed(2)}× the baseline`);
+console.log(`  log() per call: p50 ${fmt(lat.p50)} ns  p99 ${fmt(lat.p99)} ns  max ${fmt(lat.max / 1000, 2)} µs (performance.now() resolution applies)`);
+console.log(`  amortized cost in a loop: ${fmt(lat.amortizedNs)} ns per call`);
+emit([
+  { runtime, figure: "local points/s", value: ours.pointsPerSec, baseline: naive.pointsPerSec, unit: "points/s" },
+  { runtime, figure: "local peak RSS", value: ours.peakRssMB, baseline: naive.peakRssMB, unit: "MB" },
+  { runtime, figure: "log() p50", value: lat.p50, unit: "ns" },
+  { runtime, figure: "log() p99", value: lat.p99, unit: "ns" },
+  { runtime, figure: "log() max", value: lat.max, unit: "ns" },
+  { runtime, figure: "amortized log() cost", value: lat.amortizedNs, unit: "ns/call" },
+]);
