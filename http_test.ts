@@ -165,6 +165,36 @@ test("hybrid mode (dashRoot and dashUrl) writes every record to both", async () 
   }
 });
 
+test("hybrid mode: a batch retried while the server is down is not written twice to the local root", async () => {
+  const localRoot = tempDir();
+  const serverRoot = tempDir();
+  let server = await serve({ root: serverRoot, port: 0, quiet: true });
+  const port = server.port;
+  const oldTimeout = process.env.ML_DASH_HTTP_TIMEOUT;
+  process.env.ML_DASH_HTTP_TIMEOUT = "0.02"; // give up fast, so the core itself retries the batch
+  try {
+    const exp = new Experiment({ prefix: "alice/hybrid/retry", dashRoot: localRoot, dashUrl: server.url, flushInterval: 3600 });
+    await exp.run.start();
+    for (let step = 0; step < 50; step++) exp.metrics("train").log({ loss: step });
+    await exp.flush();
+    await server.close();
+    for (let step = 50; step < 100; step++) exp.metrics("train").log({ loss: step });
+    await assert.rejects(exp.flush(), /Could not send/);
+    await assert.rejects(exp.flush(), /Could not send/);
+    server = await serve({ root: serverRoot, port, quiet: true });
+    await exp.flush();
+    await exp.run.complete();
+    const local = await new DashReader(localRoot).series("alice/hybrid/retry", "train/loss");
+    assert.deepEqual(local.step, Array.from({ length: 100 }, (_, i) => i));
+    const remote = await get(server.url, "/api/v1/series?prefix=alice/hybrid/retry&key=train/loss&points=1000");
+    assert.deepEqual(remote.x, local.step);
+  } finally {
+    if (oldTimeout === undefined) delete process.env.ML_DASH_HTTP_TIMEOUT;
+    else process.env.ML_DASH_HTTP_TIMEOUT = oldTimeout;
+    await server.close();
+  }
+});
+
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
   const root = tempDir();
   const faults: Fault[] = [

@@ -496,7 +496,11 @@ export class ExperimentCore {
         pid: proc?.pid,
       },
     });
-    await this.#buffer.flush();
+    // A failed first write is an I/O error like any other: kept, retried, reported by flush().
+    await this.#buffer.flush().catch((error) => {
+      if (s.strict) throw error;
+      warn(`${describe(error)}; the run goes on and the data is retried`);
+    });
     this.#buffer.startTimer();
     this.#open = true;
     openCores.add(this);
@@ -947,28 +951,56 @@ async function createBackend(settings: Settings): Promise<Backend> {
   return backends.length === 1 ? backends[0] : new FanOutBackend(backends);
 }
 
-/** Hybrid mode: every record goes to each backend; reads come from the first. */
+/**
+ * Hybrid mode: every record goes to each backend; reads come from the first. A
+ * batch retried after one backend failed goes only to the backends that did
+ * not store it yet, so the other never gets it twice.
+ */
 class FanOutBackend implements Backend {
   #backends: Backend[];
+  #storedBy = new WeakMap<Batch, Set<Backend>>();
+
   constructor(backends: Backend[]) {
     this.#backends = backends;
   }
+
   get description(): string {
     return this.#backends.map((b) => b.description).join(" and ");
   }
+
   async open(prefix: string): Promise<ExistingState> {
     const [first, ...rest] = await Promise.all(this.#backends.map((b) => b.open(prefix)));
     return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files }), first);
   }
+
   async write(prefix: string, batch: Batch): Promise<void> {
-    await settleAll(this.#backends.map((b) => b.write(prefix, batch)));
+    const stored = this.#stored(batch);
+    await settleAll(this.#backends.filter((b) => !stored.has(b)).map(async (b) => {
+      await b.write(prefix, batch);
+      stored.add(b);
+    }));
   }
+
   get writeSync(): ((prefix: string, batch: Batch) => void) | undefined {
     if (!this.#backends.every((b) => b.writeSync)) return undefined;
-    return (prefix, batch) => this.#backends.forEach((b) => b.writeSync!(prefix, batch));
+    return (prefix, batch) => {
+      const stored = this.#stored(batch);
+      for (const b of this.#backends) {
+        if (stored.has(b)) continue;
+        b.writeSync!(prefix, batch);
+        stored.add(b);
+      }
+    };
   }
+
   async close(): Promise<void> {
     await settleAll(this.#backends.map((b) => b.close()));
+  }
+
+  #stored(batch: Batch): Set<Backend> {
+    let stored = this.#storedBy.get(batch);
+    if (!stored) this.#storedBy.set(batch, stored = new Set());
+    return stored;
   }
 }
 
