@@ -145,4 +145,5 @@ for (const [key, s] of Object.entries(summary)) {
   console.log(key.padEnd(20) + String(s.count).padStart(7) + f(s.min) + f(s.max) + f(s.last));
 }
 console.log(`\nLogged to .dash/${prefix}/ (metrics/*.jsonl, logs.jsonl, parameters.json, files/model.json)`);
-console.log(`Look at it: npx ml-dash show ${prefix}   or   npx ml-dash serve   (dashboard on http://127.0.0.1:8787)`);
+console.log(`Look at it:  npm run ml-dash -- show ${prefix}`);
+console.log(`Dashboard:   npm run serve   then open http://127.0.0.1:8787`);
