@@ -899,6 +899,7 @@ function finiteOrNull(summary: Record<string, KeySummary>): Record<string, KeySu
 interface Snapshot {
   status: string;
   metricsBytes: number;
+  logsBytes: number;
 }
 
 /**
@@ -950,9 +951,10 @@ class EventHub {
     if (this.#clients.size === 0) return;
     const old = this.#snapshot.get(prefix);
     const status = batch.status?.status ?? old?.status ?? "UNKNOWN";
-    this.#snapshot.set(prefix, { status, metricsBytes: this.#metricsBytes(prefix) });
+    this.#snapshot.set(prefix, { status, metricsBytes: this.#metricsBytes(prefix), logsBytes: this.#logsBytes(prefix) });
     if (isNew || !old || old.status !== status) this.#send("experiment", { prefix, status });
     if (batch.metrics) this.#send("metrics", { prefix });
+    if (batch.logs) this.#send("logs", { prefix });
   }
 
   close(): void {
@@ -990,12 +992,21 @@ class EventHub {
       return;
     }
     for (const e of experiments) {
-      const now: Snapshot = { status: e.status, metricsBytes: this.#metricsBytes(e.prefix) };
+      const now: Snapshot = { status: e.status, metricsBytes: this.#metricsBytes(e.prefix), logsBytes: this.#logsBytes(e.prefix) };
       const old = this.#snapshot.get(e.prefix);
       this.#snapshot.set(e.prefix, now);
       if (!emit) continue;
       if (!old || old.status !== now.status) this.#send("experiment", { prefix: e.prefix, status: now.status });
       if (old ? now.metricsBytes !== old.metricsBytes : now.metricsBytes > 0) this.#send("metrics", { prefix: e.prefix });
+      if (old ? now.logsBytes !== old.logsBytes : now.logsBytes > 0) this.#send("logs", { prefix: e.prefix });
+    }
+  }
+
+  #logsBytes(prefix: string): number {
+    try {
+      return fs.statSync(path.join(this.#root, ...prefix.split("/"), "logs.jsonl")).size;
+    } catch {
+      return 0;
     }
   }
 

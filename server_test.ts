@@ -326,7 +326,7 @@ async function readEvents(res: Response, done: (events: { event: string; data: {
   return events;
 }
 
-test("GET /api/v1/events streams experiment and metrics events, for HTTP ingest and for a script writing into the root", async () => {
+test("GET /api/v1/events streams experiment, metrics and logs events, for HTTP ingest and for a script writing into the root", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true, pollInterval: 0.2 });
   const controller = new AbortController();
@@ -336,17 +336,25 @@ test("GET /api/v1/events streams experiment and metrics events, for HTTP ingest 
     assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
     const waiting = readEvents(res, (events) =>
       events.some((e) => e.event === "metrics" && e.data.prefix === "local/p/run") &&
+      events.some((e) => e.event === "logs" && e.data.prefix === "local/p/run") &&
       events.some((e) => e.event === "experiment" && e.data.prefix === "local/p/run" && e.data.status === "COMPLETED"));
-    await post(server, "/api/v1/batch", { prefix: "http/p/run", session: "s", seq: 0, batch: { metadata: {}, status: { status: "RUNNING" }, metrics: { train: [metricLines(0, 3)] } } });
+    await post(server, "/api/v1/batch", {
+      prefix: "http/p/run",
+      session: "s",
+      seq: 0,
+      batch: { metadata: {}, status: { status: "RUNNING" }, metrics: { train: [metricLines(0, 3)] }, logs: [{ _ts: 1, level: "info", message: "hi" }] },
+    });
     // A local script writes into the served root directly, not through HTTP.
     await new Experiment({ prefix: "local/p/run", dashRoot: root }).run(async (exp) => {
       exp.metrics("train").log({ loss: 1 });
+      exp.log("a line");
       await exp.flush();
       await new Promise((resolve) => setTimeout(resolve, 500));
     });
     const events = await waiting;
     assert.ok(events.some((e) => e.event === "experiment" && e.data.prefix === "http/p/run" && e.data.status === "RUNNING"));
     assert.ok(events.some((e) => e.event === "metrics" && e.data.prefix === "http/p/run"));
+    assert.ok(events.some((e) => e.event === "logs" && e.data.prefix === "http/p/run"));
   } finally {
     controller.abort();
     await server.close();
