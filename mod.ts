@@ -494,6 +494,7 @@ export class ExperimentCore {
         heartbeatAt: now,
         heartbeatInterval: s.flushInterval,
         pid: proc?.pid,
+        host: await hostName(),
       },
     });
     // A failed first write is an I/O error like any other: kept, retried, reported by flush().
@@ -737,6 +738,18 @@ const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"
 function stepOf(fields: Record<string, unknown>): number | undefined {
   const step = fields.step;
   return typeof step === "number" && Number.isFinite(step) ? step : undefined;
+}
+
+/** The machine's name where the runtime may tell it without asking (none in a Worker). */
+async function hostName(): Promise<string | undefined> {
+  try {
+    const deno = (globalThis as { Deno?: { permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } } } }).Deno;
+    if (deno && deno.permissions.querySync({ name: "sys", kind: "hostname" }).state !== "granted") return undefined;
+    const os: { hostname(): string } = await import("node:os");
+    return os.hostname();
+  } catch {
+    return undefined;
+  }
 }
 
 function nowSeconds(): number {

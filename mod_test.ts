@@ -69,6 +69,7 @@ describe("Experiment API", () => {
     assert.equal(typeof status.endedAt, "number");
     assert.equal(typeof status.heartbeatAt, "number");
     assert.equal(status.pid, process.pid);
+    assert.equal(status.host, os.hostname());
   });
 
   it("run(fn) records FAILED and rethrows when the callback throws", async () => {

@@ -20,7 +20,6 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { hostname } from "node:os";
 import { checkPrefix, StorageError } from "../mod.ts";
 import type {
   Backend,
@@ -184,8 +183,9 @@ export class JsonlBackend implements Backend {
     const old = readJson<StatusRecord>(file);
     const next: StatusRecord = { ...old, ...patch };
     if (patch.status === "RUNNING") {
-      next.host = patch.host ?? safeHostname();
+      // A new session: what the last one left behind does not describe it.
       if (!("error" in patch)) delete next.error;
+      if (!("host" in patch)) delete next.host;
     }
     writeJsonAtomic(file, next);
   }
@@ -261,14 +261,6 @@ function readJson<T>(file: string): T | undefined {
   }
   try {
     return JSON.parse(text) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-function safeHostname(): string | undefined {
-  try {
-    return hostname();
   } catch {
     return undefined;
   }
