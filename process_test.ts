@@ -9,7 +9,6 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Experiment } from "./mod.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import { denoPath, runScript, spawnScript } from "./testing/run_script.ts";
 
@@ -151,23 +150,25 @@ describe("SIGINT and SIGTERM", () => {
   }
 
   it("the exit and signal handlers exist only while a run is open", TEST_TIMEOUT, async () => {
-    const events = ["SIGINT", "SIGTERM", "beforeExit", "exit"] as const;
-    const count = (): number[] => events.map((e) => process.listenerCount(e));
-    const idle = count();
-    // ml-dash adds a signal handler only where the process has none.
-    const open = events.map((e, i) => (e.startsWith("SIG") && idle[i] > 0 ? idle[i] : idle[i] + 1));
-    const a = new Experiment({ prefix: "test/in-process/a", dashRoot: root.path, flushInterval: 3600 });
-    const b = new Experiment({ prefix: "test/in-process/b", dashRoot: root.path, flushInterval: 3600 });
-    await a.run.start();
-    assert.deepEqual(count(), open);
-    await b.run.start();
-    assert.deepEqual(count(), open, "a second run adds no handlers");
-    await a.run.complete();
-    assert.deepEqual(count(), open, "handlers stay while a run is still open");
-    await b.run.cancel();
-    assert.deepEqual(count(), idle, "handlers are removed when the last run ends");
-    await a.run(() => {});
-    assert.deepEqual(count(), idle, "and after the callback form");
+    // In a fresh process: a run left open elsewhere in the test process would keep the handlers.
+    const result = await runScript(fixture("process_listeners.ts"), { args: [root.path], timeoutMs: HANG_GUARD_MS });
+    assert.equal(result.code, 0, result.stderr);
+    // Counts of SIGINT, SIGTERM, beforeExit and exit listeners.
+    const stages = JSON.parse(result.stdout.trim()) as Record<string, number[]>;
+    // No signal handler in a fresh process (Node itself may listen to "exit").
+    const idle = stages.idle;
+    assert.deepEqual(idle.slice(0, 2), [0, 0]);
+    const open = idle.map((n) => n + 1);
+    assert.deepEqual(stages, {
+      idle,
+      oneOpen: open,
+      twoOpen: open,
+      oneCompleted: open,
+      bothEnded: idle,
+      inCallback: open,
+      afterCallback: idle,
+      afterFailedCallback: idle,
+    });
   });
 });
 
