@@ -394,6 +394,7 @@ describe("Run API", () => {
     }
     const run = await startRun("fin", { dashRoot: root, runName: "bad" }).start();
     await assert.rejects(run.finish("done" as "completed"), ConfigError);
+    await run.finish();
   });
 
   it("a default run name is unique and sorts by start time", async () => {
