@@ -25,13 +25,13 @@ interface Figures {
 }
 
 /** Our tracker: the whole run, from start to a durable complete(). */
-async function tracker(root: string): Promise<Figures> {
+async function tracker(root: string, calls = CALLS): Promise<Figures> {
   const rss = new PeakRss();
   const t0 = performance.now();
   const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
   await exp.run.start();
   const train = exp.metrics("train");
-  for (let i = 0; i < CALLS; i++) {
+  for (let i = 0; i < calls; i++) {
     train.log({ loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 });
     if ((i & 0x3fff) === 0) {
       rss.sample();
@@ -42,17 +42,17 @@ async function tracker(root: string): Promise<Figures> {
   const seconds = (performance.now() - t0) / 1000;
   rss.sample();
   const lines = countLines(path.join(root, "bench/local/throughput/metrics/train.jsonl"));
-  if (lines !== CALLS) throw new Error(`Expected ${CALLS} records on disk, found ${lines}`);
-  return { pointsPerSec: POINTS / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+  if (lines !== calls) throw new Error(`Expected ${calls} records on disk, found ${lines}`);
+  return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** The naive baseline: stringify each call, append every 1,000 calls. */
-async function baseline(root: string): Promise<Figures> {
+async function baseline(root: string, calls = CALLS): Promise<Figures> {
   const rss = new PeakRss();
   const file = path.join(root, "baseline.jsonl");
   const t0 = performance.now();
   let lines: string[] = [];
-  for (let i = 0; i < CALLS; i++) {
+  for (let i = 0; i < calls; i++) {
     lines.push(JSON.stringify({ _ts: Date.now() / 1000, step: i, loss: 1 / (i + 1), acc: i / CALLS, lr: 0.001, epoch: i >> 12 }) + "\n");
     if (lines.length === 1000) {
       await fs.promises.appendFile(file, lines.join(""));
@@ -63,8 +63,8 @@ async function baseline(root: string): Promise<Figures> {
   if (lines.length) await fs.promises.appendFile(file, lines.join(""));
   const seconds = (performance.now() - t0) / 1000;
   rss.sample();
-  if (countLines(file) !== CALLS) throw new Error("baseline lost records");
-  return { pointsPerSec: POINTS / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+  if (countLines(file) !== calls) throw new Error("baseline lost records");
+  return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** Per-call latency of log(), and the amortized cost: (loop with logging − loop without) / calls. */
@@ -113,6 +113,9 @@ async function latency(root: string): Promise<{ p50: number; p99: number; max: n
 }
 
 const runtime = runtimeName();
+// Both warm up first (JIT, heap growth), so that neither pays for it in the figures.
+await tracker(tempDir("warm-ours"), Math.min(CALLS, 250_000));
+await baseline(tempDir("warm-naive"), Math.min(CALLS, 250_000));
 const ours = await tracker(tempDir("ours"));
 const naive = await baseline(tempDir("naive"));
 const lat = await latency(tempDir("latency"));
