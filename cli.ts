@@ -599,15 +599,10 @@ async function runShow(args: ParsedArgs): Promise<number> {
   const root = rootOf(args);
   const reader = new DashReader(root);
   await existing(reader, prefix, root);
-  const [metadata, status, params, summary, files] = await Promise.all([
-    reader.experiment(prefix),
-    reader.status(prefix),
-    reader.params(prefix),
-    reader.summary(prefix),
-    reader.files(prefix),
-  ]);
+  const overview = await reader.overview(prefix);
+  const { metadata, status, params, summary, files } = overview;
   if (args.flags.json === true) {
-    console.log(JSON.stringify({ prefix, metadata: metadata ?? null, status: status ?? null, params, summary, files }, null, 2));
+    console.log(JSON.stringify(overview, null, 2));
     return 0;
   }
   const out: string[] = [];

@@ -916,7 +916,21 @@ function checkMetricName(name: string): void {
   }
 }
 
-function checkUrl(url: string): void {
+/**
+ * Checks a server URL and throws a {@linkcode ConfigError} unless it is http(s).
+ *
+ * @param url The URL, e.g. `http://127.0.0.1:8787`.
+ *
+ * @example
+ * ```ts
+ * import { checkUrl } from "./mod.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * checkUrl("http://127.0.0.1:8787");
+ * throws(() => checkUrl("ftp://x"));
+ * ```
+ */
+export function checkUrl(url: string): void {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -928,8 +942,22 @@ function checkUrl(url: string): void {
   }
 }
 
-/** Reads an env var; `undefined` where it is unset or env access is denied (Deno without --allow-env). */
-function readEnv(name: string): string | undefined {
+/**
+ * Reads an environment variable on any runtime; `undefined` where it is unset,
+ * where there is no environment (a Worker), or where access is denied (Deno
+ * without `--allow-env`).
+ *
+ * @param name The variable's name.
+ * @returns Its value, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { readEnv } from "./mod.ts";
+ *
+ * const interval = Number(readEnv("ML_DASH_FLUSH_INTERVAL") ?? 5);
+ * ```
+ */
+export function readEnv(name: string): string | undefined {
   try {
     const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
     if (deno) return deno.env.get(name);

@@ -812,14 +812,8 @@ async function listExperiments(reader: DashReader, url: URL): Promise<Response> 
 
 async function getExperiment(reader: DashReader, url: URL): Promise<Response> {
   const prefix = await existingPrefix(reader, url);
-  const [metadata, status, params, summary, files] = await Promise.all([
-    reader.experiment(prefix),
-    reader.status(prefix),
-    reader.params(prefix),
-    reader.summary(prefix),
-    reader.files(prefix),
-  ]);
-  return json({ prefix, metadata: metadata ?? null, status: status ?? null, params, summary: finiteOrNull(summary), files });
+  const overview = await reader.overview(prefix);
+  return json({ ...overview, summary: finiteOrNull(overview.summary) });
 }
 
 async function getSeries(reader: DashReader, url: URL): Promise<Response> {

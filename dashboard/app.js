@@ -1223,9 +1223,12 @@ function startClocks() {
 
 const THEMES = ["auto", "light", "dark"];
 
+const systemDark = matchMedia("(prefers-color-scheme: dark)");
+
+/** Sets html[data-theme] to the theme, or for "auto" to the system's. */
 function applyTheme(theme) {
-  if (theme === "auto") delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = theme;
+  const resolved = theme === "auto" ? (systemDark.matches ? "dark" : "light") : theme;
+  document.documentElement.dataset.theme = resolved;
   const button = $("#theme");
   button.dataset.mode = theme;
   button.title = `Theme: ${theme} (click to change)`;
@@ -1242,9 +1245,7 @@ function setupTheme() {
     store("mldash.theme", next);
     applyTheme(next);
   });
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
-    for (const view of state.charts.values()) view.chart.requestDraw();
-  });
+  systemDark.addEventListener("change", () => applyTheme($("#theme").dataset.mode));
 }
 
 // ─── Start ──────────────────────────────────────────────────────────────────

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { ConfigError, StorageError } from "../mod.ts";
+import { checkUrl, readEnv, StorageError } from "../mod.ts";
 import type { Backend, Batch, ExistingState } from "../mod.ts";
 
 /** Options of {@linkcode HttpBackend}. */
@@ -106,15 +106,7 @@ export class HttpBackend implements Backend {
    * @throws {ConfigError} For a URL that is not http(s).
    */
   constructor(options: HttpBackendOptions) {
-    let parsed: URL;
-    try {
-      parsed = new URL(options.url);
-    } catch {
-      throw new ConfigError(`Invalid dashUrl ${JSON.stringify(options.url)}: expected an http:// or https:// URL`);
-    }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-      throw new ConfigError(`Invalid dashUrl ${JSON.stringify(options.url)}: expected an http:// or https:// URL`);
-    }
+    checkUrl(options.url);
     this.#options = options;
     this.#base = options.url.replace(/\/+$/, "");
     this.description = this.#base;
@@ -565,16 +557,5 @@ function permitted(name: "read" | "write", path: string): boolean {
     return query.call(deno!.permissions, { name, path }).state === "granted";
   } catch {
     return false;
-  }
-}
-
-/** Reads an env var; undefined where it is unset or env access is denied. */
-function readEnv(name: string): string | undefined {
-  try {
-    const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
-    if (deno) return deno.env.get(name);
-    return globalThis.process?.env?.[name];
-  } catch {
-    return undefined;
   }
 }

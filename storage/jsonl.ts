@@ -342,6 +342,22 @@ export interface KeySummary {
   lastStep: number | null;
 }
 
+/** What {@linkcode DashReader.overview} returns. */
+export interface ExperimentOverview {
+  /** The prefix. */
+  prefix: string;
+  /** experiment.json, or null. */
+  metadata: (ExperimentRecord & { createdAt?: number; updatedAt?: number }) | null;
+  /** status.json with `stale`, or null. */
+  status: (StatusRecord & { stale: boolean }) | null;
+  /** Flattened parameters. */
+  params: Record<string, ParamValue>;
+  /** Count, min, max and last per metric key. */
+  summary: Record<string, KeySummary>;
+  /** Saved files. */
+  files: FileInfo[];
+}
+
 /** Options of {@linkcode DashReader.logs}. */
 export interface LogQuery {
   /** Only this level and above (`debug` < `info` < `warn` < `error` < `fatal`). */
@@ -547,6 +563,23 @@ export class DashReader {
       for (const [field, s] of byField) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = s;
     }
     return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
+  }
+
+  /**
+   * Everything about one experiment at once, as `ml-dash show` and the read API give it.
+   *
+   * @param prefix The prefix.
+   * @returns Metadata, status (with `stale`), params, the summary per key and the files.
+   */
+  async overview(prefix: string): Promise<ExperimentOverview> {
+    const [metadata, status, params, summary, files] = await Promise.all([
+      this.experiment(prefix),
+      this.status(prefix),
+      this.params(prefix),
+      this.summary(prefix),
+      this.files(prefix),
+    ]);
+    return { prefix, metadata: metadata ?? null, status: status ?? null, params, summary, files };
   }
 
   /**
