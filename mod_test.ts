@@ -601,6 +601,28 @@ describe("Reader", () => {
     assert.deepEqual((await new DashReader(root).series("a/p/mangled", "train/loss")).value, [1, 3]);
   });
 
+  it("a reader that caches series reads only what was appended since, and starts over for a replaced file", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/p/live", dashRoot: root });
+    await exp.run.start();
+    const reader = new DashReader(root, { cachedSeries: 4 });
+    exp.metrics("train").log({ loss: 1 });
+    await exp.flush();
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1]);
+    const file = path.join(root, "a/p/live/metrics/train.jsonl");
+    fs.appendFileSync(file, '{"_ts":1,"step":1,"loss":2}\n{"_ts":1,"step":2,"lo');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1, 2], "the torn line waits");
+    fs.appendFileSync(file, 'ss":3}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).step, [0, 1, 2], "and is read once whole");
+    // Rewriting bytes already read (which a writer never does) shows they are not read again.
+    const text = fs.readFileSync(file, "utf8");
+    fs.writeFileSync(file, text.replace('"loss":2}', '"loss":7}') + '{"_ts":1,"step":3,"loss":4}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1, 2, 3, 4]);
+    fs.writeFileSync(file, '{"_ts":1,"step":0,"loss":9}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [9]);
+    await exp.run.complete();
+  });
+
   it("skips a torn last line", async () => {
     const root = tempRoot();
     await new Experiment({ prefix: "a/p/torn", dashRoot: root }).run((exp) => {

@@ -388,16 +388,22 @@ export class DashReader {
   /** The root directory. */
   readonly root: string;
   #staleFactor: number;
+  #cachedSeries: number;
+  #series = new Map<string, SeriesRead>();
 
   /**
    * Creates a reader of the experiments under `root`.
    *
    * @param root The root directory, e.g. `.dash`.
-   * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run counts as stale (default 3).
+   * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run
+   * counts as stale (default 3). `cachedSeries`: how many series to keep in
+   * memory (default 0), so that reading one again only reads what was appended
+   * since (a server answering zooms and live updates).
    */
-  constructor(root: string, options: { staleAfterIntervals?: number } = {}) {
+  constructor(root: string, options: { staleAfterIntervals?: number; cachedSeries?: number } = {}) {
     this.root = root;
     this.#staleFactor = options.staleAfterIntervals ?? 3;
+    this.#cachedSeries = options.cachedSeries ?? 0;
   }
 
   /**
@@ -506,29 +512,21 @@ export class DashReader {
    */
   series(prefix: string, key: string, options: { x?: string } = {}): Promise<Series> {
     const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
-    const xField = options.x;
-    const series: Series = { key, step: [], ts: [], value: [] };
-    const xs: number[] | undefined = xField ? (series.x = []) : undefined;
-    let step = NaN;
-    let ts = NaN;
-    let value: number | undefined;
-    let x: number | undefined;
-    const visit = (name: string, v: number): void => {
-      if (name === field) value = v;
-      else if (name === "step") step = v;
-      else if (name === "_ts") ts = v;
-      if (name === xField) x = v;
-    };
-    forEachRecord(this.#metricFile(prefix, metric), () => {
-      value = x = undefined;
-      step = ts = NaN;
-    }, visit, () => {
-      if (value === undefined || (xs && x === undefined)) return;
-      series.step.push(step);
-      series.ts.push(ts);
-      series.value.push(value);
-      xs?.push(x!);
-    });
+    const file = this.#metricFile(prefix, metric);
+    const id = `${file}\0${field}\0${options.x ?? ""}`;
+    let read = this.#series.get(id);
+    this.#series.delete(id);
+    const size = fileSize(file);
+    // JSONL files only grow; a smaller one was replaced, and is read from the start.
+    if (!read || size < read.bytes) read = { bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] };
+    if (size > read.bytes) read.bytes = readSeries(file, read, field, options.x);
+    if (this.#cachedSeries > 0) {
+      this.#series.set(id, read);
+      if (this.#series.size > this.#cachedSeries) this.#series.delete(this.#series.keys().next().value!);
+    }
+    const copy = this.#cachedSeries > 0 ? (a: number[]) => a.slice() : (a: number[]) => a;
+    const series: Series = { key, step: copy(read.step), ts: copy(read.ts), value: copy(read.value) };
+    if (read.x) series.x = copy(read.x);
     return Promise.resolve(series);
   }
 
@@ -665,22 +663,31 @@ function toNumber(value: unknown): number {
 /** Bytes read at a time: files may be larger than the longest string a runtime allows. */
 const READ_BLOCK_BYTES = 4 << 20;
 
-/** Calls `onLine` for every whole line of a file; a torn last line (no newline yet) is skipped. */
-function forEachLine(file: string, onLine: (line: string) => void): void {
+/**
+ * Calls `onLine` for every whole line of a file from byte `from` on; a torn
+ * last line (no newline yet) is skipped. Returns the offset after the last
+ * whole line, where a later read can continue.
+ */
+function forEachLine(file: string, onLine: (line: string) => void, from = 0): number {
   let fd: number;
   try {
     fd = fs.openSync(file, "r");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return from;
     throw error;
   }
   const block = new Uint8Array(READ_BLOCK_BYTES);
   const decoder = new TextDecoder();
   let carry = "";
+  let position = from;
+  let consumed = from;
   try {
     for (;;) {
-      const n = fs.readSync(fd, block, 0, block.length, null);
+      const n = fs.readSync(fd, block, 0, block.length, position);
       if (n === 0) break;
+      const lastNewline = block.lastIndexOf(10, n - 1);
+      if (lastNewline >= 0) consumed = position + lastNewline + 1;
+      position += n;
       const text = carry + decoder.decode(block.subarray(0, n), { stream: true });
       let start = 0;
       for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
@@ -692,6 +699,60 @@ function forEachLine(file: string, onLine: (line: string) => void): void {
   } finally {
     fs.closeSync(fd);
   }
+  return consumed;
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** A series as far as it was read: `bytes` of its file are in the arrays. */
+interface SeriesRead {
+  bytes: number;
+  step: number[];
+  ts: number[];
+  value: number[];
+  x?: number[];
+}
+
+/**
+ * Appends to `read` the rows of a metric file from byte `read.bytes` on that
+ * have `field` (and `xField`). Finds each field by its key text instead of
+ * parsing the record: `"loss":` can only be a key, since quotes inside JSON
+ * strings are escaped. Returns the offset after the last whole line.
+ */
+function readSeries(file: string, read: SeriesRead, field: string, xField: string | undefined): number {
+  const fieldKey = JSON.stringify(field) + ":";
+  const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
+  return forEachLine(file, (line) => {
+    const value = numberAfter(line, fieldKey);
+    if (value === undefined) return;
+    let x = 0;
+    if (xKey !== undefined) {
+      const found = numberAfter(line, xKey);
+      if (found === undefined) return;
+      x = found;
+    }
+    read.value.push(value);
+    read.step.push(numberAfter(line, '"step":') ?? NaN);
+    read.ts.push(numberAfter(line, '"_ts":') ?? NaN);
+    if (read.x) read.x.push(x);
+  }, read.bytes);
+}
+
+/** The number (or "NaN" / "±Infinity") that follows `key` in a flat JSON record, if the key is there. */
+function numberAfter(line: string, key: string): number | undefined {
+  const at = line.indexOf(key);
+  if (at < 0) return undefined;
+  const start = at + key.length;
+  if (line.charCodeAt(start) === 34) return toNumber(line.slice(start + 1, line.indexOf('"', start + 1)));
+  let end = start;
+  for (let c = line.charCodeAt(end); c !== 44 && c !== 125 && end < line.length; c = line.charCodeAt(++end));
+  return end > start ? +line.slice(start, end) : undefined;
 }
 
 /** Parses a JSONL file, skipping a torn last line and any line that is not JSON. */
