@@ -601,11 +601,11 @@ describe("Reader", () => {
     assert.deepEqual((await new DashReader(root).series("a/p/mangled", "train/loss")).value, [1, 3]);
   });
 
-  it("a reader that caches series reads only what was appended since, and starts over for a replaced file", async () => {
+  it("a reader that caches series and summaries reads only what was appended since, and starts over for a replaced file", async () => {
     const root = tempRoot();
     const exp = new Experiment({ prefix: "a/p/live", dashRoot: root });
     await exp.run.start();
-    const reader = new DashReader(root, { cachedSeries: 4 });
+    const reader = new DashReader(root, { cache: 4 });
     exp.metrics("train").log({ loss: 1 });
     await exp.flush();
     assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1]);
@@ -618,6 +618,9 @@ describe("Reader", () => {
     const text = fs.readFileSync(file, "utf8");
     fs.writeFileSync(file, text.replace('"loss":2}', '"loss":7}') + '{"_ts":1,"step":3,"loss":4}\n');
     assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1, 2, 3, 4]);
+    assert.deepEqual((await reader.summary("a/p/live"))["train/loss"], { count: 4, min: 1, max: 7, last: 4, lastStep: 3 });
+    fs.appendFileSync(file, '{"_ts":1,"step":4,"loss":0}\n');
+    assert.deepEqual((await reader.summary("a/p/live"))["train/loss"], { count: 5, min: 0, max: 7, last: 0, lastStep: 4 });
     fs.writeFileSync(file, '{"_ts":1,"step":0,"loss":9}\n');
     assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [9]);
     await exp.run.complete();

@@ -145,7 +145,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const log = options.log ?? (() => {});
   const backend = new JsonlBackend(root);
-  const reader = new DashReader(root, { cachedSeries: 16 });
+  const reader = new DashReader(root, { cache: 16 });
   const ledger = new SessionLedger(root);
   const hub = new EventHub(root, reader, (options.pollInterval ?? 1) * 1000);
   const faults = (options.faults ?? []).map((f) => ({ ...f, left: f.times ?? 1 }));

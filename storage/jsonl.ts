@@ -388,22 +388,23 @@ export class DashReader {
   /** The root directory. */
   readonly root: string;
   #staleFactor: number;
-  #cachedSeries: number;
+  #cacheSize: number;
   #series = new Map<string, SeriesRead>();
+  #summaries = new Map<string, SummaryRead>();
 
   /**
    * Creates a reader of the experiments under `root`.
    *
    * @param root The root directory, e.g. `.dash`.
    * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run
-   * counts as stale (default 3). `cachedSeries`: how many series to keep in
-   * memory (default 0), so that reading one again only reads what was appended
-   * since (a server answering zooms and live updates).
+   * counts as stale (default 3). `cache`: how many series and metric
+   * summaries to keep in memory (default 0), so that reading one again only
+   * reads what was appended since (a server answering zooms and live updates).
    */
-  constructor(root: string, options: { staleAfterIntervals?: number; cachedSeries?: number } = {}) {
+  constructor(root: string, options: { staleAfterIntervals?: number; cache?: number } = {}) {
     this.root = root;
     this.#staleFactor = options.staleAfterIntervals ?? 3;
-    this.#cachedSeries = options.cachedSeries ?? 0;
+    this.#cacheSize = options.cache ?? 0;
   }
 
   /**
@@ -514,17 +515,9 @@ export class DashReader {
     const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
     const file = this.#metricFile(prefix, metric);
     const id = `${file}\0${field}\0${options.x ?? ""}`;
-    let read = this.#series.get(id);
-    this.#series.delete(id);
-    const size = fileSize(file);
-    // JSONL files only grow; a smaller one was replaced, and is read from the start.
-    if (!read || size < read.bytes) read = { bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] };
-    if (size > read.bytes) read.bytes = readSeries(file, read, field, options.x);
-    if (this.#cachedSeries > 0) {
-      this.#series.set(id, read);
-      if (this.#series.size > this.#cachedSeries) this.#series.delete(this.#series.keys().next().value!);
-    }
-    const copy = this.#cachedSeries > 0 ? (a: number[]) => a.slice() : (a: number[]) => a;
+    const read = this.#cached(this.#series, id, file, () => ({ bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] }));
+    if (fileSize(file) > read.bytes) read.bytes = readSeries(file, read, field, options.x);
+    const copy = this.#cacheSize > 0 ? (a: number[]) => a.slice() : (a: number[]) => a;
     const series: Series = { key, step: copy(read.step), ts: copy(read.ts), value: copy(read.value) };
     if (read.x) series.x = copy(read.x);
     return Promise.resolve(series);
@@ -539,29 +532,14 @@ export class DashReader {
   summary(prefix: string): Promise<Record<string, KeySummary>> {
     const result: Record<string, KeySummary> = {};
     for (const metric of this.#metricNames(prefix)) {
-      const byField = new Map<string, KeySummary>();
-      let step: number | null = null;
-      const visit = (field: string, value: number): void => {
-        if (field === "_ts") return;
-        if (field === "step") {
-          step = value;
-          return;
-        }
-        let s = byField.get(field);
-        if (!s) byField.set(field, s = { count: 0, min: null, max: null, last: null, lastStep: null });
-        s.count++;
-        s.last = value;
-        s.lastStep = step;
-        if (value - value === 0) {
-          if (s.min === null || value < s.min) s.min = value;
-          if (s.max === null || value > s.max) s.max = value;
-        }
-      };
-      forEachRecord(this.#metricFile(prefix, metric), () => (step = null), visit, () => {});
-      for (const [field, s] of byField) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = s;
+      const file = this.#metricFile(prefix, metric);
+      const read = this.#cached(this.#summaries, file, file, () => ({ bytes: 0, fields: new Map() }));
+      if (fileSize(file) > read.bytes) read.bytes = readSummary(file, read);
+      for (const [field, s] of read.fields) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = { ...s };
     }
     return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
   }
+
 
   /**
    * Everything about one experiment at once, as `ml-dash show` and the read API give it.
@@ -605,6 +583,21 @@ export class DashReader {
   #dir(prefix: string): string {
     checkPrefix(prefix);
     return path.join(this.root, ...prefix.split("/"));
+  }
+
+  /**
+   * Entry `id` (about `file`) of a cache, or a new one from `make`: an entry
+   * whose file shrank is dropped, since JSONL files only grow unless replaced.
+   */
+  #cached<T extends { bytes: number }>(cache: Map<string, T>, id: string, file: string, make: () => T): T {
+    let entry = cache.get(id);
+    cache.delete(id);
+    if (!entry || fileSize(file) < entry.bytes) entry = make();
+    if (this.#cacheSize > 0) {
+      cache.set(id, entry);
+      if (cache.size > this.#cacheSize) cache.delete(cache.keys().next().value!);
+    }
+    return entry;
   }
 
   #metricFile(prefix: string, metric: string): string {
@@ -772,20 +765,17 @@ const fieldNames: string[] = [];
 const fieldValues: number[] = [];
 
 /**
- * Visits the numeric fields of each metric record of a file. Flat records are
- * scanned without building objects (ten times faster than JSON.parse); any
- * other line falls back to JSON.parse, and a line that is not JSON is skipped.
+ * Calls `onRecord(count)` for each metric record of a file from byte `from`
+ * on, with its fields in fieldNames / fieldValues. Flat records are scanned
+ * without building objects (ten times faster than JSON.parse); any other line
+ * falls back to JSON.parse, and a line that is not JSON is skipped. Returns
+ * the offset after the last whole line.
  */
-function forEachRecord(
-  file: string,
-  begin: () => void,
-  visit: (field: string, value: number) => void,
-  end: () => void,
-): void {
-  forEachLine(file, (line) => {
+function forEachRecord(file: string, onRecord: (count: number) => void, from: number): number {
+  return forEachLine(file, (line) => {
     let count = scanFlatRecord(line);
     if (count < 0) {
-      let record: Record<string, unknown>;
+      let record: unknown;
       try {
         record = JSON.parse(line);
       } catch {
@@ -793,15 +783,41 @@ function forEachRecord(
       }
       if (record === null || typeof record !== "object") return;
       count = 0;
-      for (const key in record) {
+      for (const [key, value] of Object.entries(record)) {
         fieldNames[count] = key;
-        fieldValues[count++] = toNumber(record[key]);
+        fieldValues[count++] = toNumber(value);
       }
     }
-    begin();
-    for (let i = 0; i < count; i++) visit(fieldNames[i], fieldValues[i]);
-    end();
-  });
+    onRecord(count);
+  }, from);
+}
+
+/** A metric file's summary as far as it was read: `bytes` of it are counted. */
+interface SummaryRead {
+  bytes: number;
+  fields: Map<string, KeySummary>;
+}
+
+/** Adds the records of a metric file from byte `read.bytes` on to its summary; returns the new offset. */
+function readSummary(file: string, read: SummaryRead): number {
+  return forEachRecord(file, (count) => {
+    let step: number | null = null;
+    for (let i = 0; i < count; i++) if (fieldNames[i] === "step") step = fieldValues[i];
+    for (let i = 0; i < count; i++) {
+      const field = fieldNames[i];
+      if (field === "_ts" || field === "step") continue;
+      const value = fieldValues[i];
+      let s = read.fields.get(field);
+      if (!s) read.fields.set(field, s = { count: 0, min: null, max: null, last: null, lastStep: null });
+      s.count++;
+      s.last = value;
+      s.lastStep = step;
+      if (value - value === 0) {
+        if (s.min === null || value < s.min) s.min = value;
+        if (s.max === null || value > s.max) s.max = value;
+      }
+    }
+  }, read.bytes);
 }
 
 /**
