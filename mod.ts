@@ -80,7 +80,18 @@ export class Experiment implements AsyncDisposable {
     this.#options = options;
     // An explicit prefix is checked now; without one (dxp) it is read from RUN at start.
     if (options.prefix !== undefined) this.#core = new ExperimentCore(resolveSettings(options));
-    this.run = makeRunControl(this);
+    this.run = Object.assign(
+      async <T>(fn: (exp: Experiment) => T | Promise<T>): Promise<T> => await withLifecycle(this.#coreForStart(), () => fn(this)),
+      {
+        start: async (): Promise<Experiment> => {
+          await this.#coreForStart().open();
+          return this;
+        },
+        complete: (): Promise<void> => this.#end("COMPLETED"),
+        fail: (error?: unknown): Promise<void> => this.#end("FAILED", error),
+        cancel: (): Promise<void> => this.#end("CANCELLED"),
+      },
+    );
     this.params = {
       set: (values) => this.#open().setParams(values),
       get: () => this.#open().getParams(),
@@ -124,16 +135,16 @@ export class Experiment implements AsyncDisposable {
     if (this.#core?.isOpen) await this.#core.close("COMPLETED");
   }
 
-  /** @internal The core behind this facade, created from RUN when no prefix was given. */
-  coreForStart(): ExperimentCore {
+  /** The core to start: made from RUN at each start when no prefix was given (dxp). */
+  #coreForStart(): ExperimentCore {
     if (this.#core?.isOpen) throw new UsageError(`Experiment "${this.#core.prefix}" is already running`);
     if (this.#options.prefix === undefined) this.#core = new ExperimentCore(resolveSettings(this.#options));
     return this.#core!;
   }
 
-  /** @internal The running core; throws when the experiment is not started. */
-  coreIfOpen(): ExperimentCore | undefined {
-    return this.#core?.isOpen ? this.#core : undefined;
+  async #end(status: Status, error?: unknown): Promise<void> {
+    if (!this.#core?.isOpen) throw new UsageError(`Cannot end experiment: it is not running`);
+    await this.#core.close(status, error);
   }
 
   #open(): ExperimentCore {
@@ -152,39 +163,14 @@ export class Experiment implements AsyncDisposable {
   }
 }
 
-function makeRunControl(exp: Experiment): RunControl {
-  const run = <T>(fn: (exp: Experiment) => T | Promise<T>): Promise<T> =>
-    withLifecycle(exp, fn, "FAILED");
-  return Object.assign(run, {
-    start: async (): Promise<Experiment> => {
-      await exp.coreForStart().open();
-      return exp;
-    },
-    complete: (): Promise<void> => closeIfOpen(exp, "COMPLETED"),
-    fail: (error?: unknown): Promise<void> => closeIfOpen(exp, "FAILED", error),
-    cancel: (): Promise<void> => closeIfOpen(exp, "CANCELLED"),
-  });
-}
-
-async function closeIfOpen(exp: Experiment, status: Status, error?: unknown): Promise<void> {
-  const core = exp.coreIfOpen();
-  if (!core) throw new UsageError(`Cannot end experiment: it is not running`);
-  await core.close(status, error);
-}
-
-/** Runs `fn` inside start/close, recording `failStatus` (and rethrowing) when it throws. */
-async function withLifecycle<F, T>(
-  facade: F & { coreForStart(): ExperimentCore },
-  fn: (facade: F) => T | Promise<T>,
-  failStatus: Status,
-): Promise<T> {
-  const core = facade.coreForStart();
+/** Runs `fn` between open and close: COMPLETED when it returns, FAILED (and rethrown) when it throws. */
+async function withLifecycle<T>(core: ExperimentCore, fn: () => T | Promise<T>): Promise<T> {
   await core.open();
   let result: T;
   try {
-    result = await fn(facade);
+    result = await fn();
   } catch (error) {
-    await core.close(failStatus, error).catch((closeError) => warn(String(closeError)));
+    await core.close("FAILED", error).catch((closeError) => warn(String(closeError)));
     throw error;
   }
   await core.close("COMPLETED");
@@ -239,6 +225,7 @@ export class Run implements AsyncDisposable {
     const { config, runName, project, owner, ...rest } = options;
     const segments = [owner ?? RUN.user, project ?? "default", experiment, runName ?? uniqueRunName()];
     this.#core = new ExperimentCore(resolveSettings({ ...rest, prefix: segments.join("/") }));
+    runCores.set(this, this.#core);
     this.#config = config;
   }
 
@@ -306,10 +293,6 @@ export class Run implements AsyncDisposable {
     if (this.#core.isOpen) await this.#core.close("COMPLETED");
   }
 
-  /** @internal */
-  coreForStart(): ExperimentCore {
-    return this.#core;
-  }
 }
 
 /**
@@ -362,11 +345,14 @@ export function startRun<T>(
 ): Run | Promise<T> {
   const run = new Run(experiment, options);
   if (!fn) return run;
-  return withLifecycle(run, async (r) => {
-    if (options.config) r.logConfig(options.config);
-    return await fn(r);
-  }, "FAILED");
+  return withLifecycle(runCores.get(run)!, () => {
+    if (options.config) run.logConfig(options.config);
+    return fn(run);
+  });
 }
+
+/** The core of each Run, for startRun's callback form (kept out of the Run's public surface). */
+const runCores = new WeakMap<Run, ExperimentCore>();
 
 const RUN_STATUS: Record<string, Status> = { completed: "COMPLETED", failed: "FAILED", interrupted: "CANCELLED" };
 
@@ -433,8 +419,8 @@ export const dxp: Experiment = new Experiment();
 
 // ─── Core: one experiment's state, shared by both facades ───────────────────
 
-/** @internal Settings after options, RUN and env vars are resolved and checked. */
-export interface Settings {
+/** Settings after options, RUN and env vars are resolved and checked. */
+interface Settings {
   prefix: string;
   readme?: string;
   tags?: string[];
@@ -449,10 +435,10 @@ export interface Settings {
 }
 
 /**
- * @internal The experiment core: lifecycle, validation and the buffer. Both
+ * The experiment core: lifecycle, validation and the buffer. Both
  * facades call it; it writes through a {@linkcode Backend}.
  */
-export class ExperimentCore {
+class ExperimentCore {
   readonly settings: Settings;
   #backend: Backend | undefined;
   #buffer: RecordBuffer | undefined;
@@ -1110,11 +1096,11 @@ function uninstallExitHooksIfIdle(): void {
 const MAX_PENDING_RECORDS = 50_000;
 
 /**
- * @internal Holds records until a batch is due. `push*` only appends to an
+ * Holds records until a batch is due. `push*` only appends to an
  * array; a microtask writes once a batch is full, a timer writes the rest, and
  * `flush()` writes everything. Writes run one at a time, in order.
  */
-export class RecordBuffer {
+class RecordBuffer {
   #backend: Backend;
   #prefix: string;
   #metricBatchSize: number;
@@ -1287,8 +1273,8 @@ export class RecordBuffer {
   }
 }
 
-/** @internal A metric's step counter and the serialized records waiting to be written. */
-export interface MetricQueue {
+/** A metric's step counter and the serialized records waiting to be written. */
+interface MetricQueue {
   /** The metric's name. */
   readonly name: string;
   /** The step the next record gets when none is given. */
