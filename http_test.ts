@@ -195,6 +195,25 @@ test("hybrid mode: a batch retried while the server is down is not written twice
   }
 });
 
+test("a remote run whose loop never yields is told so, and still stores every record at the end", async () => {
+  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    await new Experiment({ prefix: "alice/sync/loop", dashUrl: server.url }).run((exp) => {
+      for (let step = 0; step < 60_000; step++) exp.metrics("train").log({ loss: step });
+    });
+    const series = await get(server.url, "/api/v1/series?prefix=alice/sync/loop&key=train/loss&points=100");
+    assert.equal(series.total, 60_000);
+  } finally {
+    console.warn = original;
+    await server.close();
+  }
+  assert.equal(warnings.length, 1, warnings.join("\n"));
+  assert.match(warnings[0], /records are waiting: the program has not yielded to the event loop/);
+});
+
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
   const root = tempDir();
   const faults: Fault[] = [

@@ -1114,7 +1114,7 @@ class RecordBuffer {
   #tickQueued = false;
   #writing: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setInterval> | undefined;
-  #warnedOverflow = false;
+  #overflowWarnings = new Set<string>();
   #warnedFailure = false;
   /** The last write error, until a write succeeds again. */
   failure: StorageError | undefined;
@@ -1219,9 +1219,13 @@ class RecordBuffer {
       }
       return;
     }
-    if (!this.#warnedOverflow) {
-      this.#warnedOverflow = true;
-      warn(`${this.#metricCount + this.#logs.length} records are waiting because the program has not yielded to the event loop; await something in the loop so they can be sent`);
+    // Without a synchronous write, memory can only be bounded by the caller yielding and the backend keeping up.
+    const reason = this.#tickQueued
+      ? "the program has not yielded to the event loop; await something in the loop so they can be sent"
+      : `${this.#backend.description} has not accepted the earlier batches yet; memory grows until it catches up`;
+    if (!this.#overflowWarnings.has(reason)) {
+      this.#overflowWarnings.add(reason);
+      warn(`${this.#metricCount + this.#logs.length} records are waiting: ${reason}`);
     }
   }
 
