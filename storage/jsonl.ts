@@ -18,9 +18,9 @@
  *
  * @module
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { checkPrefix, StorageError } from "../mod.ts";
+import { fileSystem } from "./file_system.ts";
+import type { AppendFile, DirectoryEntry } from "./file_system.ts";
 import type {
   Backend,
   Batch,
@@ -57,7 +57,7 @@ const MAX_WRITE_BYTES = 1 << 20;
 export class JsonlBackend implements Backend {
   /** The root directory. */
   readonly root: string;
-  #fds = new Map<string, number>();
+  #appending = new Map<string, AppendFile>();
   #madeDirs = new Set<string>();
 
   /**
@@ -84,8 +84,8 @@ export class JsonlBackend implements Backend {
     return attempt(`open ${JSON.stringify(prefix)} under ${this.description}`, () => {
       const dir = this.#dir(prefix);
       this.#mkdir(dir);
-      const params = readJson<ParametersFile>(path.join(dir, "parameters.json"))?.data ?? {};
-      const files = [...latestFiles(path.join(dir, "files.jsonl")).values()];
+      const params = readJson<ParametersFile>(join(dir, "parameters.json"))?.data ?? {};
+      const files = [...latestFiles(join(dir, "files.jsonl")).values()];
       return { params, files };
     });
   }
@@ -113,10 +113,10 @@ export class JsonlBackend implements Backend {
     if (batch.params) this.#mergeParams(dir, batch.params);
     if (batch.files) for (const file of batch.files) this.#saveFile(dir, file);
     if (batch.metrics) {
-      this.#mkdir(path.join(dir, "metrics"));
-      for (const name in batch.metrics) this.#appendLines(path.join(dir, "metrics", `${name}.jsonl`), batch.metrics[name]);
+      this.#mkdir(join(dir, "metrics"));
+      for (const name in batch.metrics) this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics[name]);
     }
-    if (batch.logs) this.#appendLines(path.join(dir, "logs.jsonl"), batch.logs);
+    if (batch.logs) this.#appendLines(join(dir, "logs.jsonl"), batch.logs);
     // Status last: a reader that sees COMPLETED also sees the data before it.
     if (batch.status) this.#mergeStatus(dir, batch.status);
   };
@@ -124,22 +124,22 @@ export class JsonlBackend implements Backend {
   /** Flushes appended files to the disk and closes them. */
   close(): Promise<void> {
     return attempt(`close files under ${this.description}`, () => {
-      for (const fd of this.#fds.values()) {
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
+      for (const file of this.#appending.values()) {
+        file.sync();
+        file.close();
       }
-      this.#fds.clear();
+      this.#appending.clear();
     });
   }
 
   #dir(prefix: string): string {
     checkPrefix(prefix);
-    return path.join(this.root, ...prefix.split("/"));
+    return join(this.root, ...prefix.split("/"));
   }
 
   #mkdir(dir: string): void {
     if (this.#madeDirs.has(dir)) return;
-    fs.mkdirSync(dir, { recursive: true });
+    fileSystem.makeDirectory(dir);
     this.#madeDirs.add(dir);
   }
 
@@ -149,31 +149,31 @@ export class JsonlBackend implements Backend {
    * MAX_WRITE_BYTES (more only for a single longer chunk), and nothing is joined.
    */
   #appendLines(file: string, chunks: readonly string[]): void {
-    let fd = this.#fds.get(file);
-    if (fd === undefined) this.#fds.set(file, fd = fs.openSync(file, "a"));
+    let appending = this.#appending.get(file);
+    if (!appending) this.#appending.set(file, appending = fileSystem.openAppend(file));
     let used = 0;
     for (const chunk of chunks) {
       const room = chunk.length * 3 + 1;
       if (used + room > scratch.length) {
-        writeAll(fd, scratch, used);
+        appending.write(scratch, used);
         used = 0;
         if (room > scratch.length) scratch = new Uint8Array(room);
       }
       used += encoder.encodeInto(chunk, scratch.subarray(used)).written;
       scratch[used++] = 10;
     }
-    writeAll(fd, scratch, used);
+    appending.write(scratch, used);
   }
 
   #mergeExperiment(dir: string, patch: ExperimentRecord): void {
-    const file = path.join(dir, "experiment.json");
+    const file = join(dir, "experiment.json");
     const now = Date.now() / 1000;
     const old = readJson<ExperimentFile>(file);
     writeJsonAtomic(file, { ...old, ...patch, createdAt: old?.createdAt ?? now, updatedAt: now });
   }
 
   #mergeParams(dir: string, params: Record<string, ParamValue>): void {
-    const file = path.join(dir, "parameters.json");
+    const file = join(dir, "parameters.json");
     const old = readJson<ParametersFile>(file);
     const next: ParametersFile = {
       version: (old?.version ?? 0) + 1,
@@ -184,7 +184,7 @@ export class JsonlBackend implements Backend {
   }
 
   #mergeStatus(dir: string, patch: StatusRecord): void {
-    const file = path.join(dir, "status.json");
+    const file = join(dir, "status.json");
     const old = readJson<StatusRecord>(file);
     const next: StatusRecord = { ...old, ...patch };
     if (patch.status === "RUNNING") {
@@ -197,13 +197,13 @@ export class JsonlBackend implements Backend {
 
   #saveFile(dir: string, file: FileInfo & { data: Uint8Array }): void {
     checkPrefix(`files/${file.path}`);
-    const target = path.join(dir, "files", ...file.path.split("/"));
-    this.#mkdir(path.dirname(target));
+    const target = join(dir, "files", ...file.path.split("/"));
+    this.#mkdir(target.slice(0, target.lastIndexOf("/")));
     const tmp = tempName(target);
-    fs.writeFileSync(tmp, file.data);
-    fs.renameSync(tmp, target);
+    fileSystem.writeFile(tmp, file.data);
+    fileSystem.rename(tmp, target);
     const { data: _data, ...info } = file;
-    this.#appendLines(path.join(dir, "files.jsonl"), [JSON.stringify(info)]);
+    this.#appendLines(join(dir, "files.jsonl"), [JSON.stringify(info)]);
   }
 }
 
@@ -220,7 +220,7 @@ export class JsonlBackend implements Backend {
  * ```
  */
 export async function readLocalFile(file: string): Promise<Uint8Array> {
-  return await attempt(`read ${JSON.stringify(file)}`, () => new Uint8Array(fs.readFileSync(file)));
+  return await attempt(`read ${JSON.stringify(file)}`, () => fileSystem.readBytes(file));
 }
 
 interface ParametersFile {
@@ -238,15 +238,10 @@ const encoder = new TextEncoder();
 // encodeInto a reused buffer: on Deno it is many times faster than encode() or Buffer.from().
 let scratch = new Uint8Array(MAX_WRITE_BYTES);
 
-function writeAll(fd: number, bytes: Uint8Array, length: number): void {
-  let offset = 0;
-  while (offset < length) offset += fs.writeSync(fd, bytes, offset, length - offset);
-}
-
 function writeJsonAtomic(file: string, value: unknown): void {
   const tmp = tempName(file);
-  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
-  fs.renameSync(tmp, file);
+  fileSystem.writeFile(tmp, JSON.stringify(value, null, 2) + "\n");
+  fileSystem.rename(tmp, file);
 }
 
 function tempName(file: string): string {
@@ -255,18 +250,18 @@ function tempName(file: string): string {
 }
 
 function readJson<T>(file: string): T | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+  const text = fileSystem.readText(file);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as T;
   } catch {
     return undefined;
   }
+}
+
+/** Joins path segments with "/", which every runtime accepts on every platform. */
+function join(...segments: string[]): string {
+  return segments.join("/");
 }
 
 /** Runs file work and turns a failure into a StorageError that says what and where. */
@@ -416,18 +411,18 @@ export class DashReader {
   async listExperiments(options: ListOptions = {}): Promise<ExperimentSummary[]> {
     const found: ExperimentSummary[] = [];
     const walk = (dir: string, prefix: string): void => {
-      let entries: fs.Dirent[];
+      let entries: DirectoryEntry[];
       try {
-        entries = fs.readdirSync(dir, { withFileTypes: true });
+        entries = fileSystem.list(dir);
       } catch {
         return;
       }
-      const isExperiment = entries.some((e) => e.isFile() && e.name === "experiment.json");
+      const isExperiment = entries.some((e) => e.isFile && e.name === "experiment.json");
       if (isExperiment) found.push(this.#summarize(dir, prefix));
       for (const entry of entries) {
-        if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+        if (!entry.isDirectory || entry.name.startsWith(".")) continue;
         if (isExperiment && (entry.name === "metrics" || entry.name === "files")) continue;
-        walk(path.join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name);
+        walk(join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name);
       }
     };
     walk(this.root, "");
@@ -444,7 +439,7 @@ export class DashReader {
    * @returns True if it has an experiment.json.
    */
   exists(prefix: string): Promise<boolean> {
-    return Promise.resolve(fs.existsSync(path.join(this.#dir(prefix), "experiment.json")));
+    return Promise.resolve(fileSystem.readText(join(this.#dir(prefix), "experiment.json")) !== undefined);
   }
 
   /**
@@ -454,7 +449,7 @@ export class DashReader {
    * @returns Its metadata, or undefined.
    */
   experiment(prefix: string): Promise<(ExperimentRecord & { createdAt?: number; updatedAt?: number }) | undefined> {
-    return Promise.resolve(readJson(path.join(this.#dir(prefix), "experiment.json")));
+    return Promise.resolve(readJson(join(this.#dir(prefix), "experiment.json")));
   }
 
   /**
@@ -464,7 +459,7 @@ export class DashReader {
    * @returns The status, or undefined.
    */
   status(prefix: string): Promise<(StatusRecord & { stale: boolean }) | undefined> {
-    const status = readJson<StatusRecord>(path.join(this.#dir(prefix), "status.json"));
+    const status = readJson<StatusRecord>(join(this.#dir(prefix), "status.json"));
     return Promise.resolve(status && { ...status, stale: this.#isStale(status) });
   }
 
@@ -475,7 +470,7 @@ export class DashReader {
    * @returns Flattened parameters (empty if none).
    */
   params(prefix: string): Promise<Record<string, ParamValue>> {
-    return Promise.resolve(readJson<ParametersFile>(path.join(this.#dir(prefix), "parameters.json"))?.data ?? {});
+    return Promise.resolve(readJson<ParametersFile>(join(this.#dir(prefix), "parameters.json"))?.data ?? {});
   }
 
   /**
@@ -487,7 +482,7 @@ export class DashReader {
    */
   logs(prefix: string, query: LogQuery = {}): Promise<LogRecord[]> {
     const minRank = query.level === undefined ? 0 : LEVEL_RANK[query.level] ?? 0;
-    const lines = readJsonl<LogRecord>(path.join(this.#dir(prefix), "logs.jsonl"))
+    const lines = readJsonl<LogRecord>(join(this.#dir(prefix), "logs.jsonl"))
       .filter((l) => (LEVEL_RANK[l.level] ?? 1) >= minRank);
     const offset = query.offset ?? 0;
     return Promise.resolve(lines.slice(offset, query.limit === undefined ? undefined : offset + query.limit));
@@ -512,7 +507,7 @@ export class DashReader {
    * @returns Steps, times and values (and `x`), in the order written.
    */
   series(prefix: string, key: string, options: { x?: string } = {}): Promise<Series> {
-    const { metric, field } = splitKey(key, (m) => fs.existsSync(this.#metricFile(prefix, m)));
+    const { metric, field } = splitKey(key, (m) => this.#metricNames(prefix).includes(m));
     const file = this.#metricFile(prefix, metric);
     const id = `${file}\0${field}\0${options.x ?? ""}`;
     const read = this.#cached(this.#series, id, file, () => ({ bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] }));
@@ -565,7 +560,7 @@ export class DashReader {
    * @returns File entries.
    */
   files(prefix: string): Promise<FileInfo[]> {
-    return Promise.resolve([...latestFiles(path.join(this.#dir(prefix), "files.jsonl")).values()]);
+    return Promise.resolve([...latestFiles(join(this.#dir(prefix), "files.jsonl")).values()]);
   }
 
   /**
@@ -577,12 +572,12 @@ export class DashReader {
    */
   filePath(prefix: string, file: string): string {
     checkPrefix(`files/${file}`);
-    return path.join(this.#dir(prefix), "files", ...file.split("/"));
+    return join(this.#dir(prefix), "files", ...file.split("/"));
   }
 
   #dir(prefix: string): string {
     checkPrefix(prefix);
-    return path.join(this.root, ...prefix.split("/"));
+    return join(this.root, ...prefix.split("/"));
   }
 
   /**
@@ -601,23 +596,20 @@ export class DashReader {
   }
 
   #metricFile(prefix: string, metric: string): string {
-    return path.join(this.#dir(prefix), "metrics", `${metric}.jsonl`);
+    return join(this.#dir(prefix), "metrics", `${metric}.jsonl`);
   }
 
   #metricNames(prefix: string): string[] {
-    try {
-      return fs.readdirSync(path.join(this.#dir(prefix), "metrics"))
-        .filter((n) => n.endsWith(".jsonl"))
-        .map((n) => n.slice(0, -".jsonl".length))
-        .sort();
-    } catch {
-      return [];
-    }
+    return fileSystem.list(join(this.#dir(prefix), "metrics"))
+      .map((e) => e.name)
+      .filter((n) => n.endsWith(".jsonl"))
+      .map((n) => n.slice(0, -".jsonl".length))
+      .sort();
   }
 
   #summarize(dir: string, prefix: string): ExperimentSummary {
-    const meta = readJson<ExperimentFile>(path.join(dir, "experiment.json"));
-    const status = readJson<StatusRecord>(path.join(dir, "status.json"));
+    const meta = readJson<ExperimentFile>(join(dir, "experiment.json"));
+    const status = readJson<StatusRecord>(join(dir, "status.json"));
     return {
       prefix,
       status: status?.status ?? "UNKNOWN",
@@ -662,13 +654,8 @@ const READ_BLOCK_BYTES = 4 << 20;
  * whole line, where a later read can continue.
  */
 function forEachLine(file: string, onLine: (line: string) => void, from = 0): number {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, "r");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return from;
-    throw error;
-  }
+  const reading = fileSystem.openRead(file);
+  if (!reading) return from;
   const block = new Uint8Array(READ_BLOCK_BYTES);
   const decoder = new TextDecoder();
   let carry = "";
@@ -676,7 +663,7 @@ function forEachLine(file: string, onLine: (line: string) => void, from = 0): nu
   let consumed = from;
   try {
     for (;;) {
-      const n = fs.readSync(fd, block, 0, block.length, position);
+      const n = reading.read(block, position);
       if (n === 0) break;
       const lastNewline = block.lastIndexOf(10, n - 1);
       if (lastNewline >= 0) consumed = position + lastNewline + 1;
@@ -690,17 +677,13 @@ function forEachLine(file: string, onLine: (line: string) => void, from = 0): nu
       carry = text.slice(start);
     }
   } finally {
-    fs.closeSync(fd);
+    reading.close();
   }
   return consumed;
 }
 
 function fileSize(file: string): number {
-  try {
-    return fs.statSync(file).size;
-  } catch {
-    return 0;
-  }
+  return fileSystem.size(file);
 }
 
 /** A series as far as it was read: `bytes` of its file are in the arrays. */
