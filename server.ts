@@ -189,7 +189,14 @@ export function createHandler(options: HandlerOptions): DashHandler {
       const isNew = !hub.knows(prefix) && !fs.existsSync(path.join(root, ...prefix.split("/"), "experiment.json"));
       // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
       if (isNew && !batch.metadata) batch.metadata = { prefix };
-      backend.writeSync(prefix, batch);
+      // Applying a batch is made all-or-nothing by the ledger: see SessionLedger.begin.
+      ledger.begin(prefix, appendedFiles(batch));
+      try {
+        backend.writeSync(prefix, batch);
+      } catch (error) {
+        ledger.rollBack(prefix);
+        throw error;
+      }
       ledger.add(prefix, session, seq);
       stats.batches++;
       closeFilesWhenIdle();
@@ -701,8 +708,30 @@ class SessionLedger {
     return this.#load(prefix).sessions[session]?.max;
   }
 
+  /**
+   * Notes the sizes of the files a batch appends to before it is applied. If the
+   * server dies before `add()` records the batch, the next load cuts those files
+   * back to these sizes, so that the client's retry is stored once, not twice.
+   * (JSON state files are merged, so applying them again changes nothing.)
+   */
+  begin(prefix: string, files: string[]): void {
+    const ledger = this.#load(prefix);
+    const dir = this.#dir(prefix);
+    fs.mkdirSync(dir, { recursive: true });
+    ledger.applying = Object.fromEntries(files.map((f) => [f, fileSize(path.join(dir, f))]));
+    this.#save(prefix, ledger);
+  }
+
+  /** Cuts the files of a batch that was not recorded back to their sizes before it. */
+  rollBack(prefix: string): void {
+    const ledger = this.#load(prefix);
+    this.#undoApplying(prefix, ledger);
+    this.#save(prefix, ledger);
+  }
+
   add(prefix: string, session: string, seq: number): void {
     const ledger = this.#load(prefix);
+    delete ledger.applying;
     const s = ledger.sessions[session] ??= { upTo: -1, above: [], max: -1, at: 0 };
     s.at = Date.now() / 1000;
     s.max = Math.max(s.max, seq);
@@ -721,14 +750,32 @@ class SessionLedger {
       ids.sort((a, b) => ledger.sessions[a].at - ledger.sessions[b].at);
       for (const id of ids.slice(0, ids.length - MAX_SESSIONS)) delete ledger.sessions[id];
     }
+    this.#save(prefix, ledger);
+  }
+
+  #save(prefix: string, ledger: LedgerFile): void {
     const file = this.#file(prefix);
     const tmp = `${file}.${globalThis.process?.pid ?? 0}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(ledger));
     fs.renameSync(tmp, file);
   }
 
+  #undoApplying(prefix: string, ledger: LedgerFile): void {
+    if (!ledger.applying) return;
+    const dir = this.#dir(prefix);
+    for (const [file, size] of Object.entries(ledger.applying)) {
+      const full = path.join(dir, file);
+      if (fileSize(full) > size) fs.truncateSync(full, size);
+    }
+    delete ledger.applying;
+  }
+
+  #dir(prefix: string): string {
+    return path.join(this.#root, ...prefix.split("/"));
+  }
+
   #file(prefix: string): string {
-    return path.join(this.#root, ...prefix.split("/"), ".sessions.json");
+    return path.join(this.#dir(prefix), ".sessions.json");
   }
 
   #load(prefix: string): LedgerFile {
@@ -741,6 +788,11 @@ class SessionLedger {
       ledger = undefined;
     }
     ledger ??= { version: 1, sessions: {} };
+    if (ledger.applying) {
+      // The last batch was cut short by a crash: undo what it appended.
+      this.#undoApplying(prefix, ledger);
+      this.#save(prefix, ledger);
+    }
     this.#cache.set(prefix, ledger);
     return ledger;
   }
@@ -752,6 +804,16 @@ const MAX_SEQS_ABOVE = 10_000;
 interface LedgerFile {
   version: 1;
   sessions: Record<string, { upTo: number; above: number[]; max: number; at: number }>;
+  /** While a batch is being applied: the sizes its append-only files had before. */
+  applying?: Record<string, number>;
+}
+
+/** The append-only files a batch adds lines to, relative to its experiment's folder. */
+function appendedFiles(batch: Batch): string[] {
+  const files = Object.keys(batch.metrics ?? {}).map((name) => `metrics/${name}.jsonl`);
+  if (batch.logs) files.push("logs.jsonl");
+  if (batch.files) files.push("files.jsonl");
+  return files;
 }
 
 function faultResponse(fault: Fault): Response {
@@ -1274,4 +1336,12 @@ const serveNode: Adapter = async (handler, port, hostname) => {
 
 function unref(timer: unknown): void {
   if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") timer.unref();
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }

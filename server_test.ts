@@ -149,6 +149,39 @@ test("a retried batch (same session and seq) is acknowledged as a duplicate and 
   }
 });
 
+test("a batch cut short by a crash between storing it and recording it is stored once when retried (crash simulated by writing what it leaves behind)", async () => {
+  const root = tempDir();
+  const envelope = { prefix: "alice/proj/crash", session: "s", seq: 0, batch: { metrics: { train: [metricLines(0, 10)] }, logs: [{ _ts: 1, level: "info", message: "a" }] } };
+  let server = await serve({ root, port: 0, quiet: true });
+  try {
+    assert.equal((await post(server, "/api/v1/batch", envelope)).body.duplicate, false);
+  } finally {
+    await server.close();
+  }
+  // What a server killed inside the next batch leaves: its lines appended, the ledger
+  // saying which sizes the files had before, and the batch not recorded as stored.
+  const dir = path.join(root, "alice/proj/crash");
+  const ledgerFile = path.join(dir, ".sessions.json");
+  const ledger = JSON.parse(fs.readFileSync(ledgerFile, "utf8"));
+  const metricsFile = path.join(dir, "metrics/train.jsonl");
+  ledger.applying = { "metrics/train.jsonl": fs.statSync(metricsFile).size, "logs.jsonl": fs.statSync(path.join(dir, "logs.jsonl")).size };
+  fs.writeFileSync(ledgerFile, JSON.stringify(ledger));
+  fs.appendFileSync(metricsFile, metricLines(10, 20) + "\n");
+  fs.appendFileSync(path.join(dir, "logs.jsonl"), '{"_ts":2,"level":"info","message":"b"}\n');
+  server = await serve({ root, port: 0, quiet: true });
+  try {
+    const retry = { ...envelope, seq: 1, batch: { metrics: { train: [metricLines(10, 20)] }, logs: [{ _ts: 2, level: "info", message: "b" }] } };
+    assert.equal((await post(server, "/api/v1/batch", retry)).body.duplicate, false);
+    const series = await get(server, "/api/v1/series?prefix=alice/proj/crash&key=train/loss&points=1000");
+    assert.deepEqual(series.body.x, Array.from({ length: 20 }, (_, i) => i), "the retried batch is there once");
+    const logs = await get(server, "/api/v1/logs?prefix=alice/proj/crash");
+    assert.deepEqual((logs.body.logs as { message: string }[]).map((l) => l.message), ["a", "b"]);
+    assert.equal(JSON.parse(fs.readFileSync(ledgerFile, "utf8")).applying, undefined);
+  } finally {
+    await server.close();
+  }
+});
+
 test("GET /api/v1/series min-max downsamples to N points, takes x=_ts or another field, and bounds x with from/to", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true });
