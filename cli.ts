@@ -540,7 +540,7 @@ async function runLogout(args: ParsedArgs): Promise<number> {
 function globMatcher(glob: string): (prefix: string) => boolean {
   if (!/[*?]/.test(glob)) {
     const base = glob.replace(/\/+$/, "");
-    return (p) => p === base || p.startsWith(`${base}/`) || p.startsWith(base);
+    return (p) => p === base || p.startsWith(`${base}/`);
   }
   let source = "";
   for (let i = 0; i < glob.length; i++) {

@@ -447,6 +447,7 @@ class ExperimentCore {
   #files: FileInfo[] = [];
   #warned = new Set<string>();
   #open = false;
+  #opening = false;
 
   constructor(settings: Settings) {
     this.settings = settings;
@@ -461,7 +462,16 @@ class ExperimentCore {
   }
 
   async open(): Promise<void> {
-    if (this.#open) throw new UsageError(`Experiment "${this.prefix}" is already running`);
+    if (this.#open || this.#opening) throw new UsageError(`Experiment "${this.prefix}" is already running`);
+    this.#opening = true;
+    try {
+      await this.#openNow();
+    } finally {
+      this.#opening = false;
+    }
+  }
+
+  async #openNow(): Promise<void> {
     const backend = this.#backend ??= await createBackend(this.settings);
     const existing = await backend.open(this.prefix);
     this.#params = { ...existing.params };

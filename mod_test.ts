@@ -274,7 +274,8 @@ describe("Experiment API", () => {
     assert.throws(() => exp.log("x"), UsageError);
     assert.throws(() => exp.metrics("train").log({ loss: 1 }), UsageError);
     assert.throws(() => exp.params.set({ a: 1 }), UsageError);
-    await exp.run.start();
+    const starts = await Promise.allSettled([exp.run.start(), exp.run.start()]);
+    assert.deepEqual(starts.map((r) => r.status).sort(), ["fulfilled", "rejected"], "two starts at once: one fails");
     await assert.rejects(exp.run.start(), UsageError);
     await exp.run.complete();
     assert.throws(() => exp.log("late"), /not running/);
@@ -523,7 +524,9 @@ describe("Reader", () => {
     ]);
     assert.deepEqual(all[0].tags, ["t1"]);
     assert.deepEqual((await reader.listExperiments({ status: "FAILED" })).map((e) => e.prefix), ["alice/proj/failed"]);
-    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj/do" })).map((e) => e.prefix), ["alice/proj/done"]);
+    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj/done" })).map((e) => e.prefix), ["alice/proj/done"]);
+    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj" })).length, 2);
+    assert.deepEqual(await reader.listExperiments({ prefix: "alice/proj/do" }), [], "a prefix matches whole segments");
     assert.deepEqual(await reader.listExperiments({ prefix: "bob" }), []);
   });
 

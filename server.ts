@@ -227,7 +227,12 @@ export function createHandler(options: HandlerOptions): DashHandler {
   };
 
   const handler = async (req: Request): Promise<Response> => {
-    const url = new URL(req.url);
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch {
+      return errorJson(400, `Malformed request URL ${JSON.stringify(req.url.slice(0, 200))}`);
+    }
     const route = `${req.method} ${url.pathname}`;
     try {
       if (url.pathname.startsWith("/api/")) {
@@ -935,7 +940,17 @@ async function getFile(reader: DashReader, url: URL): Promise<Response> {
     throw new HttpError(404, `Unknown file "${file}" in experiment "${prefix}"`);
   }
   const info = (await reader.files(prefix)).find((f) => f.path === file);
-  return new Response(data as BodyInit, { headers: { "content-type": info?.mime ?? contentType(file) } });
+  const type = info?.mime ?? contentType(file);
+  // A saved file is anyone's upload: it must not run as a page of the dashboard's origin.
+  const headers: Record<string, string> = {
+    "content-type": type,
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "sandbox",
+  };
+  if (!/^(image\/(png|jpeg|gif|webp)|text\/plain)\b/.test(type)) {
+    headers["content-disposition"] = `attachment; filename="${file.split("/").pop()!.replace(/["\\\r\n]/g, "_")}"`;
+  }
+  return new Response(data as BodyInit, { headers });
 }
 
 function nullIfNotFinite(value: number): number | null {
@@ -1242,8 +1257,9 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
     port: listener.port,
     handler,
     close: async (): Promise<void> => {
-      await handler.close();
+      // The listener first: a request still in flight must not reopen files after the handler closed them.
       await listener.close();
+      await handler.close();
     },
   };
 }
@@ -1292,16 +1308,23 @@ const serveNode: Adapter = async (handler, port, hostname) => {
   const http = await import("node:http");
   const { Readable } = await import("node:stream");
   const server = http.createServer((req, res) => {
-    const url = `http://${req.headers.host ?? hostname}${req.url ?? "/"}`;
-    const headers = new Headers();
-    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
-    const hasBody = req.method !== "GET" && req.method !== "HEAD";
-    const request = new Request(url, {
-      method: req.method,
-      headers,
-      body: hasBody ? (Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>) : undefined,
-      duplex: "half",
-    } as RequestInit);
+    let request: Request;
+    try {
+      // The URL comes from the socket's own address, not the client's Host header, which may be anything.
+      const url = new URL(req.url ?? "/", `http://${hostname.includes(":") ? `[${hostname}]` : hostname}`);
+      const headers = new Headers();
+      for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+      const hasBody = req.method !== "GET" && req.method !== "HEAD";
+      request = new Request(url, {
+        method: req.method,
+        headers,
+        body: hasBody ? (Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>) : undefined,
+        duplex: "half",
+      } as RequestInit);
+    } catch (error) {
+      res.writeHead(400, { "content-type": "application/json" });
+      return void res.end(JSON.stringify({ error: `Malformed request: ${error instanceof Error ? error.message : error}` }));
+    }
     handler(request).then(async (response) => {
       res.writeHead(response.status, Object.fromEntries(response.headers));
       if (!response.body || req.method === "HEAD") return void res.end();

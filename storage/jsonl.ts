@@ -427,7 +427,7 @@ export class DashReader {
     };
     walk(this.root, "");
     return found
-      .filter((e) => !options.prefix || e.prefix === options.prefix || e.prefix.startsWith(options.prefix.replace(/\/?$/, "/")) || e.prefix.startsWith(options.prefix))
+      .filter((e) => !options.prefix || e.prefix === options.prefix || e.prefix.startsWith(options.prefix.replace(/\/?$/, "/")))
       .filter((e) => !options.status || (options.status.toLowerCase() === "stale" ? e.stale : e.status === options.status.toUpperCase()))
       .sort((a, b) => a.prefix.localeCompare(b.prefix));
   }
