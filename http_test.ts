@@ -387,6 +387,67 @@ test("the server unreachable past the bound: flush() rejects naming the outbox, 
   }
 });
 
+/** The metric records of the outbox files of a prefix, by step, and the files. */
+function outboxRecords(dir: string): { steps: number[]; files: string[] } {
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+  const steps: number[] = [];
+  for (const file of files) {
+    const body = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as { batch: { metrics?: Record<string, (string | { step: number })[]> } };
+    for (const item of body.batch.metrics?.train ?? []) {
+      if (typeof item === "string") for (const line of item.split("\n")) steps.push(JSON.parse(line).step);
+      else steps.push(item.step);
+    }
+  }
+  return { steps: steps.sort((a, b) => a - b), files };
+}
+
+test("a server down for the rest of the run: every batch reaches the outbox, and a script that never completes still ends", async () => {
+  const serverRoot = tempDir();
+  const cwd = tempDir();
+  const result = await runScript(fixture("remote_outage.ts"), {
+    args: [serverRoot, "alice/outage/run"],
+    env: { ML_DASH_HTTP_TIMEOUT: "0.1", ML_DASH_ROOT: undefined },
+    cwd,
+    timeoutMs: 30_000,
+  });
+  assert.equal(result.code, 0, `the process ended on its own: ${result.stderr.slice(0, 500)}`);
+  assert.ok(result.stderr.split("\n").length < 20, "failures are reported once, not once per attempt");
+  const dir = path.join(cwd, ".dash", ".outbox", "alice%2Foutage%2Frun");
+  const { steps, files } = outboxRecords(dir);
+  assert.deepEqual(steps, Array.from({ length: 51 }, (_, i) => i), "every record is in the outbox, once");
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    for (const file of files) {
+      const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body: fs.readFileSync(path.join(dir, file), "utf8"), headers: { "content-type": "application/json" } });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const series = await get(server.url, "/api/v1/series?prefix=alice/outage/run&key=train/loss&points=1000");
+    assert.deepEqual(series.x, Array.from({ length: 51 }, (_, i) => i));
+  } finally {
+    await server.close();
+  }
+});
+
+test("a batch the server refuses (413) stays in the outbox and does not hold back the batches after it", async () => {
+  const server = await serve({ root: tempDir(), port: 0, quiet: true, maxBodyBytes: 4000 });
+  const cwd = tempDir();
+  try {
+    const exp = new Experiment({ prefix: "alice/refused/run", dashUrl: server.url, dashRoot: path.join(cwd, ".dash") });
+    await exp.run.start();
+    await assert.rejects(exp.files.saveBytes("big.bin", new Uint8Array(5000)), /refused it.*not sent again.*outbox/);
+    for (let step = 0; step < 20; step++) exp.metrics("train").log({ loss: step });
+    await exp.run.complete();
+    const series = await get(server.url, "/api/v1/series?prefix=alice/refused/run&key=train/loss&points=1000");
+    assert.equal(series.total, 20);
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/refused/run");
+    assert.equal((one.status as { status: string }).status, "COMPLETED");
+    assert.equal(fs.readdirSync(path.join(cwd, ".dash", ".outbox", "alice%2Frefused%2Frun")).length, 1, "the refused batch is kept");
+  } finally {
+    await server.close();
+  }
+});
+
 test("mod.ts under deno run --allow-net=127.0.0.1 --deny-read --deny-write logs to the server; without a filesystem the queue is bounded in memory", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true });

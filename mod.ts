@@ -537,8 +537,8 @@ class ExperimentCore {
     this.#buffer?.flushSync();
   }
 
-  get hasPending(): boolean {
-    return this.#buffer?.hasPending ?? false;
+  flushAtExit(): void {
+    this.#buffer?.flushAtExit();
   }
 
   stream(name: string): MetricStream {
@@ -1030,6 +1030,10 @@ class FanOutBackend implements Backend {
     };
   }
 
+  async keep(prefix: string, batches: Batch[]): Promise<void> {
+    for (const b of this.#backends) await b.keep?.(prefix, batches.filter((batch) => !this.#stored(batch).has(b)));
+  }
+
   async close(): Promise<void> {
     await settleAll(this.#backends.map((b) => b.close()));
   }
@@ -1069,7 +1073,7 @@ function installExitHooks(): void {
   exitHooks = {
     beforeExit: () => {
       // Only start work when something is pending: beforeExit fires again after it.
-      for (const core of openCores) if (core.hasPending) core.flush().catch((e) => warn(String(e)));
+      for (const core of openCores) core.flushAtExit();
     },
     exit: () => {
       for (const core of openCores) {
@@ -1102,6 +1106,9 @@ function uninstallExitHooksIfIdle(): void {
 
 // ─── Buffer ─────────────────────────────────────────────────────────────────
 
+/** Failed flushes in a row after which the exit hook lets the process end. */
+const MAX_EXIT_FLUSH_FAILURES = 3;
+
 /** Records kept in memory before the buffer writes them synchronously, if the caller never yields. */
 const MAX_PENDING_RECORDS = 50_000;
 
@@ -1125,6 +1132,7 @@ class RecordBuffer {
   #writing: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setInterval> | undefined;
   #overflowWarnings = new Set<string>();
+  #failedExitFlushes = 0;
   #warnedFailure = false;
   /** The last write error, until a write succeeds again. */
   failure: StorageError | undefined;
@@ -1139,6 +1147,22 @@ class RecordBuffer {
 
   get hasPending(): boolean {
     return this.#metricCount > 0 || this.#logs.length > 0 || Object.keys(this.#state).length > 0 || this.#retry.length > 0;
+  }
+
+  /**
+   * Flushes at natural process exit. Each flush can start more work and so
+   * another `beforeExit`; after a few failures in a row (the server is down)
+   * it stops, and the process may end: what could not be sent is in the outbox.
+   */
+  flushAtExit(): void {
+    if (!this.hasPending || this.#failedExitFlushes >= MAX_EXIT_FLUSH_FAILURES) return;
+    this.flush().then(
+      () => (this.#failedExitFlushes = 0),
+      (error) => {
+        this.#failedExitFlushes++;
+        this.#warnFailure(error);
+      },
+    );
   }
 
   /** The queue of metric `name`: its step counter and its pending lines. */
@@ -1248,6 +1272,7 @@ class RecordBuffer {
       } catch (error) {
         // Nothing is dropped: the batches wait for the next flush, and this one reports.
         this.#retry.unshift(...batches);
+        await this.#backend.keep?.(this.#prefix, batches.slice(1)).catch(() => {});
         this.failure = error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });
         throw this.failure;
       }
@@ -1679,6 +1704,11 @@ export interface Backend {
   write(prefix: string, batch: Batch): Promise<void>;
   /** Stores a batch before returning, where the backend can (used at exit and when the caller never yields). */
   writeSync?: (prefix: string, batch: Batch) => void;
+  /**
+   * Keeps batches that wait behind a failed write where they outlive the
+   * process (the HTTP backend's outbox), without trying to send them now.
+   */
+  keep?: (prefix: string, batches: Batch[]) => Promise<void>;
   /** Releases files and connections. */
   close(): Promise<void>;
 }

@@ -165,25 +165,55 @@ export class HttpBackend implements Backend {
    * refuses the batch; the message says where the batch is kept.
    */
   async write(prefix: string, batch: Batch): Promise<void> {
-    let envelopes = this.#envelopes.get(batch);
-    if (!envelopes) {
-      const parts = splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
-      const max = this.#options.maxQueuedBatches ?? 1000;
-      if (this.#pending.size + parts.length > max && !(await this.#filesystem())) {
-        throw new StorageError(
-          `In-memory queue for ${this.#base} is full: ${this.#pending.size} batches are waiting for the server and there is no filesystem for an outbox; the new batch was not queued (raise maxQueuedBatches or bring the server back)`,
-        );
-      }
-      envelopes = parts.map((part) => ({ prefix, session: this.session, seq: this.#seq++, batch: part, acked: false }));
-      this.#envelopes.set(batch, envelopes);
-      for (const e of envelopes) this.#pending.add(e);
-    }
+    const envelopes = await this.#envelopesOf(prefix, batch);
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i];
       if (envelope.acked) continue;
       const failure = await this.#deliver(envelope);
-      if (failure) throw await this.#keep(envelopes.slice(i).filter((e) => !e.acked), failure);
+      if (!failure) continue;
+      const unsent = envelopes.slice(i).filter((e) => !e.acked);
+      const error = await this.#keep(unsent, failure);
+      if (!failure.retryable) {
+        // A refused request would be refused again: it stays in the outbox, and what follows goes on.
+        for (const e of unsent.slice(0, 1)) {
+          e.acked = true;
+          this.#pending.delete(e);
+        }
+      }
+      throw error;
     }
+  }
+
+  /**
+   * Spools batches that wait behind a failed one to the outbox without sending
+   * them, so that they outlive the process; they are still sent, in order, by
+   * later writes.
+   *
+   * @param prefix The experiment's prefix.
+   * @param batches The batches, oldest first.
+   */
+  async keep(prefix: string, batches: Batch[]): Promise<void> {
+    for (const batch of batches) {
+      const envelopes = (await this.#envelopesOf(prefix, batch)).filter((e) => !e.acked);
+      if (envelopes.length > 0) await this.#keep(envelopes, { message: "kept behind an earlier batch", retryable: true });
+    }
+  }
+
+  /** The requests of a batch: made once, so that a retry keeps its sequence numbers. */
+  async #envelopesOf(prefix: string, batch: Batch): Promise<Envelope[]> {
+    let envelopes = this.#envelopes.get(batch);
+    if (envelopes) return envelopes;
+    const parts = splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
+    const max = this.#options.maxQueuedBatches ?? 1000;
+    if (this.#pending.size + parts.length > max && !(await this.#filesystem())) {
+      throw new StorageError(
+        `In-memory queue for ${this.#base} is full: ${this.#pending.size} batches are waiting for the server and there is no filesystem for an outbox; the new batch was not queued (raise maxQueuedBatches or bring the server back)`,
+      );
+    }
+    envelopes = parts.map((part) => ({ prefix, session: this.session, seq: this.#seq++, batch: part, acked: false }));
+    this.#envelopes.set(batch, envelopes);
+    for (const e of envelopes) this.#pending.add(e);
+    return envelopes;
   }
 
   /** Nothing to release: connections are pooled by `fetch`. */
@@ -232,6 +262,11 @@ export class HttpBackend implements Backend {
           await fs.writeFile(tmp, toJson(envelope));
           await fs.rename(tmp, file);
           envelope.spooled = file;
+        }
+        if (!failure.retryable) {
+          return new StorageError(
+            `${reason}; the server refused it, so it is not sent again: it is saved in the outbox ${dir} (${envelopes[0].spooled}), and later batches go on`,
+          );
         }
         return new StorageError(
           `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --url ${this.#base} --root ${root}"`,
