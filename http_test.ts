@@ -151,6 +151,22 @@ test("the Run API in remote mode (startRun with dashUrl) stores keys, config and
   }
 });
 
+test("a remote run resumed on the server continues its steps", async () => {
+  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  try {
+    for (let session = 0; session < 2; session++) {
+      await new Experiment({ prefix: "alice/resume/run", dashUrl: server.url }).run((exp) => {
+        exp.metrics("train").log({ loss: session });
+        exp.metrics("train").log({ loss: session });
+      });
+    }
+    const series = await get(server.url, "/api/v1/series?prefix=alice/resume/run&key=train/loss&points=100");
+    assert.deepEqual(series.x, [0, 1, 2, 3]);
+  } finally {
+    await server.close();
+  }
+});
+
 test("hybrid mode (dashRoot and dashUrl) writes every record to both", async () => {
   const localRoot = tempDir();
   const serverRoot = tempDir();

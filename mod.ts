@@ -217,7 +217,7 @@ function makeFiles(core: () => ExperimentCore): Files {
 export class Run implements AsyncDisposable {
   #core: ExperimentCore;
   #config: Record<string, unknown> | undefined;
-  #nextStep = 0;
+  #nextStep: number | undefined;
 
   /** @internal Use {@linkcode startRun}. */
   constructor(experiment: string, options: RunOptions = {}) {
@@ -258,7 +258,7 @@ export class Run implements AsyncDisposable {
    * @throws {InvalidMetricError} In strict mode, for a bad value or key.
    */
   log(values: Record<string, number>, step?: number): void {
-    const at = step ?? this.#nextStep;
+    const at = step ?? this.#nextStep ?? this.#core.resumeStep;
     this.#nextStep = at + 1;
     this.#core.logKeyed(values, at);
   }
@@ -448,6 +448,8 @@ class ExperimentCore {
   #warned = new Set<string>();
   #open = false;
   #opening = false;
+  /** The first step after every step recorded before this session (0 for a new experiment). */
+  resumeStep = 0;
 
   constructor(settings: Settings) {
     this.settings = settings;
@@ -479,6 +481,10 @@ class ExperimentCore {
     this.#streams.clear();
     const s = this.settings;
     this.#buffer = new RecordBuffer(backend, this.prefix, s);
+    // Resuming continues each metric's steps after the last one recorded.
+    const steps = Object.entries(existing.steps ?? {});
+    for (const [name, step] of steps) this.#buffer.queue(name).nextStep = step + 1;
+    this.resumeStep = steps.reduce((next, [, step]) => Math.max(next, step + 1), 0);
     const now = nowSeconds();
     const proc = globalThis.process;
     this.#buffer.patch({
@@ -1007,7 +1013,9 @@ class FanOutBackend implements Backend {
 
   async open(prefix: string): Promise<ExistingState> {
     const [first, ...rest] = await Promise.all(this.#backends.map((b) => b.open(prefix)));
-    return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files }), first);
+    const steps = { ...first.steps };
+    for (const s of rest) for (const [name, step] of Object.entries(s.steps ?? {})) steps[name] = Math.max(step, steps[name] ?? step);
+    return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files, steps }), { ...first, steps });
   }
 
   async write(prefix: string, batch: Batch): Promise<void> {
@@ -1689,6 +1697,8 @@ export interface ExistingState {
   params: Record<string, ParamValue>;
   /** Files saved before. */
   files: FileInfo[];
+  /** The last step recorded in each metric, from which a resumed run continues. */
+  steps?: Record<string, number>;
 }
 
 /**

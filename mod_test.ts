@@ -154,7 +154,7 @@ describe("Experiment API", () => {
     });
     assert.equal(statusDuring, "RUNNING");
     assert.deepEqual(paramsSeen, { lr: 0.1, batch: 32 });
-    assert.deepEqual(readLines(path.join(dir, "metrics/train.jsonl")).map((r) => r.epoch), [1, 2]);
+    assert.deepEqual(readLines(path.join(dir, "metrics/train.jsonl")).map((r) => [r.step, r.epoch]), [[0, 1], [1, 2]], "steps continue");
     assert.deepEqual(readJson(path.join(dir, "parameters.json")).data, { lr: 0.01, batch: 32 });
     assert.equal(readJson(path.join(dir, "experiment.json")).createdAt, createdAt);
     assert.equal(readJson(path.join(dir, "status.json")).status, "COMPLETED");
@@ -369,6 +369,19 @@ describe("Run API", () => {
     assert.deepEqual(readLines(path.join(dir, "default.jsonl")).map(({ _ts, ...r }) => r), [{ step: 7, lr: 0.1 }]);
     const keys = await new DashReader(root).metricKeys("local/default/keys/k");
     assert.deepEqual(keys, ["lr", "train/accuracy", "train/loss", "val/loss"]);
+  });
+
+  it("a resumed run continues its steps after the last one recorded", async () => {
+    const root = tempRoot();
+    for (let session = 0; session < 2; session++) {
+      await startRun("resume", { dashRoot: root, runName: "r" }, (run) => {
+        run.log({ "train/loss": 1, lr: 0.1 });
+        run.log({ "train/loss": 2, lr: 0.1 });
+      });
+    }
+    const dir = path.join(root, "local/default/resume/r/metrics");
+    assert.deepEqual(readLines(path.join(dir, "train.jsonl")).map((r) => r.step), [0, 1, 2, 3]);
+    assert.deepEqual(readLines(path.join(dir, "default.jsonl")).map((r) => r.step), [0, 1, 2, 3]);
   });
 
   it("logConfig merges into the config", async () => {

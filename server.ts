@@ -221,6 +221,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
     const result: Record<string, unknown> = {
       params: await reader.params(prefix),
       files: await reader.files(prefix),
+      steps: await reader.lastSteps(prefix),
     };
     if (sessions) result.sessions = Object.fromEntries(sessions.map((s) => [s, ledger.maxSeq(prefix, s) ?? null]));
     return json(result);

@@ -125,7 +125,7 @@ export class HttpBackend implements Backend {
   async open(prefix: string): Promise<ExistingState> {
     try {
       const state = await this.post("/api/v1/open", JSON.stringify({ prefix })) as Partial<ExistingState>;
-      return { params: state.params ?? {}, files: state.files ?? [] };
+      return { params: state.params ?? {}, files: state.files ?? [], steps: state.steps ?? {} };
     } catch (error) {
       throw new StorageError(`Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`, { cause: error });
     }

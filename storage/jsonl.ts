@@ -86,7 +86,7 @@ export class JsonlBackend implements Backend {
       this.#mkdir(dir);
       const params = readJson<ParametersFile>(join(dir, "parameters.json"))?.data ?? {};
       const files = [...latestFiles(join(dir, "files.jsonl")).values()];
-      return { params, files };
+      return { params, files, steps: lastSteps(join(dir, "metrics")) };
     });
   }
 
@@ -554,6 +554,16 @@ export class DashReader {
   }
 
   /**
+   * The step of each metric's last record, from which a resumed run continues.
+   *
+   * @param prefix The prefix.
+   * @returns The last step by metric name (metrics without records are left out).
+   */
+  lastSteps(prefix: string): Promise<Record<string, number>> {
+    return Promise.resolve(lastSteps(join(this.#dir(prefix), "metrics")));
+  }
+
+  /**
    * Lists saved files (the latest entry per path).
    *
    * @param prefix The prefix.
@@ -718,6 +728,40 @@ function readSeries(file: string, read: SeriesRead, field: string, xField: strin
     read.ts.push(numberAfter(line, '"_ts":') ?? NaN);
     if (read.x) read.x.push(x);
   }, read.bytes);
+}
+
+/** Bytes read from the end of a metric file to find its last record. */
+const TAIL_BYTES = 64 << 10;
+
+/** The step of the last whole record of each metric file in a folder. */
+function lastSteps(metricsDir: string): Record<string, number> {
+  const steps: Record<string, number> = {};
+  for (const entry of fileSystem.list(metricsDir)) {
+    if (!entry.isFile || !entry.name.endsWith(".jsonl")) continue;
+    const step = lastStepOf(join(metricsDir, entry.name));
+    if (step !== undefined) steps[entry.name.slice(0, -".jsonl".length)] = step;
+  }
+  return steps;
+}
+
+function lastStepOf(file: string): number | undefined {
+  const size = fileSystem.size(file);
+  const reading = size > 0 ? fileSystem.openRead(file) : undefined;
+  if (!reading) return undefined;
+  const tail = new Uint8Array(Math.min(size, TAIL_BYTES));
+  try {
+    reading.read(tail, size - tail.length);
+  } finally {
+    reading.close();
+  }
+  const lines = new TextDecoder().decode(tail).split("\n");
+  // The last piece has no newline (torn, or empty); the first may be cut by the tail's start.
+  const first = tail.length < size ? 1 : 0;
+  for (let i = lines.length - 2; i >= first; i--) {
+    const step = numberAfter(lines[i], '"step":');
+    if (step !== undefined && Number.isFinite(step)) return step;
+  }
+  return undefined;
 }
 
 /** The number (or "NaN" / "±Infinity") that follows `key` in a flat JSON record, if the key is there. */
