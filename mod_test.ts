@@ -12,7 +12,7 @@ import {
   startRun,
   UsageError,
 } from "./mod.ts";
-import { DashReader } from "./storage/jsonl.ts";
+import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
 
 function tempRoot(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-test-"));
@@ -507,6 +507,33 @@ describe("Buffer", () => {
       })
     );
     assert.ok(warnings.some((w) => w.includes("ML_DASH_FLUSH_INTERVAL") && w.includes('"soon"')), warnings.join("\n"));
+  });
+});
+
+describe("JSONL backend", () => {
+  const openFiles = (): number => fs.readdirSync("/proc/self/fd").length;
+
+  it("keeps a bounded number of files open, however many experiments it writes", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
+    const root = tempRoot();
+    const backend = new JsonlBackend(root);
+    const before = openFiles();
+    for (let i = 0; i < 300; i++) {
+      await backend.write(`a/p/e${i}`, { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] }, logs: ['{"_ts":1,"level":"info","message":"m"}'] });
+    }
+    assert.ok(openFiles() - before <= 130, `${openFiles() - before} files open`);
+    await backend.close();
+    assert.ok(openFiles() - before <= 2);
+    assert.equal(readLines(path.join(root, "a/p/e0/metrics/train.jsonl")).length, 1);
+  });
+
+  it("closes an experiment's files when its status says it ended", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
+    const backend = new JsonlBackend(tempRoot());
+    const before = openFiles();
+    await backend.write("a/p/x", { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] }, status: { status: "RUNNING" } });
+    assert.equal(openFiles() - before, 1);
+    await backend.write("a/p/x", { metrics: { train: ['{"_ts":1,"step":1,"loss":1}'] }, status: { status: "COMPLETED" } });
+    assert.equal(openFiles() - before, 0);
+    await backend.close();
   });
 });
 

@@ -36,6 +36,9 @@ import type {
 
 // ─── Writer ─────────────────────────────────────────────────────────────────
 
+/** Files kept open for appending (a server may write to thousands of experiments). */
+const MAX_OPEN_FILES = 128;
+
 /** One write() call never carries more than this, so that appends stay whole lines. */
 const MAX_WRITE_BYTES = 1 << 20;
 
@@ -119,17 +122,22 @@ export class JsonlBackend implements Backend {
     if (batch.logs) this.#appendLines(join(dir, "logs.jsonl"), batch.logs);
     // Status last: a reader that sees COMPLETED also sees the data before it.
     if (batch.status) this.#mergeStatus(dir, batch.status);
+    // An ended experiment gets no more lines for a while: its files need not stay open.
+    if (batch.status?.status && batch.status.status !== "RUNNING") this.#closeFiles((file) => file.startsWith(`${dir}/`));
   };
 
   /** Flushes appended files to the disk and closes them. */
   close(): Promise<void> {
-    return attempt(`close files under ${this.description}`, () => {
-      for (const file of this.#appending.values()) {
-        file.sync();
-        file.close();
-      }
-      this.#appending.clear();
-    });
+    return attempt(`close files under ${this.description}`, () => this.#closeFiles(() => true));
+  }
+
+  #closeFiles(which: (file: string) => boolean): void {
+    for (const [name, file] of this.#appending) {
+      if (!which(name)) continue;
+      this.#appending.delete(name);
+      file.sync();
+      file.close();
+    }
   }
 
   #dir(prefix: string): string {
@@ -150,7 +158,16 @@ export class JsonlBackend implements Backend {
    */
   #appendLines(file: string, chunks: readonly string[]): void {
     let appending = this.#appending.get(file);
-    if (!appending) this.#appending.set(file, appending = fileSystem.openAppend(file));
+    if (appending) {
+      this.#appending.delete(file); // kept in least-recently-used order
+    } else {
+      if (this.#appending.size >= MAX_OPEN_FILES) {
+        const oldest = this.#appending.keys().next().value!;
+        this.#closeFiles((name) => name === oldest);
+      }
+      appending = fileSystem.openAppend(file);
+    }
+    this.#appending.set(file, appending);
     let used = 0;
     for (const chunk of chunks) {
       const room = chunk.length * 3 + 1;
