@@ -16,6 +16,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import process from "node:process";
+import { checkUrl, readEnv } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer } from "./server.ts";
 import { DashReader } from "./storage/jsonl.ts";
@@ -48,14 +49,17 @@ const COMMANDS: Record<string, Command> = {
     run: runServe,
   },
   sync: {
-    usage: "ml-dash sync --url U [--root .dash] [--token T]",
+    usage: "ml-dash sync --url U [--root .dash] [--token T] [--outbox-only]",
     summary: "send the outbox and the local experiments to a server",
-    flags: { url: "string", root: "string", token: "string" },
+    flags: { url: "string", root: "string", token: "string", "outbox-only": "boolean" },
     help: `Sends the batches spooled in <root>/.outbox/ (then deletes them), then every
 experiment under --root. Each experiment's files are sent in chunks under
 session ids derived from the experiment, and the server says how far it got:
 running sync again sends only what is new, and a sync that was interrupted
-resumes where it stopped. Nothing is stored twice.
+resumes where it stopped. Nothing is stored twice. A batch the server refuses
+is reported and left in the outbox; the others go on.
+  --outbox-only  send the outbox only (for a root written in hybrid mode, with
+                 dashRoot and dashUrl: the server has its experiments already)
   --url U    the server (required)
   --root DIR the local directory (default ML_DASH_ROOT, else .dash)
   --token T  the token (default ML_DASH_TOKEN, then ~/.dash/credentials.json)`,
@@ -228,11 +232,7 @@ function rootOf(args: ParsedArgs): string {
 }
 
 function env(name: string): string | undefined {
-  try {
-    return process.env[name] || undefined;
-  } catch {
-    return undefined;
-  }
+  return readEnv(name) || undefined;
 }
 
 function onePrefix(args: ParsedArgs): string {
@@ -240,15 +240,14 @@ function onePrefix(args: ParsedArgs): string {
   return args.positionals[0];
 }
 
-function checkUrl(url: string | undefined): string {
+function urlFlag(url: string | undefined): string {
   if (!url) throw new UsageProblem("missing --url");
   try {
-    const parsed = new URL(url);
-    if (parsed.protocol === "http:" || parsed.protocol === "https:") return url;
+    checkUrl(url);
   } catch {
-    // Reported below.
+    throw new UsageProblem(`invalid --url ${JSON.stringify(url)}: expected an http:// or https:// URL`);
   }
-  throw new UsageProblem(`invalid --url ${JSON.stringify(url)}: expected an http:// or https:// URL`);
+  return url;
 }
 
 // ─── serve ──────────────────────────────────────────────────────────────────
@@ -293,32 +292,35 @@ const SYNC_CHUNK_LINES = 5000;
 const SYNC_CHUNK_FILE_BYTES = 8 * 1024 * 1024;
 
 async function runSync(args: ParsedArgs): Promise<number> {
-  const url = checkUrl(flag(args, "url")).replace(/\/+$/, "");
+  const url = urlFlag(flag(args, "url")).replace(/\/+$/, "");
   const root = rootOf(args);
   if (!fs.existsSync(root)) throw new Error(`Nothing to sync: ${JSON.stringify(root)} does not exist`);
   const token = await resolveToken(url, flag(args, "token"));
   const client = new HttpBackend({ url, token, outbox: false });
   const outbox = await syncOutbox(url, root, token);
   if (outbox.files > 0) console.log(`outbox: ${outbox.files} batch(es) sent, ${outbox.duplicates} of them already on the server`);
+  if (outbox.refused > 0) console.error(`outbox: ${outbox.refused} batch(es) refused by the server, left in ${JSON.stringify(path.join(root, ".outbox"))}`);
+  if (args.flags["outbox-only"] === true) return outbox.refused > 0 ? 1 : 0;
   const experiments = await new DashReader(root).listExperiments();
   for (const e of experiments) {
     const sent = await syncExperiment(client, root, e.prefix);
     console.log(`${e.prefix}: ${sent.lines} new line(s), ${sent.files} file(s) sent; ${e.status}`);
   }
   console.log(`synced ${experiments.length} experiment(s) from ${JSON.stringify(root)} to ${url}`);
-  return 0;
+  return outbox.refused > 0 ? 1 : 0;
 }
 
 /** Sends `<root>/.outbox/<prefix>/<session>-<seq>.json` in session and seq order, deleting each once acknowledged. */
-async function syncOutbox(url: string, root: string, token: string | undefined): Promise<{ files: number; duplicates: number }> {
+async function syncOutbox(url: string, root: string, token: string | undefined): Promise<{ files: number; duplicates: number; refused: number }> {
   const outbox = path.join(root, ".outbox");
   let files = 0;
   let duplicates = 0;
+  let refused = 0;
   let dirs: string[] = [];
   try {
     dirs = fs.readdirSync(outbox).sort();
   } catch {
-    return { files, duplicates };
+    return { files, duplicates, refused };
   }
   for (const dir of dirs) {
     const full = path.join(outbox, dir);
@@ -336,7 +338,16 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
     for (const name of names) {
       const file = path.join(full, name);
       const body = fs.readFileSync(file, "utf8");
-      const { duplicate } = await postEnvelope(url, body, { token });
+      let duplicate: boolean;
+      try {
+        ({ duplicate } = await postEnvelope(url, body, { token }));
+      } catch (error) {
+        // A refused batch stays for a person to look at; an unreachable server stops the sync.
+        if (!(error instanceof Error && /answered 4\d\d/.test(error.message))) throw error;
+        console.error(`${file}: ${error.message}`);
+        refused++;
+        continue;
+      }
       fs.rmSync(file, { force: true });
       files++;
       if (duplicate) duplicates++;
@@ -347,7 +358,7 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
       // Something new arrived meanwhile: left for the next sync.
     }
   }
-  return { files, duplicates };
+  return { files, duplicates, refused };
 }
 
 interface Stream {
@@ -496,7 +507,7 @@ function credentialsFile(): string {
 }
 
 async function runLogin(args: ParsedArgs): Promise<number> {
-  const url = checkUrl(flag(args, "url"));
+  const url = urlFlag(flag(args, "url"));
   const token = flag(args, "token");
   if (!token) throw new UsageProblem("missing --token");
   const file = credentialsFile();
@@ -519,7 +530,7 @@ async function runLogout(args: ParsedArgs): Promise<number> {
     console.log(`Removed ${file}`);
     return 0;
   }
-  const key = credentialsKey(checkUrl(url));
+  const key = credentialsKey(urlFlag(url));
   const all = readJson<Record<string, unknown>>(file) ?? {};
   if (!(key in all)) {
     console.log(`No token stored for ${key}`);

@@ -261,3 +261,29 @@ test("ml-dash sync sends the outbox batches and removes them", async () => {
     await server.close();
   }
 });
+
+test("ml-dash sync --outbox-only sends the outbox and not the experiments (a hybrid root); a refused batch stays and the rest go on", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const serverRoot = tempDir();
+  const down = await serve({ root: serverRoot, port: 0, quiet: true });
+  const url = down.url;
+  await down.close();
+  const backend = new HttpBackend({ url, outboxRoot: root, giveUpAfterMs: 0 });
+  const line = (step: number) => JSON.stringify({ _ts: 1, step, loss: step });
+  await assert.rejects(backend.write("alice/spool/run", { metadata: { prefix: "alice/spool/run" }, files: [{ path: "big.bin", size: 6000, mime: "application/octet-stream", _ts: 1, data: new Uint8Array(6000) }] }), /outbox/);
+  await assert.rejects(backend.write("alice/spool/run", { metrics: { train: [line(0)] } }), /outbox/);
+  const port = Number(new URL(url).port);
+  const server = await serve({ root: serverRoot, port, quiet: true, maxBodyBytes: 4000 });
+  try {
+    const sync = await cli(["sync", "--outbox-only", "--url", url, "--root", root]);
+    assert.equal(sync.code, 1, "a refused batch makes the exit code 1");
+    assert.match(sync.stderr, /413/);
+    assert.match(sync.stdout, /outbox: 1 batch\(es\) sent/);
+    assert.equal(fs.readdirSync(path.join(root, ".outbox", "alice%2Fspool%2Frun")).length, 1, "the refused batch stays");
+    assert.deepEqual((await new DashReader(serverRoot).series("alice/spool/run", "train/loss")).step, [0]);
+    assert.deepEqual((await new DashReader(serverRoot).listExperiments()).map((e) => e.prefix), ["alice/spool/run"], "no local experiment was sent");
+  } finally {
+    await server.close();
+  }
+});

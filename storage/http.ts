@@ -269,7 +269,7 @@ export class HttpBackend implements Backend {
           );
         }
         return new StorageError(
-          `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --url ${this.#base} --root ${root}"`,
+          `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --outbox-only --url ${this.#base} --root ${root}"`,
         );
       } catch (error) {
         return new StorageError(`${reason}; could not write the outbox ${dir} (${errorText(error)}): the data is kept in memory and retried at the next flush`);
