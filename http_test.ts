@@ -230,6 +230,14 @@ test("a remote run whose loop never yields is told so, and still stores every re
   assert.match(warnings[0], /records are waiting: the program has not yielded to the event loop/);
 });
 
+test("hybrid mode at process.exit(): the buffered records reach the local root", async () => {
+  const localRoot = tempDir();
+  const result = await runScript(fixture("remote_hybrid_exit.ts"), { args: [localRoot, tempDir()], cwd: tempDir() });
+  assert.equal(result.code, 0, result.stderr);
+  const series = await new DashReader(localRoot).series("alice/hybrid/exit", "train/loss");
+  assert.deepEqual(series.step, Array.from({ length: 10 }, (_, i) => i));
+});
+
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
   const root = tempDir();
   const faults: Fault[] = [

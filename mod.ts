@@ -1027,16 +1027,21 @@ class FanOutBackend implements Backend {
   }
 
   get writeSync(): ((prefix: string, batch: Batch) => void) | undefined {
-    if (!this.#backends.every((b) => b.writeSync)) return undefined;
-    return (prefix, batch) => {
-      const stored = this.#stored(batch);
-      for (const b of this.#backends) {
-        if (stored.has(b)) continue;
-        b.writeSync!(prefix, batch);
-        stored.add(b);
-      }
-    };
+    return this.#backends.every((b) => b.writeSync) ? this.#writeSyncWhereYouCan : undefined;
   }
+
+  get writeAtExit(): ((prefix: string, batch: Batch) => void) | undefined {
+    return this.#backends.some((b) => b.writeSync) ? this.#writeSyncWhereYouCan : undefined;
+  }
+
+  #writeSyncWhereYouCan = (prefix: string, batch: Batch): void => {
+    const stored = this.#stored(batch);
+    for (const b of this.#backends) {
+      if (stored.has(b) || !b.writeSync) continue;
+      b.writeSync(prefix, batch);
+      stored.add(b);
+    }
+  };
 
   async keep(prefix: string, batches: Batch[]): Promise<void> {
     for (const b of this.#backends) await b.keep?.(prefix, batches.filter((batch) => !this.#stored(batch).has(b)));
@@ -1209,9 +1214,9 @@ class RecordBuffer {
     return done;
   }
 
-  /** Writes all pending records now, where the backend can write synchronously. */
+  /** Writes all pending records now, where the backend can write synchronously (at exit: where it can at all). */
   flushSync(): void {
-    const writeSync = this.#backend.writeSync?.bind(this.#backend);
+    const writeSync = this.#backend.writeSync ?? this.#backend.writeAtExit;
     if (!writeSync) return;
     const batches = this.#takeAll();
     while (batches.length > 0) {
@@ -1714,6 +1719,8 @@ export interface Backend {
   write(prefix: string, batch: Batch): Promise<void>;
   /** Stores a batch before returning, where the backend can (used at exit and when the caller never yields). */
   writeSync?: (prefix: string, batch: Batch) => void;
+  /** At process exit, where `writeSync` is missing: stores synchronously what it can (hybrid: the local part). */
+  writeAtExit?: (prefix: string, batch: Batch) => void;
   /**
    * Keeps batches that wait behind a failed write where they outlive the
    * process (the HTTP backend's outbox), without trying to send them now.
