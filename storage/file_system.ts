@@ -90,17 +90,22 @@ interface DenoFileApi {
 
 type NodeFs = typeof import("node:fs");
 
-function denoFileSystem(deno: DenoFileApi): FileSystem {
-  const missing = (error: unknown): boolean =>
-    error instanceof deno.errors.NotFound || (deno.errors.NotADirectory !== undefined && error instanceof deno.errors.NotADirectory);
-  const orMissing = <T>(work: () => T, fallback: T): T => {
+/** What `work` returns, or `fallback` where it failed because the path does not exist. */
+function unlessMissing(isMissing: (error: unknown) => boolean): <T>(work: () => T, fallback: T) => T {
+  return (work, fallback) => {
     try {
       return work();
     } catch (error) {
-      if (missing(error)) return fallback;
+      if (isMissing(error)) return fallback;
       throw error;
     }
   };
+}
+
+function denoFileSystem(deno: DenoFileApi): FileSystem {
+  const orMissing = unlessMissing((error) =>
+    error instanceof deno.errors.NotFound || (deno.errors.NotADirectory !== undefined && error instanceof deno.errors.NotADirectory)
+  );
   return {
     makeDirectory: (dir) => deno.mkdirSync(dir, { recursive: true }),
     openAppend: (file) => {
@@ -134,18 +139,7 @@ function denoFileSystem(deno: DenoFileApi): FileSystem {
 }
 
 function nodeFileSystem(fs: NodeFs): FileSystem {
-  const missing = (error: unknown): boolean => {
-    const code = (error as { code?: string }).code;
-    return code === "ENOENT" || code === "ENOTDIR";
-  };
-  const orMissing = <T>(work: () => T, fallback: T): T => {
-    try {
-      return work();
-    } catch (error) {
-      if (missing(error)) return fallback;
-      throw error;
-    }
-  };
+  const orMissing = unlessMissing((error) => ["ENOENT", "ENOTDIR"].includes((error as { code?: string }).code ?? ""));
   return {
     makeDirectory: (dir) => void fs.mkdirSync(dir, { recursive: true }),
     openAppend: (file) => {
