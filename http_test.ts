@@ -230,6 +230,32 @@ test("a remote run whose loop never yields is told so, and still stores every re
   assert.match(warnings[0], /records are waiting: the program has not yielded to the event loop/);
 });
 
+test("hybrid mode with the server down at start: the run starts, the local root gets everything, flush() reports the server", async () => {
+  const localRoot = tempDir();
+  const down = await serve({ root: tempDir(), port: 0, quiet: true });
+  await down.close();
+  const oldTimeout = process.env.ML_DASH_HTTP_TIMEOUT;
+  process.env.ML_DASH_HTTP_TIMEOUT = "0.05";
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    const exp = new Experiment({ prefix: "alice/hybrid/down", dashRoot: localRoot, dashUrl: down.url });
+    await exp.run.start();
+    for (let step = 0; step < 5; step++) exp.metrics("train").log({ loss: step });
+    await assert.rejects(exp.flush(), /Could not send/);
+    await assert.rejects(exp.run.complete(), /Could not send/);
+  } finally {
+    console.warn = original;
+    if (oldTimeout === undefined) delete process.env.ML_DASH_HTTP_TIMEOUT;
+    else process.env.ML_DASH_HTTP_TIMEOUT = oldTimeout;
+  }
+  assert.ok(warnings.some((w) => /Could not open/.test(w)), warnings.join("\n"));
+  const reader = new DashReader(localRoot);
+  assert.deepEqual((await reader.series("alice/hybrid/down", "train/loss")).step, [0, 1, 2, 3, 4]);
+  assert.equal((await reader.status("alice/hybrid/down"))?.status, "COMPLETED");
+});
+
 test("hybrid mode at process.exit(): the buffered records reach the local root", async () => {
   const localRoot = tempDir();
   const result = await runScript(fixture("remote_hybrid_exit.ts"), { args: [localRoot, tempDir()], cwd: tempDir() });

@@ -1011,8 +1011,14 @@ class FanOutBackend implements Backend {
     return this.#backends.map((b) => b.description).join(" and ");
   }
 
+  /** Opens on every backend; one that fails is reported and caught up later, unless all fail. */
   async open(prefix: string): Promise<ExistingState> {
-    const [first, ...rest] = await Promise.all(this.#backends.map((b) => b.open(prefix)));
+    const results = await Promise.allSettled(this.#backends.map((b) => b.open(prefix)));
+    const opened = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    const failures = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+    if (opened.length === 0) throw failures[0];
+    for (const failure of failures) warn(`${describe(failure)}; the run goes on, and what it logs is kept for that backend`);
+    const [first, ...rest] = opened;
     const steps = { ...first.steps };
     for (const s of rest) for (const [name, step] of Object.entries(s.steps ?? {})) steps[name] = Math.max(step, steps[name] ?? step);
     return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files, steps }), { ...first, steps });
@@ -1043,8 +1049,23 @@ class FanOutBackend implements Backend {
     }
   };
 
+  /**
+   * The batches waiting behind one that a backend failed: a backend that can
+   * keep them (the outbox) keeps them; the others are written now, so that a
+   * server that is down does not hold back the local copy.
+   */
   async keep(prefix: string, batches: Batch[]): Promise<void> {
-    for (const b of this.#backends) await b.keep?.(prefix, batches.filter((batch) => !this.#stored(batch).has(b)));
+    for (const b of this.#backends) {
+      const missing = batches.filter((batch) => !this.#stored(batch).has(b));
+      if (b.keep) {
+        await b.keep(prefix, missing);
+        continue;
+      }
+      for (const batch of missing) {
+        await b.write(prefix, batch);
+        this.#stored(batch).add(b);
+      }
+    }
   }
 
   async close(): Promise<void> {
