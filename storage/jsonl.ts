@@ -766,8 +766,9 @@ function lastStepOf(file: string): number | undefined {
   const reading = size > 0 ? fileSystem.openRead(file) : undefined;
   if (!reading) return undefined;
   const tail = new Uint8Array(Math.min(size, TAIL_BYTES));
+  const start = size - tail.length;
   try {
-    reading.read(tail, size - tail.length);
+    for (let got = 0, n = -1; got < tail.length && n !== 0; got += n) n = reading.read(tail.subarray(got), start + got);
   } finally {
     reading.close();
   }
