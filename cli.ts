@@ -343,7 +343,8 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
         ({ duplicate } = await postEnvelope(url, body, { token }));
       } catch (error) {
         // A refused batch stays for a person to look at; an unreachable server stops the sync.
-        if (!(error instanceof Error && /answered 4\d\d/.test(error.message))) throw error;
+        // 408 and 429 are retried by the client and mean "later", not "never".
+        if (!(error instanceof Error && /answered 4(?!08|29)\d\d/.test(error.message))) throw error;
         console.error(`${file}: ${error.message}`);
         refused++;
         continue;

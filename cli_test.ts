@@ -279,7 +279,7 @@ test("ml-dash sync --outbox-only sends the outbox and not the experiments (a hyb
     const sync = await cli(["sync", "--outbox-only", "--url", url, "--root", root]);
     assert.equal(sync.code, 1, "a refused batch makes the exit code 1");
     assert.match(sync.stderr, /413/);
-    assert.match(sync.stdout, /outbox: 1 batch\(es\) sent/);
+    assert.match(sync.stdout, /outbox: 2 batch\(es\) sent/, "the metadata sent with the file is not refused with it");
     assert.equal(fs.readdirSync(path.join(root, ".outbox", "alice%2Fspool%2Frun")).length, 1, "the refused batch stays");
     assert.deepEqual((await new DashReader(serverRoot).series("alice/spool/run", "train/loss")).step, [0]);
     assert.deepEqual((await new DashReader(serverRoot).listExperiments()).map((e) => e.prefix), ["alice/spool/run"], "no local experiment was sent");

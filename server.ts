@@ -1258,7 +1258,9 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
     port: listener.port,
     handler,
     close: async (): Promise<void> => {
-      // The listener first: a request still in flight must not reopen files after the handler closed them.
+      // The handler first ends the event streams (Deno's listener waits for open requests), and
+      // again after the listener, for files that a request still in flight opened meanwhile.
+      await handler.close();
       await listener.close();
       await handler.close();
     },

@@ -440,6 +440,18 @@ test("GET /api/v1/events streams experiment, metrics and logs events, for HTTP i
   }
 });
 
+test("serve().close() ends while a dashboard's event stream is open", async () => {
+  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const res = await fetch(`${server.url}/api/v1/events`);
+  assert.equal(res.status, 200);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), 10_000)));
+  const closed = await Promise.race([server.close().then(() => "closed"), hang]);
+  clearTimeout(timer);
+  await res.body?.cancel().catch(() => {});
+  assert.equal(closed, "closed");
+});
+
 test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are 404", async () => {
   const root = tempDir();
   const dashboard = tempDir();

@@ -174,10 +174,12 @@ export class HttpBackend implements Backend {
       const unsent = envelopes.slice(i).filter((e) => !e.acked);
       const error = await this.#keep(unsent, failure);
       if (!failure.retryable) {
-        // A refused request would be refused again: it stays in the outbox, and what follows goes on.
-        for (const e of unsent.slice(0, 1)) {
-          e.acked = true;
-          this.#pending.delete(e);
+        // A refused request would be refused again: it stays in the outbox (if there is one), and what follows goes on.
+        const refused = unsent[0];
+        refused.acked = true;
+        this.#pending.delete(refused);
+        if (!refused.spooled) {
+          throw new StorageError(`Could not send a batch to ${this.#base}: ${failure.message}; the server refused it and there is no outbox to keep it in, so it was dropped`);
         }
       }
       throw error;
@@ -474,8 +476,8 @@ function splitBatch(batch: Batch, maxBytes: number): Batch[] {
   let bytes = 0;
   for (const name in batch.metrics ?? {}) for (const chunk of batch.metrics![name]) bytes += chunk.length;
   for (const line of batch.logs ?? []) bytes += line.length;
-  for (const file of batch.files ?? []) bytes += file.data.byteLength * 4 / 3;
-  if (bytes <= maxBytes) return [batch];
+  // Files always travel in requests of their own: a server that refuses one (too large) refuses nothing else.
+  if (!batch.files && bytes <= maxBytes) return [batch];
   const parts: Batch[] = [];
   const head: Batch = {};
   if (batch.metadata) head.metadata = batch.metadata;
@@ -492,7 +494,7 @@ function splitBatch(batch: Batch, maxBytes: number): Batch[] {
     put(current);
     size += length;
   };
-  for (const file of batch.files ?? []) add(file.data.byteLength * 4 / 3, (b) => (b.files ??= []).push(file));
+  for (const file of batch.files ?? []) parts.push({ files: [file] });
   for (const name in batch.metrics ?? {}) {
     for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= {})[name] ??= []).push(chunk));
   }

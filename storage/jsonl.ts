@@ -131,13 +131,21 @@ export class JsonlBackend implements Backend {
     return attempt(`close files under ${this.description}`, () => this.#closeFiles(() => true));
   }
 
-  #closeFiles(which: (file: string) => boolean): void {
+  /** Closes the matching files (after a sync to the disk, where `sync`); every one is closed even if one fails. */
+  #closeFiles(which: (file: string) => boolean, sync = true): void {
+    let failure: unknown;
     for (const [name, file] of this.#appending) {
       if (!which(name)) continue;
       this.#appending.delete(name);
-      file.sync();
-      file.close();
+      try {
+        if (sync) file.sync();
+      } catch (error) {
+        failure ??= error;
+      } finally {
+        file.close();
+      }
     }
+    if (failure !== undefined) throw failure;
   }
 
   #dir(prefix: string): string {
@@ -163,7 +171,8 @@ export class JsonlBackend implements Backend {
     } else {
       if (this.#appending.size >= MAX_OPEN_FILES) {
         const oldest = this.#appending.keys().next().value!;
-        this.#closeFiles((name) => name === oldest);
+        // Without a sync: this is on the write path, and close() syncs what stays open.
+        this.#closeFiles((name) => name === oldest, false);
       }
       appending = fileSystem.openAppend(file);
     }
