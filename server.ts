@@ -214,6 +214,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
     const body = parseJson(await readBody(req, maxBody));
     if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {"prefix": string}`);
     const prefix = checkedPrefix(body.prefix, "prefix");
+    ledger.recover(prefix);
     const sessions = body.sessions;
     if (sessions !== undefined && !(Array.isArray(sessions) && sessions.every((s) => typeof s === "string"))) {
       throw new BadRequest(`Invalid "sessions": expected an array of session ids`);
@@ -240,6 +241,9 @@ export function createHandler(options: HandlerOptions): DashHandler {
         const write = req.method === "POST";
         const denied = authorize(req, url, write, options);
         if (denied) return denied;
+        // A read of one experiment first undoes a batch that a crash cut short (the list takes any prefix filter).
+        const readPrefix = url.searchParams.get("prefix");
+        if (!write && readPrefix && url.pathname !== "/api/v1/experiments") ledger.recover(checkedPrefix(readPrefix, "prefix"));
         switch (route) {
           case "POST /api/v1/batch":
             return await ingest(req);
@@ -726,6 +730,11 @@ class SessionLedger {
     fs.mkdirSync(dir, { recursive: true });
     ledger.applying = Object.fromEntries(files.map((f) => [f, fileSize(path.join(dir, f))]));
     this.#save(prefix, ledger);
+  }
+
+  /** Undoes a batch that a crash cut short, before anything reads the experiment (see `begin`). */
+  recover(prefix: string): void {
+    if (!this.#cache.has(prefix) && fs.existsSync(this.#file(prefix))) this.#load(prefix);
   }
 
   /** Cuts the files of a batch that was not recorded back to their sizes before it. */

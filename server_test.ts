@@ -170,6 +170,8 @@ test("a batch cut short by a crash between storing it and recording it is stored
   fs.appendFileSync(path.join(dir, "logs.jsonl"), '{"_ts":2,"level":"info","message":"b"}\n');
   server = await serve({ root, port: 0, quiet: true });
   try {
+    // Reads come first: they must not see the lines of the batch that was cut short.
+    assert.equal((await get(server, "/api/v1/series?prefix=alice/proj/crash&key=train/loss&points=1000")).body.total, 10);
     const retry = { ...envelope, seq: 1, batch: { metrics: { train: [metricLines(10, 20)] }, logs: [{ _ts: 2, level: "info", message: "b" }] } };
     assert.equal((await post(server, "/api/v1/batch", retry)).body.duplicate, false);
     const series = await get(server, "/api/v1/series?prefix=alice/proj/crash&key=train/loss&points=1000");
