@@ -330,10 +330,18 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
       const m = /^(.*)-(\d+)\.json$/.exec(n);
       return m ? [m[1], Number(m[2])] : [n, 0];
     };
+    // Sessions in the order they began (their oldest file), requests of one session by seq:
+    // a resumed run's sessions replay oldest first, so the newest status is the last one stored.
+    const began = new Map<string, number>();
+    for (const name of names) {
+      const session = order(name)[0];
+      const time = fs.statSync(path.join(full, name)).mtimeMs;
+      began.set(session, Math.min(time, began.get(session) ?? time));
+    }
     names.sort((a, b) => {
       const [sa, qa] = order(a);
       const [sb, qb] = order(b);
-      return sa < sb ? -1 : sa > sb ? 1 : qa - qb;
+      return sa === sb ? qa - qb : began.get(sa)! - began.get(sb)! || (sa < sb ? -1 : 1);
     });
     for (const name of names) {
       const file = path.join(full, name);

@@ -287,3 +287,25 @@ test("ml-dash sync --outbox-only sends the outbox and not the experiments (a hyb
     await server.close();
   }
 });
+
+test("ml-dash sync replays outbox sessions in the order they began, so a resumed run's last status wins", async () => {
+  const root = tempDir();
+  const dir = path.join(root, ".outbox", encodeURIComponent("alice/resumed/run"));
+  fs.mkdirSync(dir, { recursive: true });
+  const write = (session: string, status: string, time: number): void => {
+    const file = path.join(dir, `${session}-0.json`);
+    fs.writeFileSync(file, JSON.stringify({ prefix: "alice/resumed/run", session, seq: 0, batch: { metadata: {}, status: { status } } }));
+    fs.utimesSync(file, time, time);
+  };
+  write("zzzz-older-session", "FAILED", 1_000_000);
+  write("aaaa-newer-session", "COMPLETED", 2_000_000);
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const sync = await cli(["sync", "--outbox-only", "--url", server.url, "--root", root]);
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.equal((await new DashReader(serverRoot).status("alice/resumed/run"))?.status, "COMPLETED");
+  } finally {
+    await server.close();
+  }
+});
