@@ -256,6 +256,33 @@ test("hybrid mode with the server down at start: the run starts, the local root 
   assert.equal((await reader.status("alice/hybrid/down"))?.status, "COMPLETED");
 });
 
+test("hybrid mode with a local write failing: the server still gets every record", async () => {
+  const localRoot = tempDir();
+  fs.mkdirSync(path.join(localRoot, "alice/hybrid/diskfull/logs.jsonl"), { recursive: true }); // a real fault: the file cannot be opened
+  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const original = console.warn;
+  console.warn = () => {};
+  try {
+    const exp = new Experiment({ prefix: "alice/hybrid/diskfull", dashRoot: localRoot, dashUrl: server.url, metricBatchSize: 5 });
+    await exp.run.start();
+    for (let step = 0; step < 20; step++) {
+      exp.metrics("train").log({ loss: step });
+      if (step % 5 === 4) {
+        exp.log(`step ${step}`);
+        await exp.flush().catch(() => {});
+      }
+    }
+    await assert.rejects(exp.run.complete(), /logs\.jsonl/);
+    const series = await get(server.url, "/api/v1/series?prefix=alice/hybrid/diskfull&key=train/loss&points=100");
+    assert.deepEqual(series.x, Array.from({ length: 20 }, (_, i) => i));
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/hybrid/diskfull");
+    assert.equal((one.status as { status: string }).status, "COMPLETED");
+  } finally {
+    console.warn = original;
+    await server.close();
+  }
+});
+
 test("hybrid mode at process.exit(): the buffered records reach the local root", async () => {
   const localRoot = tempDir();
   const result = await runScript(fixture("remote_hybrid_exit.ts"), { args: [localRoot, tempDir()], cwd: tempDir() });

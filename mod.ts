@@ -1050,20 +1050,22 @@ class FanOutBackend implements Backend {
   };
 
   /**
-   * The batches waiting behind one that a backend failed: a backend that can
-   * keep them (the outbox) keeps them; the others are written now, so that a
-   * server that is down does not hold back the local copy.
+   * A batch failed on some backend, and more wait behind it. A backend that
+   * stored it goes on writing the rest now, so that one that is down (a server,
+   * a full disk) holds back nothing of the other copy; one that failed it keeps
+   * them if it can (the outbox) and otherwise gets them in order at the next flush.
    */
   async keep(prefix: string, batches: Batch[]): Promise<void> {
+    const failed = batches[0];
     for (const b of this.#backends) {
       const missing = batches.filter((batch) => !this.#stored(batch).has(b));
-      if (b.keep) {
-        await b.keep(prefix, missing);
-        continue;
-      }
-      for (const batch of missing) {
-        await b.write(prefix, batch);
-        this.#stored(batch).add(b);
+      if (this.#stored(failed).has(b)) {
+        for (const batch of missing) {
+          await b.write(prefix, batch);
+          this.#stored(batch).add(b);
+        }
+      } else {
+        await b.keep?.(prefix, missing);
       }
     }
   }
@@ -1306,7 +1308,7 @@ class RecordBuffer {
       } catch (error) {
         // Nothing is dropped: the batches wait for the next flush, and this one reports.
         this.#retry.unshift(...batches);
-        await this.#backend.keep?.(this.#prefix, batches.slice(1)).catch(() => {});
+        await this.#backend.keep?.(this.#prefix, batches).catch(() => {});
         this.failure = error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });
         throw this.failure;
       }
@@ -1743,8 +1745,9 @@ export interface Backend {
   /** At process exit, where `writeSync` is missing: stores synchronously what it can (hybrid: the local part). */
   writeAtExit?: (prefix: string, batch: Batch) => void;
   /**
-   * Keeps batches that wait behind a failed write where they outlive the
-   * process (the HTTP backend's outbox), without trying to send them now.
+   * Keeps a batch that failed and the batches waiting behind it (oldest first)
+   * where they outlive the process (the HTTP backend's outbox), without trying
+   * to send them now.
    */
   keep?: (prefix: string, batches: Batch[]) => Promise<void>;
   /** Releases files and connections. */
