@@ -525,16 +525,6 @@ class ExperimentCore {
     }
   }
 
-  /** Ends the run synchronously where the backend can (process exit). */
-  closeSync(status: Status): void {
-    if (!this.#open) return;
-    this.#open = false;
-    openCores.delete(this);
-    this.#buffer!.stopTimer();
-    this.#buffer!.patch({ status: { status, endedAt: nowSeconds() } });
-    this.#buffer!.flushSync();
-  }
-
   flush(): Promise<void> {
     return this.#buffer?.flush() ?? Promise.resolve();
   }

@@ -537,7 +537,7 @@ export class DashReader {
     const file = this.#metricFile(prefix, metric);
     const id = `${file}\0${field}\0${options.x ?? ""}`;
     const read = this.#cached(this.#series, id, file, () => ({ bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] }));
-    if (fileSize(file) > read.bytes) read.bytes = readSeries(file, read, field, options.x);
+    if (fileSystem.size(file) > read.bytes) read.bytes = readSeries(file, read, field, options.x);
     const copy = this.#cacheSize > 0 ? (a: number[]) => a.slice() : (a: number[]) => a;
     const series: Series = { key, step: copy(read.step), ts: copy(read.ts), value: copy(read.value) };
     if (read.x) series.x = copy(read.x);
@@ -555,7 +555,7 @@ export class DashReader {
     for (const metric of this.#metricNames(prefix)) {
       const file = this.#metricFile(prefix, metric);
       const read = this.#cached(this.#summaries, file, file, () => ({ bytes: 0, fields: new Map() }));
-      if (fileSize(file) > read.bytes) read.bytes = readSummary(file, read);
+      if (fileSystem.size(file) > read.bytes) read.bytes = readSummary(file, read);
       for (const [field, s] of read.fields) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = { ...s };
     }
     return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
@@ -623,7 +623,7 @@ export class DashReader {
   #cached<T extends { bytes: number }>(cache: Map<string, T>, id: string, file: string, make: () => T): T {
     let entry = cache.get(id);
     cache.delete(id);
-    if (!entry || fileSize(file) < entry.bytes) entry = make();
+    if (!entry || fileSystem.size(file) < entry.bytes) entry = make();
     if (this.#cacheSize > 0) {
       cache.set(id, entry);
       if (cache.size > this.#cacheSize) cache.delete(cache.keys().next().value!);
@@ -716,10 +716,6 @@ function forEachLine(file: string, onLine: (line: string) => void, from = 0): nu
     reading.close();
   }
   return consumed;
-}
-
-function fileSize(file: string): number {
-  return fileSystem.size(file);
 }
 
 /** A series as far as it was read: `bytes` of its file are in the arrays. */
