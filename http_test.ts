@@ -378,6 +378,21 @@ test("the server down at start and up later: the run waits, then nothing is lost
   }
 });
 
+test("a remote run left open when the script ends: the exit hook sends every buffered record", async () => {
+  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  try {
+    const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/open/run", "100", "0", "open"], cwd: tempDir() });
+    assert.equal(await exited(client), 0);
+    const series = await get(server.url, "/api/v1/series?prefix=alice/open/run&key=train/loss&points=1000");
+    assert.deepEqual(series.x, Array.from({ length: 100 }, (_, i) => i));
+    assert.equal((await get(server.url, "/api/v1/logs?prefix=alice/open/run")).total, 2);
+    const one = await get(server.url, "/api/v1/experiment?prefix=alice/open/run");
+    assert.equal((one.status as { status: string }).status, "RUNNING");
+  } finally {
+    await server.close();
+  }
+});
+
 test("the server killed (SIGKILL) and restarted mid-run as a child process: nothing lost, nothing duplicated", async () => {
   const root = tempDir();
   let server = await startServerProcess(root, 0);

@@ -486,7 +486,6 @@ class ExperimentCore {
     for (const [name, step] of steps) this.#buffer.queue(name).nextStep = step + 1;
     this.resumeStep = steps.reduce((next, [, step]) => Math.max(next, step + 1), 0);
     const now = nowSeconds();
-    const proc = globalThis.process;
     this.#buffer.patch({
       metadata: { prefix: this.prefix, readme: s.readme, tags: s.tags, metadata: s.metadata },
       status: {
@@ -495,7 +494,7 @@ class ExperimentCore {
         endedAt: null,
         heartbeatAt: now,
         heartbeatInterval: s.flushInterval,
-        pid: proc?.pid,
+        pid: processId(),
         host: await hostName(),
       },
     });
@@ -533,8 +532,9 @@ class ExperimentCore {
     this.#buffer?.flushSync();
   }
 
-  flushAtExit(): void {
-    this.#buffer?.flushAtExit();
+  /** Starts a flush at natural exit; returns whether it did (then the process must wait for it). */
+  flushAtExit(): boolean {
+    return this.#buffer?.flushAtExit() ?? false;
   }
 
   stream(name: string): MetricStream {
@@ -733,10 +733,28 @@ function stepOf(fields: Record<string, unknown>): number | undefined {
 }
 
 /** The machine's name where the runtime may tell it without asking (none in a Worker). */
+/** The part of `Deno` used where `process` would cost start-up time (Deno builds it lazily, in tens of ms). */
+interface DenoProcessApi {
+  pid: number;
+  hostname(): string;
+  permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } };
+  addSignalListener(signal: Signal, handler: () => void): void;
+  removeSignalListener(signal: Signal, handler: () => void): void;
+}
+
+function denoApi(): DenoProcessApi | undefined {
+  const deno = (globalThis as { Deno?: Partial<DenoProcessApi> }).Deno;
+  return typeof deno?.addSignalListener === "function" ? deno as DenoProcessApi : undefined;
+}
+
+function processId(): number | undefined {
+  return denoApi()?.pid ?? globalThis.process?.pid;
+}
+
 async function hostName(): Promise<string | undefined> {
   try {
-    const deno = (globalThis as { Deno?: { permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } } } }).Deno;
-    if (deno && deno.permissions.querySync({ name: "sys", kind: "hostname" }).state !== "granted") return undefined;
+    const deno = denoApi();
+    if (deno) return deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
     const os: { hostname(): string } = await import("node:os");
     return os.hostname();
   } catch {
@@ -1079,55 +1097,137 @@ async function settleAll(promises: Promise<void>[]): Promise<void> {
 // ─── Core: process exit and signals ─────────────────────────────────────────
 
 const openCores = new Set<ExperimentCore>();
-let exitHooks: { beforeExit(): void; exit(): void; SIGINT(): void; SIGTERM(): void } | undefined;
+
+type Signal = "SIGINT" | "SIGTERM";
+
+/** What ml-dash does when the process ends, while at least one experiment is open. */
+interface ExitHooks {
+  /** Natural end: starts a flush where something is pending; returns whether it did. */
+  beforeExit(): boolean;
+  /** `process.exit()`: writes synchronously what it can. */
+  exit(): void;
+  /** A termination signal: flushes, and ends the runs unless the user handles the signal. */
+  signal(signal: Signal): void;
+}
+
+/** Adds and removes the hooks through one runtime's events. */
+interface ExitEvents {
+  add(hooks: ExitHooks): void;
+  remove(): void;
+  /** Whether the user listens to `signal` on `process` (asked when the signal comes). */
+  userHandles(signal: Signal): boolean;
+}
+
+let exitEvents: ExitEvents | undefined;
 
 /** Installs exit and signal hooks while at least one experiment is open. */
 function installExitHooks(): void {
-  const proc = globalThis.process;
-  if (exitHooks || typeof proc?.on !== "function") return;
-  const onSignal = (signal: "SIGINT" | "SIGTERM", code: number) => async (): Promise<void> => {
-    // Another handler means the user is in charge of the signal: flush, but do not end or exit.
-    const userHandlers = proc.listenerCount(signal) > 1;
-    const cores = [...openCores];
-    if (userHandlers) {
-      await Promise.allSettled(cores.map((c) => c.flush()));
-      return;
-    }
-    await Promise.allSettled(cores.map((c) => c.close("CANCELLED")));
-    proc.exit(code);
-  };
-  exitHooks = {
-    beforeExit: () => {
-      // Only start work when something is pending: beforeExit fires again after it.
-      for (const core of openCores) core.flushAtExit();
-    },
-    exit: () => {
-      for (const core of openCores) {
-        try {
-          core.flushSync();
-        } catch (e) {
-          warn(String(e));
-        }
-      }
-    },
-    SIGINT: onSignal("SIGINT", 130),
-    SIGTERM: onSignal("SIGTERM", 143),
-  };
-  proc.on("beforeExit", exitHooks.beforeExit);
-  proc.on("exit", exitHooks.exit);
-  // Signal handlers replace the default exit, so they are added only where the user has none.
-  if (proc.listenerCount("SIGINT") === 0) proc.on("SIGINT", exitHooks.SIGINT);
-  if (proc.listenerCount("SIGTERM") === 0) proc.on("SIGTERM", exitHooks.SIGTERM);
+  if (exitEvents) return;
+  const events = denoApi() ? denoExitEvents(denoApi()!) : processExitEvents();
+  if (!events) return;
+  events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal });
+  exitEvents = events;
 }
 
 function uninstallExitHooksIfIdle(): void {
+  if (!exitEvents || openCores.size > 0) return;
+  exitEvents.remove();
+  exitEvents = undefined;
+}
+
+function flushAllAtExit(): boolean {
+  let started = false;
+  for (const core of openCores) started = core.flushAtExit() || started;
+  return started;
+}
+
+function flushAllSync(): void {
+  for (const core of openCores) {
+    try {
+      core.flushSync();
+    } catch (e) {
+      warn(String(e));
+    }
+  }
+}
+
+async function endOnSignal(signal: Signal): Promise<void> {
+  const cores = [...openCores];
+  // Another handler means the user is in charge of the signal: flush, but do not end or exit.
+  if (exitEvents?.userHandles(signal)) {
+    await Promise.allSettled(cores.map((c) => c.flush()));
+    return;
+  }
+  await Promise.allSettled(cores.map((c) => c.close("CANCELLED")));
+  // Read only now: on Deno the first use of `process` costs tens of milliseconds.
+  globalThis.process.exit(signal === "SIGINT" ? 130 : 143);
+}
+
+/** Node and Bun: the `process` events. */
+function processExitEvents(): ExitEvents | undefined {
   const proc = globalThis.process;
-  if (!exitHooks || openCores.size > 0 || !proc) return;
-  proc.off("beforeExit", exitHooks.beforeExit);
-  proc.off("exit", exitHooks.exit);
-  proc.off("SIGINT", exitHooks.SIGINT);
-  proc.off("SIGTERM", exitHooks.SIGTERM);
-  exitHooks = undefined;
+  if (typeof proc?.on !== "function") return undefined;
+  let hooks: ExitHooks;
+  const beforeExit = (): void => void hooks.beforeExit();
+  const exit = (): void => hooks.exit();
+  const signalHandlers = new Map<Signal, () => void>();
+  return {
+    add(added) {
+      hooks = added;
+      proc.on("beforeExit", beforeExit);
+      proc.on("exit", exit);
+      // Signal handlers replace the default exit, so they are added only where the user has none.
+      for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        if (proc.listenerCount(signal) > 0) continue;
+        const handler = (): void => hooks.signal(signal);
+        signalHandlers.set(signal, handler);
+        proc.on(signal, handler);
+      }
+    },
+    remove() {
+      proc.off("beforeExit", beforeExit);
+      proc.off("exit", exit);
+      for (const [signal, handler] of signalHandlers) proc.off(signal, handler);
+      signalHandlers.clear();
+    },
+    userHandles: (signal) => proc.listenerCount(signal) > (signalHandlers.has(signal) ? 1 : 0),
+  };
+}
+
+/**
+ * Deno: its own events, which cost nothing to add, where `process` would cost
+ * tens of milliseconds at start-up. `unload` also fires on `process.exit()`;
+ * a signal listener here runs beside the user's `process.on` handlers, and
+ * defers to them when the signal comes.
+ */
+function denoExitEvents(deno: DenoProcessApi): ExitEvents {
+  let hooks: ExitHooks;
+  const beforeUnload = (event: Event): void => {
+    // Deno waits for work started here only if the event is cancelled.
+    if (hooks.beforeExit()) event.preventDefault();
+  };
+  const unload = (): void => hooks.exit();
+  const signalHandlers = new Map<Signal, () => void>();
+  return {
+    add(added) {
+      hooks = added;
+      globalThis.addEventListener("beforeunload", beforeUnload);
+      globalThis.addEventListener("unload", unload);
+      for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        const handler = (): void => hooks.signal(signal);
+        signalHandlers.set(signal, handler);
+        deno.addSignalListener(signal, handler);
+      }
+    },
+    remove() {
+      globalThis.removeEventListener("beforeunload", beforeUnload);
+      globalThis.removeEventListener("unload", unload);
+      for (const [signal, handler] of signalHandlers) deno.removeSignalListener(signal, handler);
+      signalHandlers.clear();
+    },
+    // Read only now: on Deno the first use of `process` costs tens of milliseconds.
+    userHandles: (signal) => globalThis.process.listenerCount(signal) > 0,
+  };
 }
 
 // ─── Buffer ─────────────────────────────────────────────────────────────────
@@ -1180,8 +1280,8 @@ class RecordBuffer {
    * another `beforeExit`; after a few failures in a row (the server is down)
    * it stops, and the process may end: what could not be sent is in the outbox.
    */
-  flushAtExit(): void {
-    if (!this.hasPending || this.#failedExitFlushes >= MAX_EXIT_FLUSH_FAILURES) return;
+  flushAtExit(): boolean {
+    if (!this.hasPending || this.#failedExitFlushes >= MAX_EXIT_FLUSH_FAILURES) return false;
     this.flush().then(
       () => (this.#failedExitFlushes = 0),
       (error) => {
@@ -1189,6 +1289,7 @@ class RecordBuffer {
         this.#warnFailure(error);
       },
     );
+    return true;
   }
 
   /** The queue of metric `name`: its step counter and its pending lines. */

@@ -271,7 +271,8 @@ function writeJsonAtomic(file: string, value: unknown): void {
 }
 
 function tempName(file: string): string {
-  const pid = globalThis.process?.pid ?? 0;
+  // Deno.pid first: on Deno the first use of `process` costs tens of milliseconds.
+  const pid = (globalThis as { Deno?: { pid: number } }).Deno?.pid ?? globalThis.process?.pid ?? 0;
   return `${file}.${pid}.${Math.random().toString(36).slice(2)}.tmp`;
 }
 
