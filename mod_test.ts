@@ -636,6 +636,46 @@ describe("Reader", () => {
     assert.deepEqual((await reader.series("a/p/big", 'odd/quote"key')).value, [1]);
   });
 
+  it("reads back every number exactly as written, in every form JSON gives it", async () => {
+    const root = tempRoot();
+    const values = [
+      0, -0, 1, -1, 0.1, 0.001, 1e-7, -2.5e-8, 123456789012345, 1234567890123456, 2 ** 53 + 2, 1e21, 1.5e300, -1.7976931348623157e308,
+      5e-324, Number.MIN_VALUE * 3, 1 / 3, 0.30000000000000004, 1796168161.666, 42.125e10, 9.999999999999999e22, 1e23,
+    ];
+    // And doubles of 1 to 17 significant digits at many scales, from a fixed pseudo-random sequence.
+    let seed = 12345;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 2000; i++) {
+      const digits = 1 + (i % 17);
+      const scale = Math.floor(next() * 60) - 30;
+      values.push(Number(`${(next() * 10).toPrecision(digits)}e${scale}`) * (next() < 0.5 ? -1 : 1));
+    }
+    values.push(1e23);
+    await new Experiment({ prefix: "a/p/numbers", dashRoot: root }).run((exp) => {
+      for (const [i, value] of values.entries()) exp.metrics("train").log({ step: i * 1e6, value });
+    });
+    const reader = new DashReader(root);
+    const series = await reader.series("a/p/numbers", "train/value");
+    assert.deepEqual(series.value, values.map((v) => Object.is(v, -0) ? 0 : v), "JSON writes -0 as 0");
+    assert.deepEqual(series.step, values.map((_, i) => i * 1e6));
+    const summary = (await reader.summary("a/p/numbers"))["train/value"];
+    assert.deepEqual(summary, { count: values.length, min: -1.7976931348623157e308, max: 1.5e300, last: 1e23, lastStep: (values.length - 1) * 1e6 });
+    assert.equal(series.value.filter((v, i) => !Object.is(v, values[i])).length, 1, "only -0 differs");
+  });
+
+  it("reads a line longer than a read block whole", async () => {
+    const root = tempRoot();
+    const long = "x".repeat(9 << 20);
+    await new Experiment({ prefix: "a/p/long", dashRoot: root }).run((exp) => {
+      exp.log("before");
+      exp.log(long);
+      exp.log("after");
+    });
+    const logs = await new DashReader(root).logs("a/p/long");
+    assert.deepEqual(logs.map((l) => l.message.length), [6, long.length, 5]);
+    assert.equal(logs[1].message, long);
+  });
+
   it("skips a mangled line in the middle of a file", async () => {
     const root = tempRoot();
     await new Experiment({ prefix: "a/p/mangled", dashRoot: root }).run((exp) => exp.metrics("train").log({ loss: 1 }));

@@ -686,37 +686,59 @@ function toNumber(value: unknown): number {
 const READ_BLOCK_BYTES = 4 << 20;
 
 /**
- * Calls `onLine` for every whole line of a file from byte `from` on; a torn
- * last line (no newline yet) is skipped. Returns the offset after the last
- * whole line, where a later read can continue.
+ * Calls `onText(text, end)` for each block of a file from byte `from` on, where
+ * `text.slice(0, end)` is whole lines, each ending in "\n"; the rest of a block
+ * is carried into the next, and a torn last line (no newline yet) is skipped.
+ * Returns the offset after the last whole line, where a later read can continue.
  */
-function forEachLine(file: string, onLine: (line: string) => void, from = 0): number {
+function forEachText(file: string, onText: (text: string, end: number) => void, from = 0): number {
   const reading = fileSystem.openRead(file);
   if (!reading) return from;
-  const block = new Uint8Array(READ_BLOCK_BYTES);
+  let block: Uint8Array = new Uint8Array(READ_BLOCK_BYTES);
   const decoder = new TextDecoder();
-  let carry = "";
+  // Bytes of a line not yet whole, moved to the block's start: decoding whole lines only gives flat strings,
+  // where a carried string prepended to the next block's text would make every character lookup slow.
+  let kept = 0;
   let position = from;
-  let consumed = from;
   try {
     for (;;) {
-      const n = reading.read(block, position);
+      if (kept === block.length) block = grown(block);
+      const n = reading.read(block.subarray(kept), position);
       if (n === 0) break;
-      const lastNewline = block.lastIndexOf(10, n - 1);
-      if (lastNewline >= 0) consumed = position + lastNewline + 1;
       position += n;
-      const text = carry + decoder.decode(block.subarray(0, n), { stream: true });
-      let start = 0;
-      for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
-        if (nl > start) onLine(text.slice(start, nl));
-        start = nl + 1;
+      const filled = kept + n;
+      const whole = block.lastIndexOf(10, filled - 1) + 1;
+      if (whole > 0) {
+        const text = decoder.decode(block.subarray(0, whole));
+        onText(text, text.length);
       }
-      carry = text.slice(start);
+      block.copyWithin(0, whole, filled);
+      kept = filled - whole;
     }
   } finally {
     reading.close();
   }
-  return consumed;
+  return position - kept;
+}
+
+function grown(block: Uint8Array): Uint8Array {
+  const larger = new Uint8Array(block.length * 2);
+  larger.set(block);
+  return larger;
+}
+
+/** Calls `onLine(text, start, end)` for every whole, non-empty line (`text.slice(start, end)`); see forEachText. */
+function forEachLineAt(file: string, onLine: (text: string, start: number, end: number) => void, from = 0): number {
+  return forEachText(file, (text, end) => {
+    for (let start = 0, nl = text.indexOf("\n"); nl !== -1 && nl < end; start = nl + 1, nl = text.indexOf("\n", start)) {
+      if (nl > start) onLine(text, start, nl);
+    }
+  }, from);
+}
+
+/** Calls `onLine` for every whole, non-empty line of a file; see forEachText. */
+function forEachLine(file: string, onLine: (line: string) => void, from = 0): number {
+  return forEachLineAt(file, (text, start, end) => onLine(text.slice(start, end)), from);
 }
 
 /** A series as far as it was read: `bytes` of its file are in the arrays. */
@@ -730,26 +752,33 @@ interface SeriesRead {
 
 /**
  * Appends to `read` the rows of a metric file from byte `read.bytes` on that
- * have `field` (and `xField`). Finds each field by its key text instead of
- * parsing the record: `"loss":` can only be a key, since quotes inside JSON
- * strings are escaped. Returns the offset after the last whole line.
+ * have `field` (and `xField`). Jumps from one occurrence of the field's key
+ * text to the next instead of parsing records: `"loss":` can only be a key,
+ * since quotes inside JSON strings are escaped, and lines without the key cost
+ * nothing. Returns the offset after the last whole line.
  */
 function readSeries(file: string, read: SeriesRead, field: string, xField: string | undefined): number {
   const fieldKey = JSON.stringify(field) + ":";
   const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
-  return forEachLine(file, (line) => {
-    const value = numberAfter(line, fieldKey);
-    if (value === undefined) return;
-    let x = 0;
-    if (xKey !== undefined) {
-      const found = numberAfter(line, xKey);
-      if (found === undefined) return;
-      x = found;
+  return forEachText(file, (text, end) => {
+    for (let at = text.indexOf(fieldKey); at !== -1 && at < end; at = text.indexOf(fieldKey, at)) {
+      let lineStart = at;
+      while (lineStart > 0 && text.charCodeAt(lineStart - 1) !== 10) lineStart--;
+      const lineEnd = text.indexOf("\n", at);
+      const value = numberAt(text, at + fieldKey.length, lineEnd);
+      at = lineEnd + 1;
+      if (value === undefined) continue;
+      let x = 0;
+      if (xKey !== undefined) {
+        const found = numberAfter(text, xKey, lineStart, lineEnd);
+        if (found === undefined) continue;
+        x = found;
+      }
+      read.value.push(value);
+      read.step.push(numberAfter(text, '"step":', lineStart, lineEnd) ?? NaN);
+      read.ts.push(numberAfter(text, '"_ts":', lineStart, lineEnd) ?? NaN);
+      if (read.x) read.x.push(x);
     }
-    read.value.push(value);
-    read.step.push(numberAfter(line, '"step":') ?? NaN);
-    read.ts.push(numberAfter(line, '"_ts":') ?? NaN);
-    if (read.x) read.x.push(x);
   }, read.bytes);
 }
 
@@ -782,21 +811,69 @@ function lastStepOf(file: string): number | undefined {
   // The last piece has no newline (torn, or empty); the first may be cut by the tail's start.
   const first = tail.length < size ? 1 : 0;
   for (let i = lines.length - 2; i >= first; i--) {
-    const step = numberAfter(lines[i], '"step":');
+    const step = numberAfter(lines[i], '"step":', 0, lines[i].length);
     if (step !== undefined && Number.isFinite(step)) return step;
   }
   return undefined;
 }
 
-/** The number (or "NaN" / "±Infinity") that follows `key` in a flat JSON record, if the key is there. */
-function numberAfter(line: string, key: string): number | undefined {
-  const at = line.indexOf(key);
-  if (at < 0) return undefined;
-  const start = at + key.length;
-  if (line.charCodeAt(start) === 34) return toNumber(line.slice(start + 1, line.indexOf('"', start + 1)));
-  let end = start;
-  for (let c = line.charCodeAt(end); c !== 44 && c !== 125 && end < line.length; c = line.charCodeAt(++end));
-  return end > start ? +line.slice(start, end) : undefined;
+/** The number (or "NaN" / "±Infinity") after `key` in the flat JSON record `text.slice(start, end)`, if the key is there. */
+function numberAfter(text: string, key: string, start: number, end: number): number | undefined {
+  const at = text.indexOf(key, start);
+  return at < 0 || at >= end ? undefined : numberAt(text, at + key.length, end);
+}
+
+/** The JSON value at `start` (before `end`) as a number: a number, or a string such as "NaN"; undefined if there is none. */
+function numberAt(text: string, start: number, end: number): number | undefined {
+  if (text.charCodeAt(start) === 34) return toNumber(text.slice(start + 1, text.indexOf('"', start + 1)));
+  let stop = start;
+  for (let c = text.charCodeAt(stop); c !== 44 && c !== 125 && stop < end; c = text.charCodeAt(++stop));
+  return stop > start ? parseNumber(text, start, stop) : undefined;
+}
+
+/** 10^0 … 10^22: every one is exact as a double. */
+const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
+
+/**
+ * The number written in `text.slice(start, end)`, as `Number()` reads it. A
+ * decimal of at most 15 digits and a small exponent is computed directly
+ * (its digits and the power of ten are exact doubles, so one multiplication
+ * or division rounds correctly); steps, times and most metrics are such
+ * numbers, and reading them costs no string. Anything else goes to `Number()`.
+ */
+function parseNumber(text: string, start: number, end: number): number {
+  let i = start;
+  const negative = text.charCodeAt(i) === 45;
+  if (negative) i++;
+  let mantissa = 0;
+  let digits = 0;
+  let scale = 0;
+  let c = text.charCodeAt(i);
+  for (; c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
+    mantissa = mantissa * 10 + (c - 48);
+    if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
+  }
+  if (c === 46 && i < end) {
+    for (c = text.charCodeAt(++i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
+      mantissa = mantissa * 10 + (c - 48);
+      if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
+      scale--;
+    }
+  }
+  if ((c === 101 || c === 69) && i < end) {
+    let j = i + 1;
+    const sign = text.charCodeAt(j) === 45 ? -1 : 1;
+    if (text.charCodeAt(j) === 45 || text.charCodeAt(j) === 43) j++;
+    let exponent = 0;
+    const first = j;
+    for (c = text.charCodeAt(j); c >= 48 && c <= 57 && j - first < 4; c = text.charCodeAt(++j)) exponent = exponent * 10 + (c - 48);
+    if (j === first) return Number(text.slice(start, end));
+    scale += sign * exponent;
+    i = j;
+  }
+  if (i !== end || i === start + (negative ? 1 : 0) || scale < -22 || scale > 22) return Number(text.slice(start, end));
+  const value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa * POWERS_OF_TEN[scale];
+  return negative ? -value : value;
 }
 
 /** Parses a JSONL file, skipping a torn last line and any line that is not JSON. */
@@ -823,12 +900,12 @@ const fieldValues: number[] = [];
  * the offset after the last whole line.
  */
 function forEachRecord(file: string, onRecord: (count: number) => void, from: number): number {
-  return forEachLine(file, (line) => {
-    let count = scanFlatRecord(line);
+  return forEachLineAt(file, (text, start, end) => {
+    let count = scanFlatRecord(text, start, end);
     if (count < 0) {
       let record: unknown;
       try {
-        record = JSON.parse(line);
+        record = JSON.parse(text.slice(start, end));
       } catch {
         return;
       }
@@ -872,44 +949,47 @@ function readSummary(file: string, read: SummaryRead): number {
 }
 
 /**
- * Reads `{"k":1.5,"s":"NaN",...}` into fieldNames / fieldValues and returns the
- * field count, or -1 if the line is anything else (escaped keys, nesting, ...).
+ * Reads the record `{"k":1.5,"s":"NaN",...}` at `text.slice(start, end)` into
+ * fieldNames / fieldValues and returns the field count, or -1 if it is
+ * anything else (escaped keys, nesting, ...). A key that is the same as the
+ * previous record's at its place is not copied again.
  */
-function scanFlatRecord(line: string): number {
-  const n = line.length;
-  if (n < 2 || line.charCodeAt(0) !== 123 || line.charCodeAt(n - 1) !== 125) return -1;
-  if (n === 2) return 0;
+function scanFlatRecord(text: string, start: number, end: number): number {
+  if (end - start < 2 || text.charCodeAt(start) !== 123 || text.charCodeAt(end - 1) !== 125) return -1;
+  if (end - start === 2) return 0;
   let count = 0;
-  let i = 1;
+  let i = start + 1;
   for (;;) {
-    if (line.charCodeAt(i) !== 34) return -1;
-    const keyEnd = line.indexOf('"', i + 1);
-    if (keyEnd < 0 || line.charCodeAt(keyEnd - 1) === 92 || line.charCodeAt(keyEnd + 1) !== 58) return -1;
-    const key = line.slice(i + 1, keyEnd);
+    if (text.charCodeAt(i) !== 34) return -1;
+    const keyEnd = text.indexOf('"', i + 1);
+    if (keyEnd < 0 || keyEnd >= end || text.charCodeAt(keyEnd - 1) === 92 || text.charCodeAt(keyEnd + 1) !== 58) return -1;
+    const previous = fieldNames[count];
+    if (previous === undefined || previous.length !== keyEnd - i - 1 || !text.startsWith(previous, i + 1)) {
+      fieldNames[count] = text.slice(i + 1, keyEnd);
+    }
     let j = keyEnd + 2;
     let value: number;
-    const first = line.charCodeAt(j);
+    const first = text.charCodeAt(j);
     if (first === 34) {
-      const close = line.indexOf('"', j + 1);
-      if (close < 0) return -1;
-      value = toNumber(line.slice(j + 1, close));
+      const close = text.indexOf('"', j + 1);
+      if (close < 0 || close >= end) return -1;
+      value = toNumber(text.slice(j + 1, close));
       j = close + 1;
     } else {
       if (first === 123 || first === 91) return -1;
       let k = j;
-      while (k < n) {
-        const c = line.charCodeAt(k);
+      while (k < end) {
+        const c = text.charCodeAt(k);
         if (c === 44 || c === 125) break;
         k++;
       }
       if (k === j) return -1;
-      value = +line.slice(j, k);
+      value = parseNumber(text, j, k);
       j = k;
     }
-    fieldNames[count] = key;
     fieldValues[count++] = value;
-    const c = line.charCodeAt(j);
-    if (c === 125) return j === n - 1 ? count : -1;
+    const c = text.charCodeAt(j);
+    if (c === 125) return j === end - 1 ? count : -1;
     if (c !== 44) return -1;
     i = j + 1;
   }
