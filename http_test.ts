@@ -283,13 +283,36 @@ test("hybrid mode with a local write failing: the server still gets every record
   }
 });
 
-test("hybrid mode at process.exit(): the buffered records reach the local root", async () => {
-  const localRoot = tempDir();
-  const result = await runScript(fixture("remote_hybrid_exit.ts"), { args: [localRoot, tempDir()], cwd: tempDir() });
-  assert.equal(result.code, 0, result.stderr);
-  const series = await new DashReader(localRoot).series("alice/hybrid/exit", "train/loss");
-  assert.deepEqual(series.step, Array.from({ length: 10 }, (_, i) => i));
-});
+for (const mode of ["hybrid", "remote"] as const) {
+  test(`${mode} mode at process.exit(): the records the server has not acknowledged are saved in the outbox${mode === "hybrid" ? ", and all reach the local root" : ""}`, async () => {
+    const localRoot = tempDir();
+    const serverRoot = tempDir();
+    const prefix = `alice/exit/${mode}`;
+    const result = await runScript(fixture("remote_exit.ts"), { args: [mode, localRoot, serverRoot], cwd: tempDir(), env: { ML_DASH_ROOT: localRoot } });
+    assert.equal(result.code, 0, result.stderr);
+    if (mode === "hybrid") {
+      const reader = new DashReader(localRoot);
+      assert.deepEqual((await reader.series(prefix, "train/loss")).step, Array.from({ length: 10 }, (_, i) => i));
+      assert.deepEqual((await reader.logs(prefix)).map((l) => l.message), ["buffered"]);
+    }
+    const dir = path.join(localRoot, ".outbox", encodeURIComponent(prefix));
+    const { steps, files } = outboxRecords(dir);
+    assert.deepEqual(steps, Array.from({ length: 9 }, (_, i) => i + 1), "the records sent before the exit are not in the outbox");
+    const server = await serve({ root: serverRoot, port: 0, quiet: true });
+    try {
+      for (const file of files) {
+        const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body: fs.readFileSync(path.join(dir, file), "utf8"), headers: { "content-type": "application/json" } });
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+      }
+      const series = await get(server.url, `/api/v1/series?prefix=${prefix}&key=train/loss&points=1000`);
+      assert.deepEqual(series.x, Array.from({ length: 10 }, (_, i) => i));
+      assert.equal((await get(server.url, `/api/v1/logs?prefix=${prefix}`)).total, 1);
+    } finally {
+      await server.close();
+    }
+  });
+}
 
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
   const root = tempDir();

@@ -1045,16 +1045,24 @@ class FanOutBackend implements Backend {
   }
 
   get writeAtExit(): ((prefix: string, batch: Batch) => void) | undefined {
-    return this.#backends.some((b) => b.writeSync) ? this.#writeSyncWhereYouCan : undefined;
+    return this.#backends.some((b) => b.writeSync ?? b.writeAtExit) ? this.#writeSyncWhereYouCan : undefined;
   }
 
   #writeSyncWhereYouCan = (prefix: string, batch: Batch): void => {
     const stored = this.#stored(batch);
+    let failure: unknown;
     for (const b of this.#backends) {
-      if (stored.has(b) || !b.writeSync) continue;
-      b.writeSync(prefix, batch);
-      stored.add(b);
+      // At exit a backend that cannot write synchronously keeps what it can (the HTTP backend's outbox).
+      const write = b.writeSync ?? b.writeAtExit;
+      if (stored.has(b) || !write) continue;
+      try {
+        write(prefix, batch);
+        stored.add(b);
+      } catch (error) {
+        failure ??= error;
+      }
     }
+    if (failure !== undefined) throw failure;
   };
 
   /**
@@ -1833,7 +1841,7 @@ export interface Backend {
   write(prefix: string, batch: Batch): Promise<void>;
   /** Stores a batch before returning, where the backend can (used at exit and when the caller never yields). */
   writeSync?: (prefix: string, batch: Batch) => void;
-  /** At process exit, where `writeSync` is missing: stores synchronously what it can (hybrid: the local part). */
+  /** At process exit, where `writeSync` is missing: keeps synchronously what it can (the HTTP backend: in its outbox). */
   writeAtExit?: (prefix: string, batch: Batch) => void;
   /**
    * Keeps a batch that failed and the batches waiting behind it (oldest first)

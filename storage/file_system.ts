@@ -62,6 +62,8 @@ export interface FileSystem {
   writeFile(file: string, data: string | Uint8Array): void;
   /** Renames a file, replacing the target. */
   rename(from: string, to: string): void;
+  /** Removes a file; nothing happens if it does not exist. */
+  remove(file: string): void;
   /** A file's size in bytes; 0 if it does not exist. */
   size(file: string): number;
   /** The entries of a directory; none if it does not exist. */
@@ -83,6 +85,7 @@ interface DenoFileApi {
   writeFileSync(path: string, data: Uint8Array): void;
   writeTextFileSync(path: string, data: string): void;
   renameSync(from: string, to: string): void;
+  removeSync(path: string): void;
   statSync(path: string): { size: number };
   readDirSync(path: string): Iterable<DirectoryEntry>;
   errors: { NotFound: new (...args: never[]) => Error; NotADirectory?: new (...args: never[]) => Error };
@@ -133,6 +136,7 @@ function denoFileSystem(deno: DenoFileApi): FileSystem {
     readBytes: (file) => deno.readFileSync(file),
     writeFile: (file, data) => typeof data === "string" ? deno.writeTextFileSync(file, data) : deno.writeFileSync(file, data),
     rename: (from, to) => deno.renameSync(from, to),
+    remove: (file) => orMissing(() => deno.removeSync(file), undefined),
     size: (file) => orMissing(() => deno.statSync(file).size, 0),
     list: (dir) => orMissing(() => [...deno.readDirSync(dir)], []),
   };
@@ -164,6 +168,7 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
     readBytes: (file) => new Uint8Array(fs.readFileSync(file)),
     writeFile: (file, data) => fs.writeFileSync(file, data),
     rename: (from, to) => fs.renameSync(from, to),
+    remove: (file) => fs.rmSync(file, { force: true }),
     size: (file) => orMissing(() => fs.statSync(file).size, 0),
     list: (dir) =>
       orMissing(() => fs.readdirSync(dir, { withFileTypes: true }), []).map((e) => ({

@@ -68,7 +68,7 @@ interface Failure {
   retryAfterMs?: number;
 }
 
-type FsPromises = typeof import("node:fs/promises");
+type FileSystem = typeof import("./file_system.ts").fileSystem;
 
 /**
  * Sends batches to an ml-dash server. Used by `mod.ts` when `dashUrl` is set
@@ -97,7 +97,9 @@ export class HttpBackend implements Backend {
   #pending = new Set<Envelope>();
   #down = false;
   #token: Promise<string | undefined> | undefined;
-  #fs: Promise<FsPromises | undefined> | undefined;
+  #fs: Promise<FileSystem | undefined> | undefined;
+  /** The outbox's file system once loaded: at process exit nothing can be awaited. */
+  #loadedFs: FileSystem | undefined;
 
   /**
    * Creates a backend for one server; nothing is sent until `open()`.
@@ -124,7 +126,8 @@ export class HttpBackend implements Backend {
    */
   async open(prefix: string): Promise<ExistingState> {
     try {
-      const state = await this.post("/api/v1/open", JSON.stringify({ prefix })) as Partial<ExistingState>;
+      // The outbox is made ready now, so that a process.exit() later can still spool to it.
+      const [state] = await Promise.all([this.post("/api/v1/open", JSON.stringify({ prefix })) as Promise<Partial<ExistingState>>, this.#filesystem()]);
       return { params: state.params ?? {}, files: state.files ?? [], steps: state.steps ?? {} };
     } catch (error) {
       throw new StorageError(`Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`, { cause: error });
@@ -201,10 +204,33 @@ export class HttpBackend implements Backend {
     }
   }
 
+  /**
+   * At process exit, where nothing asynchronous runs any more: saves the batch,
+   * and every batch not yet acknowledged (one being sent, ones waiting for a
+   * retry), to the outbox synchronously, for `ml-dash sync`. A batch that the
+   * server did store after all is recognised there by its sequence number.
+   *
+   * @param prefix The experiment's prefix.
+   * @param batch The records and state patches.
+   * @throws {StorageError} Where there is no outbox, or it cannot be written.
+   */
+  writeAtExit = (prefix: string, batch: Batch): void => {
+    this.#makeEnvelopes(prefix, batch);
+    const unsent = [...this.#pending].filter((e) => !e.acked && !e.spooled);
+    if (unsent.length === 0) return;
+    const fs = this.#loadedFs;
+    if (!fs) throw new StorageError(`Could not keep ${unsent.length} batch(es) for ${this.#base} at exit: there is no outbox (no filesystem, or it was not ready)`);
+    try {
+      this.#spool(fs, unsent);
+    } catch (error) {
+      throw new StorageError(`Could not keep ${unsent.length} batch(es) for ${this.#base} at exit in the outbox: ${errorText(error)}`, { cause: error });
+    }
+  };
+
   /** The requests of a batch: made once, so that a retry keeps its sequence numbers. */
   async #envelopesOf(prefix: string, batch: Batch): Promise<Envelope[]> {
-    let envelopes = this.#envelopes.get(batch);
-    if (envelopes) return envelopes;
+    const made = this.#envelopes.get(batch);
+    if (made) return made;
     const parts = splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
     const max = this.#options.maxQueuedBatches ?? 1000;
     if (this.#pending.size + parts.length > max && !(await this.#filesystem())) {
@@ -212,6 +238,13 @@ export class HttpBackend implements Backend {
         `In-memory queue for ${this.#base} is full: ${this.#pending.size} batches are waiting for the server and there is no filesystem for an outbox; the new batch was not queued (raise maxQueuedBatches or bring the server back)`,
       );
     }
+    return this.#makeEnvelopes(prefix, batch, parts);
+  }
+
+  #makeEnvelopes(prefix: string, batch: Batch, parts?: Batch[]): Envelope[] {
+    let envelopes = this.#envelopes.get(batch);
+    if (envelopes) return envelopes;
+    parts ??= splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
     envelopes = parts.map((part) => ({ prefix, session: this.session, seq: this.#seq++, batch: part, acked: false }));
     this.#envelopes.set(batch, envelopes);
     for (const e of envelopes) this.#pending.add(e);
@@ -252,26 +285,16 @@ export class HttpBackend implements Backend {
     const fs = await this.#filesystem();
     const reason = `Could not send a batch to ${this.#base}: ${failure.message}`;
     if (fs) {
-      const root = this.#options.outboxRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
-      const dir = `${root}/.outbox/${encodeURIComponent(envelopes[0].prefix)}`;
+      const dir = this.#outboxDir(envelopes[0].prefix);
       try {
-        await fs.mkdir(dir, { recursive: true });
-        for (const envelope of envelopes) {
-          if (envelope.spooled) continue;
-          const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
-          const tmp = `${file}.tmp`;
-          // The outbox holds the JSON form of the protocol: one file, one request, readable with jq.
-          await fs.writeFile(tmp, toJson(envelope));
-          await fs.rename(tmp, file);
-          envelope.spooled = file;
-        }
+        this.#spool(fs, envelopes);
         if (!failure.retryable) {
           return new StorageError(
             `${reason}; the server refused it, so it is not sent again: it is saved in the outbox ${dir} (${envelopes[0].spooled}), and later batches go on`,
           );
         }
         return new StorageError(
-          `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --outbox-only --url ${this.#base} --root ${root}"`,
+          `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --outbox-only --url ${this.#base} --root ${this.#outboxRoot()}"`,
         );
       } catch (error) {
         return new StorageError(`${reason}; could not write the outbox ${dir} (${errorText(error)}): the data is kept in memory and retried at the next flush`);
@@ -282,19 +305,45 @@ export class HttpBackend implements Backend {
     );
   }
 
-  async #unspool(file: string): Promise<void> {
-    const fs = await this.#filesystem();
-    await fs?.rm(file, { force: true }).catch(() => {});
+  /** Writes each envelope not yet spooled to `<outbox>/<prefix>/<session>-<seq>.json` (temp file + rename). */
+  #spool(fs: FileSystem, envelopes: Envelope[]): void {
+    for (const envelope of envelopes) {
+      if (envelope.spooled) continue;
+      const dir = this.#outboxDir(envelope.prefix);
+      fs.makeDirectory(dir);
+      const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
+      const tmp = `${file}.tmp`;
+      // The outbox holds the JSON form of the protocol: one file, one request, readable with jq.
+      fs.writeFile(tmp, toJson(envelope));
+      fs.rename(tmp, file);
+      envelope.spooled = file;
+    }
   }
 
-  /** node:fs/promises where files may be written (not in Deno with --deny-write, nor where node:fs is missing). */
-  #filesystem(): Promise<FsPromises | undefined> {
+  #outboxRoot(): string {
+    return this.#options.outboxRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
+  }
+
+  #outboxDir(prefix: string): string {
+    return `${this.#outboxRoot()}/.outbox/${encodeURIComponent(prefix)}`;
+  }
+
+  async #unspool(file: string): Promise<void> {
+    const fs = await this.#filesystem();
+    try {
+      fs?.remove(file);
+    } catch {
+      // Left behind, it is sent again by `ml-dash sync` and recognised as a duplicate.
+    }
+  }
+
+  /** The sync file operations where files may be written (not in Deno with --deny-write, nor where there is no filesystem). */
+  #filesystem(): Promise<FileSystem | undefined> {
     if (this.#options.outbox === false) return Promise.resolve(undefined);
     return this.#fs ??= (async () => {
-      const root = this.#options.outboxRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
-      if (!permitted("write", root)) return undefined;
+      if (!permitted("write", this.#outboxRoot())) return undefined;
       try {
-        return await import("node:fs/promises");
+        return this.#loadedFs = (await import("./file_system.ts")).fileSystem;
       } catch {
         return undefined;
       }
