@@ -857,6 +857,23 @@ describe("Bad input", () => {
     assert.equal(readLines(path.join(root, "a/b/io/logs.jsonl")).length, 1);
   });
 
+  it("a batch that failed half-way is written again without repeating the part already stored", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "a/b/half", dashRoot: root, metricBatchSize: 1_000_000 });
+    await exp.run.start();
+    // A real fault after the metrics: logs.jsonl is a folder, so appending the batch's log line fails.
+    const logs = path.join(root, "a/b/half/logs.jsonl");
+    fs.mkdirSync(logs);
+    for (let i = 0; i < 5; i++) exp.metrics("train").log({ loss: i });
+    exp.log("after the metrics");
+    await captureWarnings(() => assert.rejects(exp.flush(), (e: Error) => e.name === "StorageError"));
+    assert.equal(readLines(path.join(root, "a/b/half/metrics/train.jsonl")).length, 5, "the metrics were stored before the failure");
+    fs.rmdirSync(logs);
+    await exp.run.complete();
+    assert.deepEqual(readLines(path.join(root, "a/b/half/metrics/train.jsonl")).map((r) => r.step), [0, 1, 2, 3, 4]);
+    assert.deepEqual(readLines(logs).map((r) => r.message), ["after the metrics"]);
+  });
+
   it("in strict mode a failed write makes the next log() throw the StorageError", async () => {
     const root = tempRoot();
     const exp = new Experiment({ prefix: "a/b/strictio", dashRoot: root, strict: true });

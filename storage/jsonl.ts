@@ -62,6 +62,7 @@ export class JsonlBackend implements Backend {
   readonly root: string;
   #appending = new Map<string, AppendFile>();
   #madeDirs = new Set<string>();
+  #stored = new WeakMap<Batch, Set<string>>();
 
   /**
    * Creates a backend that writes under `root`; nothing is written until a batch comes.
@@ -112,14 +113,22 @@ export class JsonlBackend implements Backend {
   writeSync = (prefix: string, batch: Batch): void => {
     const dir = this.#dir(prefix);
     this.#mkdir(dir);
-    if (batch.metadata) this.#mergeExperiment(dir, batch.metadata);
-    if (batch.params) this.#mergeParams(dir, batch.params);
-    if (batch.files) for (const file of batch.files) this.#saveFile(dir, file);
+    // A batch written again after a failure skips the parts already stored: appends are not repeated.
+    let stored = this.#stored.get(batch);
+    if (!stored) this.#stored.set(batch, stored = new Set());
+    const once = (part: string, write: () => void): void => {
+      if (stored.has(part)) return;
+      write();
+      stored.add(part);
+    };
+    if (batch.metadata) once("metadata", () => this.#mergeExperiment(dir, batch.metadata!));
+    if (batch.params) once("params", () => this.#mergeParams(dir, batch.params!));
+    if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(dir, file));
     if (batch.metrics) {
       this.#mkdir(join(dir, "metrics"));
-      for (const name in batch.metrics) this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics[name]);
+      for (const name in batch.metrics) once(`metrics/${name}`, () => this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics![name]));
     }
-    if (batch.logs) this.#appendLines(join(dir, "logs.jsonl"), batch.logs);
+    if (batch.logs) once("logs", () => this.#appendLines(join(dir, "logs.jsonl"), batch.logs!));
     // Status last: a reader that sees COMPLETED also sees the data before it.
     if (batch.status) this.#mergeStatus(dir, batch.status);
     // An ended experiment gets no more lines for a while: its files need not stay open.
