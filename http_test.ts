@@ -358,6 +358,22 @@ test("a batch written again after a failure keeps its sequence numbers, so the s
   }
 });
 
+test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as their text, whole or split", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const chunk = (from: number) => new TextEncoder().encode(Array.from({ length: 10 }, (_, i) => JSON.stringify({ _ts: 1, step: from + i, "ünï": i })).join("\n"));
+    await new HttpBackend({ url: server.url, outbox: false }).write("alice/bytes/whole", { metadata: { prefix: "alice/bytes/whole" }, metrics: { train: [chunk(0), chunk(10)] } });
+    await new HttpBackend({ url: server.url, maxBytesPerRequest: 300, outbox: false }).write("alice/bytes/split", { metadata: { prefix: "alice/bytes/split" }, metrics: { train: [chunk(0), chunk(10)] } });
+    for (const prefix of ["alice/bytes/whole", "alice/bytes/split"]) {
+      const series = await get(server.url, `/api/v1/series?prefix=${prefix}&key=${encodeURIComponent("train/ünï")}&points=1000`);
+      assert.deepEqual(series.x, Array.from({ length: 20 }, (_, i) => i), prefix);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
 test("a batch larger than maxBytesPerRequest is split into several requests, stored once and in order, status last", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true });

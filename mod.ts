@@ -1807,11 +1807,12 @@ export interface Batch {
   /** Flattened parameters to merge. */
   params?: Record<string, ParamValue>;
   /**
-   * Metric records by metric name, as chunks of JSON text: each string holds
+   * Metric records by metric name, as chunks of JSON text: each chunk holds
    * one or more records (see {@linkcode MetricRecord}) separated by `\n`, with
-   * no newline at the end. The buffer serializes at `log()` time.
+   * no newline at the end. The buffer serializes at `log()` time; the server
+   * passes on the UTF-8 bytes it received, checked but not decoded.
    */
-  metrics?: Record<string, string[]>;
+  metrics?: Record<string, (string | Uint8Array)[]>;
   /** Log records, each one serialized as JSON text (see {@linkcode LogRecord}). */
   logs?: string[];
   /** Files to save. */

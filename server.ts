@@ -174,11 +174,11 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const ingest = async (req: Request): Promise<Response> => {
     const fault = takeFault("/api/v1/batch");
     if (fault && !fault.afterStore) return faultResponse(fault);
-    const text = await readBody(req, maxBody);
+    const body = await readBodyBytes(req, maxBody);
     if (req.headers.get("content-encoding")?.toLowerCase() === "gzip") stats.gzipBatches++;
     const ndjson = /ndjson/i.test(req.headers.get("content-type") ?? "");
     // The header is checked first: a duplicate is acknowledged without reading its records.
-    const { head, rest } = ndjson ? splitNdjson(text) : { head: parseJson(text), rest: "" };
+    const { head, rest } = ndjson ? splitNdjson(body) : { head: parseJson(utf8(body)), rest: body.subarray(body.length) };
     const envelope = parseEnvelope(head, ndjson);
     const { prefix, session, seq } = envelope;
     // From here to the end the work is synchronous: no other request interleaves.
@@ -344,6 +344,11 @@ class BadRequest extends HttpError {
 
 /** Reads a body of at most `limit` bytes (after gzip decompression) as text. */
 async function readBody(req: Request, limit: number): Promise<string> {
+  return utf8(await readBodyBytes(req, limit));
+}
+
+/** Reads a body of at most `limit` bytes (after gzip decompression). */
+async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
   const length = req.headers.get("content-length");
   const declared = length === null ? NaN : Number(length);
   if (declared > limit) throw tooLarge(limit);
@@ -356,7 +361,7 @@ async function readBody(req: Request, limit: number): Promise<string> {
   // The runtime's own reader is the fast path; the length is known and within the limit.
   if (encoding !== "gzip" && Number.isFinite(declared)) {
     try {
-      return await req.text();
+      return new Uint8Array(await req.arrayBuffer());
     } catch (error) {
       throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
     }
@@ -380,10 +385,17 @@ async function readBody(req: Request, limit: number): Promise<string> {
     if (error instanceof HttpError) throw error;
     throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
   }
+  return chunks.length === 1 ? chunks[0] : concat(chunks, size);
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The text of UTF-8 bytes; BadRequest if they are not valid UTF-8. */
+function utf8(bytes: Uint8Array, what = "body"): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(chunks.length === 1 ? chunks[0] : concat(chunks, size));
+    return strictUtf8.decode(bytes);
   } catch {
-    throw new BadRequest("Malformed body: it is not valid UTF-8");
+    throw new BadRequest(`Malformed ${what}: it is not valid UTF-8`);
   }
 }
 
@@ -395,18 +407,19 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** An NDJSON body: the header (first line) parsed, and the record lines after it as text. */
-function splitNdjson(text: string): { head: unknown; rest: string } {
-  const end = text.indexOf("\n");
-  const first = end < 0 ? text : text.slice(0, end);
+/** An NDJSON body: the header (first line) parsed, and the bytes of the record lines after it. */
+function splitNdjson(body: Uint8Array): { head: unknown; rest: Uint8Array } {
+  const newline = body.indexOf(10);
+  const end = newline < 0 ? body.length : newline;
   let head: unknown;
   try {
-    head = JSON.parse(first);
+    head = JSON.parse(utf8(body.subarray(0, end), "header line"));
   } catch (error) {
+    if (error instanceof HttpError) throw error;
     throw new BadRequest(`Malformed JSON in the header line: ${error instanceof Error ? error.message : error}`);
   }
-  let rest = end < 0 ? "" : text.slice(end + 1);
-  if (rest.endsWith("\n")) rest = rest.slice(0, -1);
+  let rest = body.subarray(newline < 0 ? body.length : newline + 1);
+  if (rest.length > 0 && rest[rest.length - 1] === 10) rest = rest.subarray(0, -1);
   return { head, rest };
 }
 
@@ -432,30 +445,36 @@ function checkSections(value: unknown): Section[] {
   });
 }
 
-const NUMBER = String.raw`-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?`;
-const KEY = String.raw`"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"`;
-/** A metric record as mod.ts writes it: `_ts`, `step`, then numeric (or non-finite) fields. Others take the slow path. */
-const FAST_METRIC_LINE = new RegExp(String.raw`^\{"_ts":${NUMBER},"step":${NUMBER}(?:,${KEY}:(?:${NUMBER}|"NaN"|"Infinity"|"-Infinity"))*\}$`);
 const METRIC_NAME = /^[^/\\\0.][^/\\\0]*$/;
 
 /** Checks the record lines of an NDJSON body against its sections and adds them to the batch. */
-function addSections(batch: Batch, sections: Section[], rest: string): void {
-  const lines = rest === "" ? [] : rest.split("\n");
+function addSections(batch: Batch, sections: Section[], rest: Uint8Array): void {
+  const lines = lineEnds(rest);
   const expected = sections.reduce((n, s) => n + s.lines, 0);
   if (lines.length !== expected) {
     throw new BadRequest(`Malformed NDJSON body: the sections announce ${expected} record line(s), the body has ${lines.length}`);
   }
   let at = 0;
   for (const section of sections) {
-    const part = lines.slice(at, at + section.lines);
+    const first = at === 0 ? 0 : lines[at - 1] + 1;
     if (section.kind === "metrics") {
       const where = `metrics.${section.name}`;
-      for (let i = 0; i < part.length; i++) {
-        if (!FAST_METRIC_LINE.test(part[i])) checkLine(part[i], `${where} line ${at + i + 2}`, checkMetricRecord);
+      const chunks: Uint8Array[] = [];
+      // Chunks of 1,024 lines, the shape mod.ts gives the JSONL backend; the bytes are kept, not decoded.
+      for (let i = 0, start = first, chunkStart = first; i < section.lines; i++) {
+        const end = lines[at + i];
+        if (!isPlainMetricLine(rest, start, end)) checkLine(utf8(rest.subarray(start, end), `${where} line ${at + i + 2}`), `${where} line ${at + i + 2}`, checkMetricRecord);
+        if ((i + 1) % 1024 === 0 || i === section.lines - 1) {
+          chunks.push(rest.subarray(chunkStart, end));
+          chunkStart = end + 1;
+        }
+        start = end + 1;
       }
       const metrics = batch.metrics ??= {};
-      (metrics[section.name!] ??= []).push(...chunked(part));
+      (metrics[section.name!] ??= []).push(...chunks);
     } else {
+      const text = section.lines === 0 ? "" : utf8(rest.subarray(first, lines[at + section.lines - 1]), "logs");
+      const part = section.lines === 0 ? [] : text.split("\n");
       for (let i = 0; i < part.length; i++) checkLine(part[i], `logs line ${at + i + 2}`, checkLogRecord);
       (batch.logs ??= []).push(...chunked(part));
     }
@@ -463,11 +482,94 @@ function addSections(batch: Batch, sections: Section[], rest: string): void {
   }
 }
 
+/** Where each line of `bytes` ends (the index of its "\n", or the end for the last line); none if empty. */
+function lineEnds(bytes: Uint8Array): number[] {
+  if (bytes.length === 0) return [];
+  const ends: number[] = [];
+  for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) ends.push(at);
+  ends.push(bytes.length);
+  return ends;
+}
+
 /** Lines joined into chunks of 1,024, the shape mod.ts gives the JSONL backend. */
 function chunked(lines: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < lines.length; i += 1024) out.push(lines.slice(i, i + 1024).join("\n"));
   return out;
+}
+
+const OPEN_RECORD = new TextEncoder().encode('{"_ts":');
+const STEP_KEY = new TextEncoder().encode(',"step":');
+const NON_FINITE = ["NaN", "Infinity", "-Infinity"].map((word) => new TextEncoder().encode(`"${word}"`));
+
+/**
+ * Whether `bytes[start, end)` is a metric record as mod.ts writes it:
+ * `{"_ts":<number>,"step":<number>` then `,"<key>":<number or "NaN"/"Infinity"/"-Infinity">`
+ * fields and `}`, keys of printable ASCII without escapes. Checked on the
+ * bytes, without decoding them; any other line is decoded and parsed.
+ */
+function isPlainMetricLine(bytes: Uint8Array, start: number, end: number): boolean {
+  let i = literalEnd(bytes, start, OPEN_RECORD);
+  if (i > 0) i = numberEnd(bytes, i, end);
+  if (i > 0) i = literalEnd(bytes, i, STEP_KEY);
+  if (i > 0) i = numberEnd(bytes, i, end);
+  while (i > 0 && i < end && bytes[i] === 44) {
+    i = plainKeyEnd(bytes, i + 1, end);
+    if (i < 0 || bytes[i] !== 58) return false;
+    i++;
+    i = bytes[i] === 34 ? nonFiniteEnd(bytes, i) : numberEnd(bytes, i, end);
+  }
+  return i === end - 1 && bytes[i] === 125;
+}
+
+/** The index after `literal` at `at`, or -1. */
+function literalEnd(bytes: Uint8Array, at: number, literal: Uint8Array): number {
+  for (let k = 0; k < literal.length; k++) if (bytes[at + k] !== literal[k]) return -1;
+  return at + literal.length;
+}
+
+/** The index after a JSON number at `at` (before `end`), or -1. */
+function numberEnd(bytes: Uint8Array, at: number, end: number): number {
+  let i = at;
+  if (bytes[i] === 45) i++;
+  if (bytes[i] === 48) i++;
+  else if (isDigit(bytes[i])) while (i < end && isDigit(bytes[i])) i++;
+  else return -1;
+  if (bytes[i] === 46) {
+    if (!isDigit(bytes[++i])) return -1;
+    while (i < end && isDigit(bytes[i])) i++;
+  }
+  if (bytes[i] === 101 || bytes[i] === 69) {
+    i++;
+    if (bytes[i] === 43 || bytes[i] === 45) i++;
+    if (!isDigit(bytes[i])) return -1;
+    while (i < end && isDigit(bytes[i])) i++;
+  }
+  return i;
+}
+
+/** The index after a quoted key of printable ASCII without escapes at `at`, or -1. */
+function plainKeyEnd(bytes: Uint8Array, at: number, end: number): number {
+  if (bytes[at] !== 34) return -1;
+  for (let i = at + 1; i < end; i++) {
+    const c = bytes[i];
+    if (c === 34) return i > at + 1 ? i + 1 : -1;
+    if (c < 32 || c === 92 || c > 126) return -1;
+  }
+  return -1;
+}
+
+/** The index after `"NaN"`, `"Infinity"` or `"-Infinity"` at `at`, or -1. */
+function nonFiniteEnd(bytes: Uint8Array, at: number): number {
+  for (const word of NON_FINITE) {
+    const after = literalEnd(bytes, at, word);
+    if (after > 0) return after;
+  }
+  return -1;
+}
+
+function isDigit(c: number | undefined): boolean {
+  return c !== undefined && c >= 48 && c <= 57;
 }
 
 function checkLine(line: string, where: string, check: (r: Record<string, unknown>, where: string) => void): void {

@@ -479,6 +479,42 @@ test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are
   }
 });
 
+test("NDJSON metric lines are checked without decoding: stored byte for byte; lines that only look like numbers, and bytes that are not UTF-8, get 400", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  const ndjson = { "content-type": "application/x-ndjson" };
+  const head = (seq: number, lines: number) =>
+    JSON.stringify({ prefix: "alice/p/bytes", session: "s", seq, batch: seq === 0 ? { metadata: { prefix: "alice/p/bytes" } } : {}, sections: [{ kind: "metrics", name: "train", lines }] });
+  const encode = (text: string) => new TextEncoder().encode(text);
+  try {
+    const good = [
+      '{"_ts":1.5,"step":0,"loss":-1.25e-3,"acc":"NaN","x":"-Infinity","y":0,"z":1E+300}',
+      '{"_ts":2,"step":1,"ünï":3,"quote\\"key":4}',
+      '{"step":2,"_ts":3,"loss":0.5}',
+    ];
+    assert.equal((await post(server, "/api/v1/batch", [head(0, 3), ...good].join("\n") + "\n", ndjson)).status, 200);
+    const stored = fs.readFileSync(path.join(root, "alice/p/bytes/metrics/train.jsonl"), "utf8");
+    assert.equal(stored, good.join("\n") + "\n", "stored as sent");
+
+    const bad: [string, Uint8Array, RegExp][] = [
+      ["a leading zero", encode(`${head(1, 1)}\n{"_ts":1,"step":01,"loss":1}`), /Malformed JSON in metrics\.train line 2/],
+      ["a number without digits after the point", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss":1.}`), /Malformed JSON in metrics\.train line 2/],
+      ["a string that is no non-finite number", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss":"nan"}`), /metrics\.train line 2\.loss.*expected a number/],
+      ["a key that is not closed", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss:1}`), /Malformed JSON in metrics\.train line 2/],
+      ["text after the record", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss":1}x`), /Malformed JSON in metrics\.train line 2/],
+      ["bytes that are not UTF-8", new Uint8Array([...encode(`${head(1, 1)}\n{"_ts":1,"step":1,"`), 0xff, ...encode('":1}')]), /metrics\.train line 2: it is not valid UTF-8/],
+    ];
+    for (const [name, body, message] of bad) {
+      const res = await post(server, "/api/v1/batch", body, ndjson);
+      assert.equal(res.status, 400, name);
+      assert.match(String(res.body.error), message, name);
+    }
+    assert.equal(fs.readFileSync(path.join(root, "alice/p/bytes/metrics/train.jsonl"), "utf8"), stored, "nothing of the bad bodies was stored");
+  } finally {
+    await server.close();
+  }
+});
+
 test("an NDJSON batch (a header line with sections, then the record lines) is stored; wrong counts, bad lines and unknown section kinds get 400", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true });

@@ -523,10 +523,16 @@ function safeOrigin(url: string): string | undefined {
  */
 function splitBatch(batch: Batch, maxBytes: number): Batch[] {
   let bytes = 0;
-  for (const name in batch.metrics ?? {}) for (const chunk of batch.metrics![name]) bytes += chunk.length;
+  let text = true;
+  for (const name in batch.metrics ?? {}) {
+    for (const chunk of batch.metrics![name]) {
+      bytes += chunk.length;
+      text &&= typeof chunk === "string";
+    }
+  }
   for (const line of batch.logs ?? []) bytes += line.length;
   // Files always travel in requests of their own: a server that refuses one (too large) refuses nothing else.
-  if (!batch.files && bytes <= maxBytes) return [batch];
+  if (!batch.files && bytes <= maxBytes && text) return [batch];
   const parts: Batch[] = [];
   const head: Batch = {};
   if (batch.metadata) head.metadata = batch.metadata;
@@ -545,12 +551,17 @@ function splitBatch(batch: Batch, maxBytes: number): Batch[] {
   };
   for (const file of batch.files ?? []) parts.push({ files: [file] });
   for (const name in batch.metrics ?? {}) {
-    for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= {})[name] ??= []).push(chunk));
+    for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= {})[name] ??= []).push(textOf(chunk)));
   }
   for (const line of batch.logs ?? []) add(line.length, (b) => (b.logs ??= []).push(line));
   if (size > 0) parts.push(current);
   if (batch.status) parts.push({ status: batch.status });
   return parts;
+}
+
+/** A metric chunk as text: the buffer gives text; bytes (as the server holds them) are decoded. */
+function textOf(chunk: string | Uint8Array): string {
+  return typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
 }
 
 const NDJSON = "application/x-ndjson";
@@ -567,9 +578,10 @@ function toNdjson(envelope: Envelope): string {
   for (const name in metrics ?? {}) {
     let lines = 0;
     for (const chunk of metrics![name]) {
-      if (chunk === "") continue;
-      lines += countLines(chunk);
-      parts.push(chunk);
+      if (chunk.length === 0) continue;
+      const text = textOf(chunk);
+      lines += countLines(text);
+      parts.push(text);
     }
     if (lines > 0) sections.push({ kind: "metrics", name, lines });
   }

@@ -169,11 +169,12 @@ export class JsonlBackend implements Backend {
   }
 
   /**
-   * Appends records given as JSON text (chunks of lines), encoding them one
-   * after the other into a reused buffer: each write is whole lines of at most
-   * MAX_WRITE_BYTES (more only for a single longer chunk), and nothing is joined.
+   * Appends records given as JSON text or its UTF-8 bytes (chunks of lines),
+   * copying them one after the other into a reused buffer: each write is whole
+   * lines of at most MAX_WRITE_BYTES (more only for a single longer chunk), and
+   * nothing is joined.
    */
-  #appendLines(file: string, chunks: readonly string[]): void {
+  #appendLines(file: string, chunks: readonly (string | Uint8Array)[]): void {
     let appending = this.#appending.get(file);
     if (appending) {
       this.#appending.delete(file); // kept in least-recently-used order
@@ -188,13 +189,18 @@ export class JsonlBackend implements Backend {
     this.#appending.set(file, appending);
     let used = 0;
     for (const chunk of chunks) {
-      const room = chunk.length * 3 + 1;
+      const room = (typeof chunk === "string" ? chunk.length * 3 : chunk.length) + 1;
       if (used + room > scratch.length) {
         appending.write(scratch, used);
         used = 0;
         if (room > scratch.length) scratch = new Uint8Array(room);
       }
-      used += encoder.encodeInto(chunk, scratch.subarray(used)).written;
+      if (typeof chunk === "string") {
+        used += encoder.encodeInto(chunk, scratch.subarray(used)).written;
+      } else {
+        scratch.set(chunk, used);
+        used += chunk.length;
+      }
       scratch[used++] = 10;
     }
     appending.write(scratch, used);
