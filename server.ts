@@ -358,14 +358,9 @@ async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
   }
   let stream = req.body;
   if (!stream) throw new BadRequest("Missing body: expected JSON");
-  // The runtime's own reader is the fast path; the length is known and within the limit.
-  if (encoding !== "gzip" && Number.isFinite(declared)) {
-    try {
-      return new Uint8Array(await req.arrayBuffer());
-    } catch (error) {
-      throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
-    }
-  }
+  // The length is known and within the limit: read straight into a buffer of that size
+  // (on Deno several times faster than req.arrayBuffer(), which grows its buffer as it reads).
+  if (encoding !== "gzip" && Number.isFinite(declared)) return readDeclared(stream, declared);
   if (encoding === "gzip") stream = stream.pipeThrough(new DecompressionStream("gzip"));
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -386,6 +381,24 @@ async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
     throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
   }
   return chunks.length === 1 ? chunks[0] : concat(chunks, size);
+}
+
+/** Reads a body of `length` bytes (its Content-Length) into one buffer; more or fewer bytes are an error. */
+async function readDeclared(stream: ReadableStream<Uint8Array>, length: number): Promise<Uint8Array> {
+  const body = new Uint8Array(length);
+  let size = 0;
+  try {
+    for await (const chunk of stream) {
+      if (size + chunk.byteLength > length) throw new BadRequest(`Malformed body: longer than its Content-Length ${length}`);
+      body.set(chunk, size);
+      size += chunk.byteLength;
+    }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new BadRequest(`Unreadable body: ${error instanceof Error ? error.message : error}`);
+  }
+  if (size !== length) throw new BadRequest(`Unreadable body: ${size} of its ${length} bytes arrived`);
+  return body;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
