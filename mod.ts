@@ -1265,7 +1265,8 @@ class RecordBuffer {
   #tickQueued = false;
   #writing: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setInterval> | undefined;
-  #overflowWarnings = new Set<string>();
+  /** Whether the overflow was reported: [the program does not yield, the backend is slower]. */
+  #overflowWarned = [false, false];
   #failedExitFlushes = 0;
   #warnedFailure = false;
   /** The last write error, until a write succeeds again. */
@@ -1368,7 +1369,11 @@ class RecordBuffer {
   }
 
   #batchIsFull(): void {
-    if (this.#metricCount + this.#logs.length >= MAX_PENDING_RECORDS) return this.#spill();
+    if (this.#metricCount + this.#logs.length >= MAX_PENDING_RECORDS) {
+      // The caller has not yielded for a long time: write synchronously to keep memory bounded.
+      // (Without a synchronous write, a flush is already queued: the one queued as this batch began.)
+      return this.#backend.writeSync ? this.#spill() : this.#warnOverflow();
+    }
     if (this.#tickQueued) return;
     this.#tickQueued = true;
     // One write per tick, however many log() calls the tick made.
@@ -1378,24 +1383,26 @@ class RecordBuffer {
     });
   }
 
-  /** The caller has not yielded for a long time: write synchronously to keep memory bounded. */
   #spill(): void {
-    if (this.#backend.writeSync) {
-      try {
-        this.flushSync();
-      } catch (error) {
-        this.#warnFailure(error);
-      }
-      return;
+    try {
+      this.flushSync();
+    } catch (error) {
+      this.#warnFailure(error);
     }
-    // Without a synchronous write, memory can only be bounded by the caller yielding and the backend keeping up.
-    const reason = this.#tickQueued
+  }
+
+  /**
+   * Without a synchronous write, memory is bounded only by the caller yielding and the backend
+   * keeping up: says so once for each of the two causes.
+   */
+  #warnOverflow(): void {
+    const notYielding = this.#tickQueued;
+    if (this.#overflowWarned[notYielding ? 0 : 1]) return;
+    this.#overflowWarned[notYielding ? 0 : 1] = true;
+    const reason = notYielding
       ? "the program has not yielded to the event loop; await something in the loop so they can be sent"
       : `${this.#backend.description} has not accepted the earlier batches yet; memory grows until it catches up`;
-    if (!this.#overflowWarnings.has(reason)) {
-      this.#overflowWarnings.add(reason);
-      warn(`${this.#metricCount + this.#logs.length} records are waiting: ${reason}`);
-    }
+    warn(`${this.#metricCount + this.#logs.length} records are waiting: ${reason}`);
   }
 
   async #writePending(): Promise<void> {
