@@ -300,11 +300,7 @@ for (const mode of ["hybrid", "remote"] as const) {
     assert.deepEqual(steps, Array.from({ length: 9 }, (_, i) => i + 1), "the records sent before the exit are not in the outbox");
     const server = await serve({ root: serverRoot, port: 0, quiet: true });
     try {
-      for (const file of files) {
-        const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body: fs.readFileSync(path.join(dir, file), "utf8"), headers: { "content-type": "application/json" } });
-        assert.equal(res.status, 200);
-        await res.body?.cancel();
-      }
+      await postOutboxFiles(server.url, dir, files);
       const series = await get(server.url, `/api/v1/series?prefix=${prefix}&key=train/loss&points=1000`);
       assert.deepEqual(series.x, Array.from({ length: 10 }, (_, i) => i));
       assert.equal((await get(server.url, `/api/v1/logs?prefix=${prefix}`)).total, 1);
@@ -504,19 +500,23 @@ test("the server unreachable past the bound: flush() rejects naming the outbox, 
   assert.ok(files.length >= 1);
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
-    for (const file of files) {
-      const body = fs.readFileSync(path.join(dir, file), "utf8");
-      assert.match(file, /^[0-9a-f-]+-\d+\.json$/);
-      const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body, headers: { "content-type": "application/json" } });
-      assert.equal(res.status, 200);
-      await res.body?.cancel();
-    }
+    for (const file of files) assert.match(file, /^[0-9a-f-]+-\d+\.json$/);
+    await postOutboxFiles(server.url, dir, files);
     const series = await get(server.url, "/api/v1/series?prefix=alice/outbox/run&key=train/loss");
     assert.deepEqual(series.x, [0, 1, 2, 3, 4]);
   } finally {
     await server.close();
   }
 });
+
+/** Posts outbox files to a server as `ml-dash sync` does, each acknowledged. */
+async function postOutboxFiles(url: string, dir: string, files: string[]): Promise<void> {
+  for (const file of files) {
+    const res = await fetch(`${url}/api/v1/batch`, { method: "POST", body: fs.readFileSync(path.join(dir, file), "utf8"), headers: { "content-type": "application/json" } });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  }
+}
 
 /** The metric records of the outbox files of a prefix, by step, and the files. */
 function outboxRecords(dir: string): { steps: number[]; files: string[] } {
@@ -548,11 +548,7 @@ test("a server down for the rest of the run: every batch reaches the outbox, and
   assert.deepEqual(steps, Array.from({ length: 51 }, (_, i) => i), "every record is in the outbox, once");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
-    for (const file of files) {
-      const res = await fetch(`${server.url}/api/v1/batch`, { method: "POST", body: fs.readFileSync(path.join(dir, file), "utf8"), headers: { "content-type": "application/json" } });
-      assert.equal(res.status, 200);
-      await res.body?.cancel();
-    }
+    await postOutboxFiles(server.url, dir, files);
     const series = await get(server.url, "/api/v1/series?prefix=alice/outage/run&key=train/loss&points=1000");
     assert.deepEqual(series.x, Array.from({ length: 51 }, (_, i) => i));
   } finally {
