@@ -1019,13 +1019,13 @@ async function getSeries(reader: DashReader, url: URL): Promise<Response> {
   const limit = intParam(url, "limit", undefined);
   const byField = xName !== "step" && xName !== "_ts";
   const series = await reader.series(prefix, key, byField ? { x: xName } : {});
-  const xs = byField ? series.x! : xName === "_ts" ? series.ts : series.step;
-  let x: number[] = [];
-  let value: number[] = [];
-  for (let i = 0; i < xs.length; i++) {
-    if ((from !== undefined && !(xs[i] >= from)) || (to !== undefined && !(xs[i] <= to))) continue;
-    x.push(xs[i]);
-    value.push(series.value[i]);
+  let x = byField ? series.x! : xName === "_ts" ? series.ts : series.step;
+  let value = series.value;
+  // Without a range every point counts: a long series is not copied once more for each request.
+  if (from !== undefined || to !== undefined) {
+    const inRange = (v: number): boolean => (from === undefined || v >= from) && (to === undefined || v <= to);
+    value = value.filter((_, i) => inRange(x[i]));
+    x = x.filter(inRange);
   }
   const total = x.length;
   if (offset > 0 || limit !== undefined) {
