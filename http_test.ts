@@ -72,7 +72,7 @@ function waitForOutput(child: ChildProcess, pattern: RegExp): Promise<RegExpExec
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
 }
 
@@ -309,6 +309,45 @@ for (const mode of ["hybrid", "remote"] as const) {
     }
   });
 }
+
+test("at process.exit(), batches held by a write in progress (the server stopped with SIGSTOP, a request hanging) are saved in the outbox", async () => {
+  const serverRoot = tempDir();
+  const outboxRoot = tempDir();
+  const port = await freePort();
+  let server = await startServerProcess(serverRoot, port);
+  const prefix = "alice/exit/inflight";
+  const client = spawnScript(fixture("remote_commands.ts"), { args: [server.url, prefix], cwd: tempDir(), env: { ML_DASH_ROOT: outboxRoot, ML_DASH_HTTP_TIMEOUT: "0.3" } });
+  const send = async (command: string): Promise<void> => {
+    client.stdin!.write(`${command}\n`);
+    await waitForOutput(client, new RegExp(`^done ${command}$`, "m"));
+  };
+  try {
+    await waitForOutput(client, /^started$/m);
+    await send("log 0");
+    await send("flushwait"); // stored
+    // Down: batch 1 fails past the bound and is spooled; it waits to be sent again.
+    server.child.kill("SIGKILL");
+    await exited(server.child);
+    await send("log 1");
+    await send("flushwait");
+    // Back, but stopped: the next flush takes batches 1 and 2, and the request for 1 hangs.
+    server = await startServerProcess(serverRoot, port);
+    server.child.kill("SIGSTOP");
+    await send("log 2");
+    await send("flush");
+    await sleep(300);
+    await send("log 3");
+    client.stdin!.write("exit\n");
+    assert.equal(await exited(client), 0);
+    const { steps } = outboxRecords(path.join(outboxRoot, ".outbox", encodeURIComponent(prefix)));
+    assert.deepEqual(steps, [1, 2, 3], "the batch being sent, the one behind it and the buffered one");
+  } finally {
+    client.kill("SIGKILL");
+    server.child.kill("SIGCONT");
+    server.child.kill("SIGKILL");
+    await exited(server.child);
+  }
+});
 
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
   const root = tempDir();

@@ -1223,8 +1223,12 @@ function denoExitEvents(deno: DenoProcessApi): ExitEvents {
       globalThis.addEventListener("unload", unload);
       for (const signal of ["SIGINT", "SIGTERM"] as const) {
         const handler = (): void => hooks.signal(signal);
-        signalHandlers.set(signal, handler);
-        deno.addSignalListener(signal, handler);
+        try {
+          deno.addSignalListener(signal, handler);
+          signalHandlers.set(signal, handler);
+        } catch {
+          // Not a signal of this platform (SIGTERM on Windows).
+        }
       }
     },
     remove() {
@@ -1264,6 +1268,8 @@ class RecordBuffer {
   #retry: Batch[] = [];
   #tickQueued = false;
   #writing: Promise<void> = Promise.resolve();
+  /** The batches the write in progress holds, oldest first. */
+  #inFlight: Batch[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Whether the overflow was reported: [the program does not yield, the backend is slower]. */
   #overflowWarned = [false, false];
@@ -1341,6 +1347,9 @@ class RecordBuffer {
   flushSync(): void {
     const writeSync = this.#backend.writeSync ?? this.#backend.writeAtExit;
     if (!writeSync) return;
+    // A write in progress may not have stored its batches yet. Writing them again is safe:
+    // every backend stores a batch once (the JSONL backend marks the parts it wrote).
+    for (const batch of this.#inFlight) writeSync(this.#prefix, batch);
     const batches = this.#takeAll();
     while (batches.length > 0) {
       try {
@@ -1406,13 +1415,14 @@ class RecordBuffer {
   }
 
   async #writePending(): Promise<void> {
-    const batches = this.#takeAll();
+    const batches = this.#inFlight = this.#takeAll();
     while (batches.length > 0) {
       try {
         await this.#backend.write(this.#prefix, batches[0]);
         batches.shift();
       } catch (error) {
         // Nothing is dropped: the batches wait for the next flush, and this one reports.
+        this.#inFlight = [];
         this.#retry.unshift(...batches);
         await this.#backend.keep?.(this.#prefix, batches).catch(() => {});
         this.failure = error instanceof StorageError ? error : new StorageError(`Could not write to ${this.#backend.description}: ${describe(error)}`, { cause: error });

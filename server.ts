@@ -401,7 +401,8 @@ async function readDeclared(stream: ReadableStream<Uint8Array>, length: number):
   return body;
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a byte order mark stays in the text, where JSON.parse refuses it, as it would the stored line.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The text of UTF-8 bytes; BadRequest if they are not valid UTF-8. */
 function utf8(bytes: Uint8Array, what = "body"): string {

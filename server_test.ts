@@ -503,6 +503,7 @@ test("NDJSON metric lines are checked without decoding: stored byte for byte; li
       ["a key that is not closed", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss:1}`), /Malformed JSON in metrics\.train line 2/],
       ["text after the record", encode(`${head(1, 1)}\n{"_ts":1,"step":1,"loss":1}x`), /Malformed JSON in metrics\.train line 2/],
       ["bytes that are not UTF-8", new Uint8Array([...encode(`${head(1, 1)}\n{"_ts":1,"step":1,"`), 0xff, ...encode('":1}')]), /metrics\.train line 2: it is not valid UTF-8/],
+      ["a byte order mark before the record", new Uint8Array([...encode(`${head(1, 1)}\n`), 0xef, 0xbb, 0xbf, ...encode('{"_ts":1,"step":1,"loss":1}')]), /Malformed JSON in metrics\.train line 2/],
     ];
     for (const [name, body, message] of bad) {
       const res = await post(server, "/api/v1/batch", body, ndjson);

@@ -776,6 +776,9 @@ function readSeries(file: string, read: SeriesRead, field: string, xField: strin
   const fieldKey = JSON.stringify(field) + ":";
   const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
   return forEachText(file, (text, end) => {
+    const xs = xKey === undefined ? undefined : new KeyScanner(xKey, text);
+    const steps = new KeyScanner('"step":', text);
+    const times = new KeyScanner('"_ts":', text);
     for (let at = text.indexOf(fieldKey); at !== -1 && at < end; at = text.indexOf(fieldKey, at)) {
       let lineStart = at;
       while (lineStart > 0 && text.charCodeAt(lineStart - 1) !== 10) lineStart--;
@@ -784,17 +787,40 @@ function readSeries(file: string, read: SeriesRead, field: string, xField: strin
       at = lineEnd + 1;
       if (value === undefined) continue;
       let x = 0;
-      if (xKey !== undefined) {
-        const found = numberAfter(text, xKey, lineStart, lineEnd);
+      if (xs !== undefined) {
+        const found = xs.numberIn(lineStart, lineEnd);
         if (found === undefined) continue;
         x = found;
       }
       read.value.push(value);
-      read.step.push(numberAfter(text, '"step":', lineStart, lineEnd) ?? NaN);
-      read.ts.push(numberAfter(text, '"_ts":', lineStart, lineEnd) ?? NaN);
+      read.step.push(steps.numberIn(lineStart, lineEnd) ?? NaN);
+      read.ts.push(times.numberIn(lineStart, lineEnd) ?? NaN);
       if (read.x) read.x.push(x);
     }
   }, read.bytes);
+}
+
+/**
+ * Finds a key in the lines of one text, asked in order: it keeps the key's next
+ * occurrence, so that a line without the key costs no search through the rest of the text.
+ */
+class KeyScanner {
+  readonly #key: string;
+  readonly #text: string;
+  #next: number;
+
+  constructor(key: string, text: string) {
+    this.#key = key;
+    this.#text = text;
+    this.#next = text.indexOf(key);
+  }
+
+  /** The number after the key in `text.slice(start, end)`, if the key is there; `start` never decreases. */
+  numberIn(start: number, end: number): number | undefined {
+    if (this.#next !== -1 && this.#next < start) this.#next = this.#text.indexOf(this.#key, start);
+    if (this.#next === -1 || this.#next >= end) return undefined;
+    return numberAt(this.#text, this.#next + this.#key.length, end);
+  }
 }
 
 /** Bytes read from the end of a metric file to find its last record. */
@@ -864,15 +890,18 @@ function parseNumber(text: string, start: number, end: number): number {
   let digits = 0;
   let scale = 0;
   let c = text.charCodeAt(i);
+  const integerStart = i;
   for (; c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
     mantissa = mantissa * 10 + (c - 48);
     if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
   }
+  let anyDigit = i > integerStart;
   if (c === 46 && i < end) {
     for (c = text.charCodeAt(++i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
       mantissa = mantissa * 10 + (c - 48);
       if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
       scale--;
+      anyDigit = true;
     }
   }
   if ((c === 101 || c === 69) && i < end) {
@@ -886,7 +915,7 @@ function parseNumber(text: string, start: number, end: number): number {
     scale += sign * exponent;
     i = j;
   }
-  if (i !== end || i === start + (negative ? 1 : 0) || scale < -22 || scale > 22) return Number(text.slice(start, end));
+  if (i !== end || !anyDigit || scale < -22 || scale > 22) return Number(text.slice(start, end));
   const value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa * POWERS_OF_TEN[scale];
   return negative ? -value : value;
 }
