@@ -532,6 +532,11 @@ class ExperimentCore {
     this.#buffer?.flushSync();
   }
 
+  /** Records the run FAILED with `error` in the next write (an uncaught error ends the process). */
+  markFailed(error: unknown): void {
+    this.#buffer?.patch({ status: { status: "FAILED", endedAt: nowSeconds(), error: describe(error) } });
+  }
+
   /** Starts a flush at natural exit; returns whether it did (then the process must wait for it). */
   flushAtExit(): boolean {
     return this.#buffer?.flushAtExit() ?? false;
@@ -1116,6 +1121,8 @@ interface ExitHooks {
   exit(): void;
   /** A termination signal: flushes, and ends the runs unless the user handles the signal. */
   signal(signal: Signal): void;
+  /** An uncaught error is about to end the process: records the runs FAILED and writes synchronously. */
+  crash(error: unknown): void;
 }
 
 /** Adds and removes the hooks through one runtime's events. */
@@ -1133,7 +1140,7 @@ function installExitHooks(): void {
   if (exitEvents) return;
   const events = denoApi() ? denoExitEvents(denoApi()!) : processExitEvents();
   if (!events) return;
-  events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal });
+  events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal, crash: failAllAtCrash });
   exitEvents = events;
 }
 
@@ -1159,6 +1166,11 @@ function flushAllSync(): void {
   }
 }
 
+function failAllAtCrash(error: unknown): void {
+  for (const core of openCores) core.markFailed(error);
+  flushAllSync();
+}
+
 async function endOnSignal(signal: Signal): Promise<void> {
   const cores = [...openCores];
   // Another handler means the user is in charge of the signal: flush, but do not end or exit.
@@ -1178,12 +1190,17 @@ function processExitEvents(): ExitEvents | undefined {
   let hooks: ExitHooks;
   const beforeExit = (): void => void hooks.beforeExit();
   const exit = (): void => hooks.exit();
+  // A monitor sees an uncaught error without changing what it does; a user's handler keeps the process alive.
+  const crash = (error: unknown): void => {
+    if (proc.listenerCount("uncaughtException") === 0) hooks.crash(error);
+  };
   const signalHandlers = new Map<Signal, () => void>();
   return {
     add(added) {
       hooks = added;
       proc.on("beforeExit", beforeExit);
       proc.on("exit", exit);
+      proc.on("uncaughtExceptionMonitor", crash);
       // Signal handlers replace the default exit, so they are added only where the user has none.
       for (const signal of ["SIGINT", "SIGTERM"] as const) {
         if (proc.listenerCount(signal) > 0) continue;
@@ -1195,6 +1212,7 @@ function processExitEvents(): ExitEvents | undefined {
     remove() {
       proc.off("beforeExit", beforeExit);
       proc.off("exit", exit);
+      proc.off("uncaughtExceptionMonitor", crash);
       for (const [signal, handler] of signalHandlers) proc.off(signal, handler);
       signalHandlers.clear();
     },
@@ -1215,12 +1233,19 @@ function denoExitEvents(deno: DenoProcessApi): ExitEvents {
     if (hooks.beforeExit()) event.preventDefault();
   };
   const unload = (): void => hooks.exit();
+  // Deno fires no unload after an uncaught error: these events are the last chance. A listener
+  // that ran before and cancelled the event keeps the process alive.
+  const crash = (event: ErrorEvent | PromiseRejectionEvent): void => {
+    if (!event.defaultPrevented) hooks.crash("error" in event ? event.error : event.reason);
+  };
   const signalHandlers = new Map<Signal, () => void>();
   return {
     add(added) {
       hooks = added;
       globalThis.addEventListener("beforeunload", beforeUnload);
       globalThis.addEventListener("unload", unload);
+      globalThis.addEventListener("error", crash);
+      globalThis.addEventListener("unhandledrejection", crash);
       for (const signal of ["SIGINT", "SIGTERM"] as const) {
         const handler = (): void => hooks.signal(signal);
         try {
@@ -1234,6 +1259,8 @@ function denoExitEvents(deno: DenoProcessApi): ExitEvents {
     remove() {
       globalThis.removeEventListener("beforeunload", beforeUnload);
       globalThis.removeEventListener("unload", unload);
+      globalThis.removeEventListener("error", crash);
+      globalThis.removeEventListener("unhandledrejection", crash);
       for (const [signal, handler] of signalHandlers) deno.removeSignalListener(signal, handler);
       signalHandlers.clear();
     },

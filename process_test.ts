@@ -104,6 +104,18 @@ describe("Buffered records reach the disk when the process ends", () => {
     await assertLifecycleRecords(new DashReader(root.path), "test/process/natural");
   });
 
+  it("when an uncaught error ends the script: the run is FAILED with the error", TEST_TIMEOUT, async () => {
+    const result = await runScript(fixture("process_lifecycle.ts"), { args: [root.path, "crash"], timeoutMs: HANG_GUARD_MS });
+    assert.notEqual(result.code, 0, "the error still ends the process");
+    assert.match(result.stderr, /boom in the training loop/);
+    const reader = new DashReader(root.path);
+    await assertLifecycleRecords(reader, "test/process/crash");
+    const status = await reader.status("test/process/crash");
+    assert.equal(status?.status, "FAILED");
+    assert.match(String(status?.error), /boom in the training loop/);
+    assert.equal(typeof status?.endedAt, "number");
+  });
+
   it("when the script calls process.exit(0)", TEST_TIMEOUT, async () => {
     const result = await runScript(fixture("process_lifecycle.ts"), { args: [root.path, "exit"], timeoutMs: HANG_GUARD_MS });
     assert.equal(result.code, 0, result.stderr);
