@@ -1183,40 +1183,50 @@ async function endOnSignal(signal: Signal): Promise<void> {
   globalThis.process.exit(signal === "SIGINT" ? 130 : 143);
 }
 
+type Listener = (event: never) => void;
+
+/** Listeners added one by one through a runtime's API, and removed together. */
+function listenerList(
+  on: (name: string, listener: Listener) => void,
+  off: (name: string, listener: Listener) => void,
+): { add(name: string, listener: Listener): void; removeAll(): void; has(name: string): boolean } {
+  const added: [string, Listener][] = [];
+  return {
+    /** Adds a listener; one the runtime refuses (it throws) is not kept. */
+    add(name: string, listener: Listener): void {
+      on(name, listener);
+      added.push([name, listener]);
+    },
+    removeAll(): void {
+      for (const [name, listener] of added.splice(0)) off(name, listener);
+    },
+    has: (name: string): boolean => added.some(([n]) => n === name),
+  };
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
 /** Node and Bun: the `process` events. */
 function processExitEvents(): ExitEvents | undefined {
   const proc = globalThis.process;
   if (typeof proc?.on !== "function") return undefined;
-  let hooks: ExitHooks;
-  const beforeExit = (): void => void hooks.beforeExit();
-  const exit = (): void => hooks.exit();
-  // A monitor sees an uncaught error without changing what it does; a user's handler keeps the process alive.
-  const crash = (error: unknown): void => {
-    if (proc.listenerCount("uncaughtException") === 0) hooks.crash(error);
-  };
-  const signalHandlers = new Map<Signal, () => void>();
+  const listeners = listenerList(
+    (name, listener) => proc.on(name, listener as (...args: unknown[]) => void),
+    (name, listener) => proc.off(name, listener as (...args: unknown[]) => void),
+  );
   return {
-    add(added) {
-      hooks = added;
-      proc.on("beforeExit", beforeExit);
-      proc.on("exit", exit);
-      proc.on("uncaughtExceptionMonitor", crash);
+    add(hooks) {
+      listeners.add("beforeExit", () => void hooks.beforeExit());
+      listeners.add("exit", () => hooks.exit());
+      // A monitor sees an uncaught error without changing what it does; a user's handler keeps the process alive.
+      listeners.add("uncaughtExceptionMonitor", (error: unknown) => {
+        if (proc.listenerCount("uncaughtException") === 0) hooks.crash(error);
+      });
       // Signal handlers replace the default exit, so they are added only where the user has none.
-      for (const signal of ["SIGINT", "SIGTERM"] as const) {
-        if (proc.listenerCount(signal) > 0) continue;
-        const handler = (): void => hooks.signal(signal);
-        signalHandlers.set(signal, handler);
-        proc.on(signal, handler);
-      }
+      for (const signal of SIGNALS) if (proc.listenerCount(signal) === 0) listeners.add(signal, () => hooks.signal(signal));
     },
-    remove() {
-      proc.off("beforeExit", beforeExit);
-      proc.off("exit", exit);
-      proc.off("uncaughtExceptionMonitor", crash);
-      for (const [signal, handler] of signalHandlers) proc.off(signal, handler);
-      signalHandlers.clear();
-    },
-    userHandles: (signal) => proc.listenerCount(signal) > (signalHandlers.has(signal) ? 1 : 0),
+    remove: () => listeners.removeAll(),
+    userHandles: (signal) => proc.listenerCount(signal) > (listeners.has(signal) ? 1 : 0),
   };
 }
 
@@ -1227,43 +1237,34 @@ function processExitEvents(): ExitEvents | undefined {
  * defers to them when the signal comes.
  */
 function denoExitEvents(deno: DenoProcessApi): ExitEvents {
-  let hooks: ExitHooks;
-  const beforeUnload = (event: Event): void => {
-    // Deno waits for work started here only if the event is cancelled.
-    if (hooks.beforeExit()) event.preventDefault();
-  };
-  const unload = (): void => hooks.exit();
-  // Deno fires no unload after an uncaught error: these events are the last chance. A listener
-  // that ran before and cancelled the event keeps the process alive.
-  const crash = (event: ErrorEvent | PromiseRejectionEvent): void => {
-    if (!event.defaultPrevented) hooks.crash("error" in event ? event.error : event.reason);
-  };
-  const signalHandlers = new Map<Signal, () => void>();
+  const isSignal = (name: string): name is Signal => (SIGNALS as readonly string[]).includes(name);
+  const listeners = listenerList(
+    (name, listener) => isSignal(name) ? deno.addSignalListener(name, listener as () => void) : globalThis.addEventListener(name, listener as EventListener),
+    (name, listener) => isSignal(name) ? deno.removeSignalListener(name, listener as () => void) : globalThis.removeEventListener(name, listener as EventListener),
+  );
   return {
-    add(added) {
-      hooks = added;
-      globalThis.addEventListener("beforeunload", beforeUnload);
-      globalThis.addEventListener("unload", unload);
-      globalThis.addEventListener("error", crash);
-      globalThis.addEventListener("unhandledrejection", crash);
-      for (const signal of ["SIGINT", "SIGTERM"] as const) {
-        const handler = (): void => hooks.signal(signal);
+    add(hooks) {
+      // Deno waits for work started here only if the event is cancelled.
+      listeners.add("beforeunload", (event: Event) => {
+        if (hooks.beforeExit()) event.preventDefault();
+      });
+      listeners.add("unload", () => hooks.exit());
+      // Deno fires no unload after an uncaught error: these events are the last chance. A listener
+      // that ran before and cancelled the event keeps the process alive.
+      const crash = (event: ErrorEvent | PromiseRejectionEvent): void => {
+        if (!event.defaultPrevented) hooks.crash("error" in event ? event.error : event.reason);
+      };
+      listeners.add("error", crash);
+      listeners.add("unhandledrejection", crash);
+      for (const signal of SIGNALS) {
         try {
-          deno.addSignalListener(signal, handler);
-          signalHandlers.set(signal, handler);
+          listeners.add(signal, () => hooks.signal(signal));
         } catch {
           // Not a signal of this platform (SIGTERM on Windows).
         }
       }
     },
-    remove() {
-      globalThis.removeEventListener("beforeunload", beforeUnload);
-      globalThis.removeEventListener("unload", unload);
-      globalThis.removeEventListener("error", crash);
-      globalThis.removeEventListener("unhandledrejection", crash);
-      for (const [signal, handler] of signalHandlers) deno.removeSignalListener(signal, handler);
-      signalHandlers.clear();
-    },
+    remove: () => listeners.removeAll(),
     // Read only now: on Deno the first use of `process` costs tens of milliseconds.
     userHandles: (signal) => globalThis.process.listenerCount(signal) > 0,
   };
