@@ -230,6 +230,33 @@ test("a remote run whose loop never yields is told so, and still stores every re
   assert.match(warnings[0], /records are waiting: the program has not yielded to the event loop/);
 });
 
+test("remote mode with the server down at start: the run starts with a warning and keeps what it logs in the outbox; strict rejects", async () => {
+  const outboxRoot = tempDir();
+  const dead = `http://127.0.0.1:${await freePort()}`;
+  const saved = { timeout: process.env.ML_DASH_HTTP_TIMEOUT, root: process.env.ML_DASH_ROOT };
+  process.env.ML_DASH_HTTP_TIMEOUT = "0.1";
+  process.env.ML_DASH_ROOT = outboxRoot;
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    await assert.rejects(new Experiment({ prefix: "alice/down/strict", dashUrl: dead, strict: true }).run.start(), /Could not open "alice\/down\/strict"/);
+    const exp = new Experiment({ prefix: "alice/down/run", dashUrl: dead });
+    await exp.run.start();
+    for (let step = 0; step < 5; step++) exp.metrics("train").log({ loss: step });
+    await assert.rejects(exp.run.complete(), /saved in the outbox/);
+  } finally {
+    console.warn = original;
+    for (const [name, value] of [["ML_DASH_HTTP_TIMEOUT", saved.timeout], ["ML_DASH_ROOT", saved.root]] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+  assert.ok(warnings.some((w) => /Could not open "alice\/down\/run".*the run starts without what was recorded before/.test(w)), warnings.join("\n"));
+  const { steps } = outboxRecords(path.join(outboxRoot, ".outbox", encodeURIComponent("alice/down/run")));
+  assert.deepEqual(steps, [0, 1, 2, 3, 4]);
+});
+
 test("hybrid mode with the server down at start: the run starts, the local root gets everything, flush() reports the server", async () => {
   const localRoot = tempDir();
   const down = await serve({ root: tempDir(), port: 0, quiet: true });

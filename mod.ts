@@ -476,6 +476,9 @@ class ExperimentCore {
   async #openNow(): Promise<void> {
     const backend = this.#backend ??= await createBackend(this.settings);
     const existing = await backend.open(this.prefix);
+    if (existing.unreachable) {
+      warn(`${existing.unreachable}; the run starts without what was recorded before (parameters, last steps), and what it logs is kept for the server`);
+    }
     this.#params = { ...existing.params };
     this.#files = [...existing.files];
     this.#streams.clear();
@@ -1002,7 +1005,9 @@ async function createBackend(settings: Settings): Promise<Backend> {
   }
   if (settings.dashUrl !== undefined) {
     const { HttpBackend } = await loadHttpModule();
-    backends.push(new HttpBackend({ url: settings.dashUrl, token: settings.token, outboxRoot: settings.dashRoot }));
+    // A server that is down does not keep a run from starting, unless strict.
+    const openWhenUnreachable = !settings.strict;
+    backends.push(new HttpBackend({ url: settings.dashUrl, token: settings.token, outboxRoot: settings.dashRoot, openWhenUnreachable }));
   }
   return backends.length === 1 ? backends[0] : new FanOutBackend(backends);
 }
@@ -1027,10 +1032,15 @@ class FanOutBackend implements Backend {
   /** Opens on every backend; one that fails is reported and caught up later, unless all fail. */
   async open(prefix: string): Promise<ExistingState> {
     const results = await Promise.allSettled(this.#backends.map((b) => b.open(prefix)));
-    const opened = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    const states = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
     const failures = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
-    if (opened.length === 0) throw failures[0];
-    for (const failure of failures) warn(`${describe(failure)}; the run goes on, and what it logs is kept for that backend`);
+    const opened = states.filter((s) => !s.unreachable);
+    if (opened.length === 0) {
+      if (failures.length > 0) throw failures[0];
+      return states[0];
+    }
+    const problems = [...failures.map(describe), ...states.flatMap((s) => s.unreachable ?? [])];
+    for (const problem of problems) warn(`${problem}; the run goes on, and what it logs is kept for that backend`);
     const [first, ...rest] = opened;
     const steps = { ...first.steps };
     for (const s of rest) for (const [name, step] of Object.entries(s.steps ?? {})) steps[name] = Math.max(step, steps[name] ?? step);
@@ -1872,6 +1882,8 @@ export interface ExistingState {
   files: FileInfo[];
   /** The last step recorded in each metric, from which a resumed run continues. */
   steps?: Record<string, number>;
+  /** Why the backend could not be reached, if it could not: then nothing of the above is known. */
+  unreachable?: string;
 }
 
 /**

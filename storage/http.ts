@@ -48,6 +48,12 @@ export interface HttpBackendOptions {
   maxQueuedBatches?: number;
   /** Bytes of records per request; larger batches are split (default 8 MiB). */
   maxBytesPerRequest?: number;
+  /**
+   * When the server stays unreachable past the bound at `open()`, resolve with an
+   * empty state marked `unreachable` instead of rejecting, so that a run can start and
+   * keep its records for the server (default `false`). A refusal (401, 400) still rejects.
+   */
+  openWhenUnreachable?: boolean;
 }
 
 /** One request of the protocol, with its body ready to send. */
@@ -130,7 +136,9 @@ export class HttpBackend implements Backend {
       const [state] = await Promise.all([this.post("/api/v1/open", JSON.stringify({ prefix })) as Promise<Partial<ExistingState>>, this.#filesystem()]);
       return { params: state.params ?? {}, files: state.files ?? [], steps: state.steps ?? {} };
     } catch (error) {
-      throw new StorageError(`Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`, { cause: error });
+      const message = `Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`;
+      if (this.#down && this.#options.openWhenUnreachable) return { params: {}, files: [], steps: {}, unreachable: message };
+      throw new StorageError(message, { cause: error });
     }
   }
 
@@ -153,7 +161,11 @@ export class HttpBackend implements Backend {
         return result.value;
       }
       const waited = Date.now() - started;
-      if (!result.retryable || waited >= this.#giveUpAfterMs) throw new StorageError(result.message);
+      if (!result.retryable || waited >= this.#giveUpAfterMs) {
+        // Out for the whole bound: later batches are tried once and kept, as after a failed batch.
+        if (result.retryable) this.#down = true;
+        throw new StorageError(result.message);
+      }
       await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
     }
   }
