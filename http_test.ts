@@ -337,6 +337,16 @@ for (const mode of ["hybrid", "remote"] as const) {
   });
 }
 
+test("hybrid mode at process.exit() with the server down and the outbox unwritable: the local root still gets every record", async () => {
+  const localRoot = tempDir();
+  const dead = `http://127.0.0.1:${await freePort()}`;
+  const result = await runScript(fixture("hybrid_exit_no_outbox.ts"), { args: [localRoot, dead], cwd: tempDir(), env: { ML_DASH_HTTP_TIMEOUT: "0.1" } });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /outbox/, "the lost server copy is reported");
+  const series = await new DashReader(localRoot).series("alice/hybrid/nooutbox", "train/loss");
+  assert.deepEqual(series.step, Array.from({ length: 10 }, (_, i) => i));
+});
+
 test("at process.exit(), batches held by a write in progress (the server stopped with SIGSTOP, a request hanging) are saved in the outbox", async () => {
   const serverRoot = tempDir();
   const outboxRoot = tempDir();

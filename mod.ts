@@ -531,8 +531,9 @@ class ExperimentCore {
     return this.#buffer?.flush() ?? Promise.resolve();
   }
 
-  flushSync(): void {
-    this.#buffer?.flushSync();
+  /** At process exit: writes synchronously whatever each backend can take. */
+  flushAtProcessExit(): void {
+    this.#buffer?.flushSync(true);
   }
 
   /** Records the run FAILED with `error` in the next write (an uncaught error ends the process). */
@@ -1169,7 +1170,7 @@ function flushAllAtExit(): boolean {
 function flushAllSync(): void {
   for (const core of openCores) {
     try {
-      core.flushSync();
+      core.flushAtProcessExit();
     } catch (e) {
       warn(String(e));
     }
@@ -1382,22 +1383,31 @@ class RecordBuffer {
   }
 
   /** Writes all pending records now, where the backend can write synchronously (at exit: where it can at all). */
-  flushSync(): void {
+  /**
+   * Writes all pending records now, where the backend can write synchronously (at exit:
+   * where it can at all). The first failure stops the writing, to keep the order, except
+   * at exit: there every batch is tried, so that a backend that works (the local copy of
+   * a hybrid run) gets them all.
+   */
+  flushSync(atExit = false): void {
     const writeSync = this.#backend.writeSync ?? this.#backend.writeAtExit;
     if (!writeSync) return;
+    let failure: unknown;
+    const written = (batch: Batch): boolean => {
+      try {
+        writeSync(this.#prefix, batch);
+        return true;
+      } catch (error) {
+        failure ??= error;
+        return false;
+      }
+    };
     // A write in progress may not have stored its batches yet. Writing them again is safe:
     // every backend stores a batch once (the JSONL backend marks the parts it wrote).
-    for (const batch of this.#inFlight) writeSync(this.#prefix, batch);
-    const batches = this.#takeAll();
-    while (batches.length > 0) {
-      try {
-        writeSync(this.#prefix, batches[0]);
-        batches.shift();
-      } catch (error) {
-        this.#retry.unshift(...batches);
-        throw error;
-      }
-    }
+    for (const batch of this.#inFlight) if (!written(batch) && !atExit) throw failure;
+    const unwritten = this.#takeAll().filter((batch) => (failure !== undefined && !atExit) || !written(batch));
+    this.#retry.unshift(...unwritten);
+    if (failure !== undefined) throw failure;
   }
 
   startTimer(): void {
