@@ -741,7 +741,6 @@ function stepOf(fields: Record<string, unknown>): number | undefined {
   return typeof step === "number" && Number.isFinite(step) ? step : undefined;
 }
 
-/** The machine's name where the runtime may tell it without asking (none in a Worker). */
 /** The part of `Deno` used where `process` would cost start-up time (Deno builds it lazily, in tens of ms). */
 interface DenoProcessApi {
   pid: number;
@@ -760,6 +759,7 @@ function processId(): number | undefined {
   return denoApi()?.pid ?? globalThis.process?.pid;
 }
 
+/** The machine's name where the runtime may tell it without asking (none in a Worker). */
 async function hostName(): Promise<string | undefined> {
   try {
     const deno = denoApi();
@@ -1382,7 +1382,6 @@ class RecordBuffer {
     return done;
   }
 
-  /** Writes all pending records now, where the backend can write synchronously (at exit: where it can at all). */
   /**
    * Writes all pending records now, where the backend can write synchronously (at exit:
    * where it can at all). The first failure stops the writing, to keep the order, except
