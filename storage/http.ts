@@ -9,7 +9,8 @@
  * acknowledges it. When the server stays unreachable past a bound, batches are
  * spooled to `<root>/.outbox/` where a filesystem exists (for `ml-dash sync`),
  * and kept in a bounded in-memory queue where none does. This module imports
- * nothing that needs a filesystem until it spools or reads credentials.
+ * nothing that needs a filesystem until an experiment is opened (the outbox is
+ * made ready then, for a process that exits) or it reads credentials.
  *
  * @example Log to a server
  * ```ts ignore
