@@ -13,6 +13,7 @@ import {
   UsageError,
 } from "./mod.ts";
 import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
+import { fileSystem, PartialWriteError } from "./storage/file_system.ts";
 
 function tempRoot(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-test-"));
@@ -872,6 +873,40 @@ describe("Bad input", () => {
     await exp.run.complete();
     assert.deepEqual(readLines(path.join(root, "a/b/half/metrics/train.jsonl")).map((r) => r.step), [0, 1, 2, 3, 4]);
     assert.deepEqual(readLines(logs).map((r) => r.message), ["after the metrics"]);
+  });
+
+  it("a write that fails half-way (fake: a disk that fills up in the middle of a write) resumes without repeating or gluing records", async () => {
+    const root = tempRoot();
+    const backend = new JsonlBackend(root);
+    await backend.open("a/b/full");
+    // Six chunks of about 480 KB, written in one piece or several (as its buffer allows).
+    const line = (i: number): string => JSON.stringify({ _ts: 1, step: i, loss: i, pad: "x".repeat(200) });
+    const chunks = Array.from({ length: 6 }, (_, c) => Array.from({ length: 2000 }, (_, i) => line(c * 2000 + i)).join("\n"));
+    const batch = { metrics: { train: chunks } };
+    const original = fileSystem.openAppend;
+    let failed = false;
+    // A disk that fills up cannot be had on demand here: the first write stores half its bytes, then fails.
+    fileSystem.openAppend = (file) => {
+      const real = original(file);
+      return {
+        ...real,
+        write(bytes, length) {
+          if (failed || length === 0) return real.write(bytes, length);
+          failed = true;
+          real.write(bytes, length >> 1);
+          throw new PartialWriteError(length >> 1, new Error("ENOSPC: no space left on device"));
+        },
+      };
+    };
+    try {
+      await assert.rejects(backend.write("a/b/full", batch), /ENOSPC/);
+    } finally {
+      fileSystem.openAppend = original;
+    }
+    await backend.write("a/b/full", batch); // the same batch again, as the buffer retries it
+    await backend.close();
+    const series = await new DashReader(root).series("a/b/full", "train/loss");
+    assert.deepEqual(series.step, Array.from({ length: 12_000 }, (_, i) => i), "every record once, in order");
   });
 
   it("in strict mode a failed write makes the next log() throw the StorageError", async () => {

@@ -20,12 +20,49 @@
 
 /** A file opened for appending. */
 export interface AppendFile {
-  /** Writes the first `length` bytes, all of them. */
+  /** Writes the first `length` bytes, all of them; throws a {@linkcode PartialWriteError} if some landed before a failure. */
   write(bytes: Uint8Array, length: number): void;
   /** Flushes the file to the disk. */
   sync(): void;
   /** Closes the file. */
   close(): void;
+}
+
+/**
+ * A write that failed after part of its bytes landed (a disk that filled up):
+ * `bytesWritten` of them are in the file.
+ *
+ * @example
+ * ```ts ignore
+ * try { file.write(bytes, bytes.length); } catch (e) { if (e instanceof PartialWriteError) console.log(e.bytesWritten); }
+ * ```
+ */
+export class PartialWriteError extends Error {
+  /** How many of the bytes are in the file. */
+  readonly bytesWritten: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param bytesWritten How many of the bytes are in the file.
+   * @param cause The failure of the write that stopped.
+   */
+  constructor(bytesWritten: number, cause: unknown) {
+    super(`Only ${bytesWritten} bytes were written: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "PartialWriteError";
+    this.bytesWritten = bytesWritten;
+  }
+}
+
+/** Writes `bytes[0, length)` with `writeOnce` (which may write fewer), reporting what landed if it then fails. */
+function writeAll(bytes: Uint8Array, length: number, writeOnce: (offset: number) => number): void {
+  for (let offset = 0; offset < length;) {
+    try {
+      offset += writeOnce(offset);
+    } catch (error) {
+      throw offset > 0 ? new PartialWriteError(offset, error) : error;
+    }
+  }
 }
 
 /** A file opened for reading. */
@@ -114,9 +151,7 @@ function denoFileSystem(deno: DenoFileApi): FileSystem {
     openAppend: (file) => {
       const handle = deno.openSync(file, { append: true, create: true });
       return {
-        write: (bytes, length) => {
-          for (let offset = 0; offset < length;) offset += handle.writeSync(bytes.subarray(offset, length));
-        },
+        write: (bytes, length) => writeAll(bytes, length, (offset) => handle.writeSync(bytes.subarray(offset, length))),
         sync: () => handle.syncSync(),
         close: () => handle.close(),
       };
@@ -149,9 +184,7 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
     openAppend: (file) => {
       const fd = fs.openSync(file, "a");
       return {
-        write: (bytes, length) => {
-          for (let offset = 0; offset < length;) offset += fs.writeSync(fd, bytes, offset, length - offset);
-        },
+        write: (bytes, length) => writeAll(bytes, length, (offset) => fs.writeSync(fd, bytes, offset, length - offset)),
         sync: () => fs.fsyncSync(fd),
         close: () => fs.closeSync(fd),
       };

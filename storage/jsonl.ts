@@ -19,7 +19,7 @@
  * @module
  */
 import { checkPrefix, StorageError } from "../mod.ts";
-import { fileSystem } from "./file_system.ts";
+import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
 import type {
   Backend,
@@ -62,7 +62,7 @@ export class JsonlBackend implements Backend {
   readonly root: string;
   #appending = new Map<string, AppendFile>();
   #madeDirs = new Set<string>();
-  #stored = new WeakMap<Batch, Set<string>>();
+  #parts = new WeakMap<Batch, Map<string, PartProgress>>();
 
   /**
    * Creates a backend that writes under `root`; nothing is written until a batch comes.
@@ -113,22 +113,25 @@ export class JsonlBackend implements Backend {
   writeSync = (prefix: string, batch: Batch): void => {
     const dir = this.#dir(prefix);
     this.#mkdir(dir);
-    // A batch written again after a failure skips the parts already stored: appends are not repeated.
-    let stored = this.#stored.get(batch);
-    if (!stored) this.#stored.set(batch, stored = new Set());
-    const once = (part: string, write: () => void): void => {
-      if (stored.has(part)) return;
-      write();
-      stored.add(part);
+    // A batch written again after a failure skips the parts already stored, and an append
+    // resumes where it stopped: no record is appended twice.
+    let parts = this.#parts.get(batch);
+    if (!parts) this.#parts.set(batch, parts = new Map());
+    const once = (part: string, write: (progress: PartProgress) => void): void => {
+      let progress = parts.get(part);
+      if (!progress) parts.set(part, progress = newProgress());
+      if (progress.done) return;
+      write(progress);
+      progress.done = true;
     };
     if (batch.metadata) once("metadata", () => this.#mergeExperiment(dir, batch.metadata!));
     if (batch.params) once("params", () => this.#mergeParams(dir, batch.params!));
     if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(dir, file));
     if (batch.metrics) {
       this.#mkdir(join(dir, "metrics"));
-      for (const name in batch.metrics) once(`metrics/${name}`, () => this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics![name]));
+      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics![name], p));
     }
-    if (batch.logs) once("logs", () => this.#appendLines(join(dir, "logs.jsonl"), batch.logs!));
+    if (batch.logs) once("logs", (p) => this.#appendLines(join(dir, "logs.jsonl"), batch.logs!, p));
     // Status last: a reader that sees COMPLETED also sees the data before it.
     if (batch.status) this.#mergeStatus(dir, batch.status);
     // An ended experiment gets no more lines for a while: its files need not stay open.
@@ -172,9 +175,10 @@ export class JsonlBackend implements Backend {
    * Appends records given as JSON text or its UTF-8 bytes (chunks of lines),
    * copying them one after the other into a reused buffer: each write is whole
    * lines of at most MAX_WRITE_BYTES (more only for a single longer chunk), and
-   * nothing is joined.
+   * nothing is joined. `progress` records the chunks written, so that a retry
+   * after a failed write resumes at the first chunk not written.
    */
-  #appendLines(file: string, chunks: readonly (string | Uint8Array)[]): void {
+  #appendLines(file: string, chunks: readonly (string | Uint8Array)[], progress = newProgress()): void {
     let appending = this.#appending.get(file);
     if (appending) {
       this.#appending.delete(file); // kept in least-recently-used order
@@ -188,10 +192,11 @@ export class JsonlBackend implements Backend {
     }
     this.#appending.set(file, appending);
     let used = 0;
-    for (const chunk of chunks) {
+    for (let i = progress.nextChunk; i < chunks.length; i++) {
+      const chunk = chunks[i];
       const room = (typeof chunk === "string" ? chunk.length * 3 : chunk.length) + 1;
       if (used + room > scratch.length) {
-        appending.write(scratch, used);
+        if (used > 0) writePiece(appending, used, progress, i);
         used = 0;
         if (room > scratch.length) scratch = new Uint8Array(room);
       }
@@ -203,7 +208,7 @@ export class JsonlBackend implements Backend {
       }
       scratch[used++] = 10;
     }
-    appending.write(scratch, used);
+    writePiece(appending, used, progress, chunks.length);
   }
 
   #mergeExperiment(dir: string, patch: ExperimentRecord): void {
@@ -246,6 +251,37 @@ export class JsonlBackend implements Backend {
     const { data: _data, ...info } = file;
     this.#appendLines(join(dir, "files.jsonl"), [JSON.stringify(info)]);
   }
+}
+
+/** How far the append of one part of a batch (a metric's records, the logs) got. */
+interface PartProgress {
+  /** The part is stored. */
+  done: boolean;
+  /** The first chunk not yet written. */
+  nextChunk: number;
+  /** Bytes of the piece that starts at `nextChunk` already in the file (a write that failed part-way). */
+  landed: number;
+}
+
+function newProgress(): PartProgress {
+  return { done: false, nextChunk: 0, landed: 0 };
+}
+
+/**
+ * Writes the first `used` bytes of the scratch buffer, less those that landed
+ * before (the same chunks encode to the same bytes); on success the chunks
+ * before `nextChunk` are stored.
+ */
+function writePiece(appending: AppendFile, used: number, progress: PartProgress, nextChunk: number): void {
+  const from = progress.landed;
+  try {
+    appending.write(scratch.subarray(from), used - from);
+  } catch (error) {
+    if (error instanceof PartialWriteError) progress.landed = from + error.bytesWritten;
+    throw error;
+  }
+  progress.nextChunk = nextChunk;
+  progress.landed = 0;
 }
 
 /**
