@@ -1149,7 +1149,8 @@ let exitEvents: ExitEvents | undefined;
 /** Installs exit and signal hooks while at least one experiment is open. */
 function installExitHooks(): void {
   if (exitEvents) return;
-  const events = denoApi() ? denoExitEvents(denoApi()!) : processExitEvents();
+  const deno = denoApi();
+  const events = deno ? denoExitEvents(deno) : processExitEvents();
   if (!events) return;
   events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal, crash: failAllAtCrash });
   exitEvents = events;

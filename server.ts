@@ -477,7 +477,10 @@ function addSections(batch: Batch, sections: Section[], rest: Uint8Array): void 
       // Chunks of 1,024 lines, the shape mod.ts gives the JSONL backend; the bytes are kept, not decoded.
       for (let i = 0, start = first, chunkStart = first; i < section.lines; i++) {
         const end = lines[at + i];
-        if (!isPlainMetricLine(rest, start, end)) checkLine(utf8(rest.subarray(start, end), `${where} line ${at + i + 2}`), `${where} line ${at + i + 2}`, checkMetricRecord);
+        if (!isPlainMetricLine(rest, start, end)) {
+          const line = `${where} line ${at + i + 2}`;
+          checkLine(utf8(rest.subarray(start, end), line), line, checkMetricRecord);
+        }
         if ((i + 1) % 1024 === 0 || i === section.lines - 1) {
           chunks.push(rest.subarray(chunkStart, end));
           chunkStart = end + 1;

@@ -244,7 +244,7 @@ export class HttpBackend implements Backend {
   async #envelopesOf(prefix: string, batch: Batch): Promise<Envelope[]> {
     const made = this.#envelopes.get(batch);
     if (made) return made;
-    const parts = splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
+    const parts = this.#split(batch);
     const max = this.#options.maxQueuedBatches ?? 1000;
     if (this.#pending.size + parts.length > max && !(await this.#filesystem())) {
       throw new StorageError(
@@ -257,11 +257,15 @@ export class HttpBackend implements Backend {
   #makeEnvelopes(prefix: string, batch: Batch, parts?: Batch[]): Envelope[] {
     let envelopes = this.#envelopes.get(batch);
     if (envelopes) return envelopes;
-    parts ??= splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
+    parts ??= this.#split(batch);
     envelopes = parts.map((part) => ({ prefix, session: this.session, seq: this.#seq++, batch: part, acked: false }));
     this.#envelopes.set(batch, envelopes);
     for (const e of envelopes) this.#pending.add(e);
     return envelopes;
+  }
+
+  #split(batch: Batch): Batch[] {
+    return splitBatch(batch, this.#options.maxBytesPerRequest ?? 8 * 1024 * 1024);
   }
 
   /** Nothing to release: connections are pooled by `fetch`. */

@@ -737,12 +737,12 @@ function toNumber(value: unknown): number {
 const READ_BLOCK_BYTES = 4 << 20;
 
 /**
- * Calls `onText(text, end)` for each block of a file from byte `from` on, where
- * `text.slice(0, end)` is whole lines, each ending in "\n"; the rest of a block
- * is carried into the next, and a torn last line (no newline yet) is skipped.
+ * Calls `onText(text)` for each block of a file from byte `from` on, where
+ * `text` is whole lines, each ending in "\n"; the rest of a block is carried
+ * into the next, and a torn last line (no newline yet) is skipped.
  * Returns the offset after the last whole line, where a later read can continue.
  */
-function forEachText(file: string, onText: (text: string, end: number) => void, from = 0): number {
+function forEachText(file: string, onText: (text: string) => void, from = 0): number {
   const reading = fileSystem.openRead(file);
   if (!reading) return from;
   let block: Uint8Array = new Uint8Array(READ_BLOCK_BYTES);
@@ -759,10 +759,7 @@ function forEachText(file: string, onText: (text: string, end: number) => void, 
       position += n;
       const filled = kept + n;
       const whole = block.lastIndexOf(10, filled - 1) + 1;
-      if (whole > 0) {
-        const text = decoder.decode(block.subarray(0, whole));
-        onText(text, text.length);
-      }
+      if (whole > 0) onText(decoder.decode(block.subarray(0, whole)));
       block.copyWithin(0, whole, filled);
       kept = filled - whole;
     }
@@ -780,8 +777,8 @@ function grown(block: Uint8Array): Uint8Array {
 
 /** Calls `onLine(text, start, end)` for every whole, non-empty line (`text.slice(start, end)`); see forEachText. */
 function forEachLineAt(file: string, onLine: (text: string, start: number, end: number) => void, from = 0): number {
-  return forEachText(file, (text, end) => {
-    for (let start = 0, nl = text.indexOf("\n"); nl !== -1 && nl < end; start = nl + 1, nl = text.indexOf("\n", start)) {
+  return forEachText(file, (text) => {
+    for (let start = 0, nl = text.indexOf("\n"); nl !== -1; start = nl + 1, nl = text.indexOf("\n", start)) {
       if (nl > start) onLine(text, start, nl);
     }
   }, from);
@@ -811,11 +808,11 @@ interface SeriesRead {
 function readSeries(file: string, read: SeriesRead, field: string, xField: string | undefined): number {
   const fieldKey = JSON.stringify(field) + ":";
   const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
-  return forEachText(file, (text, end) => {
+  return forEachText(file, (text) => {
     const xs = xKey === undefined ? undefined : new KeyScanner(xKey, text);
     const steps = new KeyScanner('"step":', text);
     const times = new KeyScanner('"_ts":', text);
-    for (let at = text.indexOf(fieldKey); at !== -1 && at < end; at = text.indexOf(fieldKey, at)) {
+    for (let at = text.indexOf(fieldKey); at !== -1; at = text.indexOf(fieldKey, at)) {
       let lineStart = at;
       while (lineStart > 0 && text.charCodeAt(lineStart - 1) !== 10) lineStart--;
       const lineEnd = text.indexOf("\n", at);
