@@ -8,7 +8,8 @@
 // (dashboard/, fixtures, ...) is copied to the same place under .build/, so code that
 // finds files with `new URL("./x", import.meta.url)` works from source and from .build/.
 //
-// Usage: node scripts/test.mjs [deno|bun|node ...]   (default: all three)
+// Usage: node scripts/test.mjs [deno|bun|node ...] [file_test.ts ...]
+//   (default: all three runtimes, every test file; naming files runs only those)
 
 import { spawn } from "node:child_process";
 import { copyFile, mkdir, readdir, rm } from "node:fs/promises";
@@ -115,7 +116,9 @@ const runtimes = {
 };
 
 const args = process.argv.slice(2);
-const chosen = args.length > 0 ? args : Object.keys(runtimes);
+const only = args.filter((a) => a.endsWith(".ts"));
+const named = args.filter((a) => !a.endsWith(".ts"));
+const chosen = named.length > 0 ? named : Object.keys(runtimes);
 for (const name of chosen) {
   if (!(name in runtimes)) {
     console.error(`Unknown runtime "${name}": expected deno, bun or node`);
@@ -124,7 +127,7 @@ for (const name of chosen) {
 }
 
 const files = await listFiles();
-const tests = files.filter((f) => f.endsWith("_test.ts"));
+const tests = files.filter((f) => f.endsWith("_test.ts") && (only.length === 0 || only.includes(f)));
 if (tests.length === 0) {
   console.error("No *_test.ts files found");
   process.exit(1);
