@@ -354,7 +354,7 @@ export function startRun<T>(
 /** The core of each Run, for startRun's callback form (kept out of the Run's public surface). */
 const runCores = new WeakMap<Run, ExperimentCore>();
 
-const RUN_STATUS: Record<string, Status> = { completed: "COMPLETED", failed: "FAILED", interrupted: "CANCELLED" };
+const RUN_STATUS: Record<string, Status> = Object.assign(ownKeys<Status>(), { completed: "COMPLETED", failed: "FAILED", interrupted: "CANCELLED" });
 
 function uniqueRunName(): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
@@ -443,7 +443,7 @@ class ExperimentCore {
   #backend: Backend | undefined;
   #buffer: RecordBuffer | undefined;
   #streams = new Map<string, MetricStream>();
-  #params: Record<string, ParamValue> = {};
+  #params: Record<string, ParamValue> = ownKeys();
   #files: FileInfo[] = [];
   #warned = new Set<string>();
   #open = false;
@@ -479,7 +479,7 @@ class ExperimentCore {
     if (existing.unreachable) {
       warn(`${existing.unreachable}; the run starts without what was recorded before (parameters, last steps), and what it logs is kept for the server`);
     }
-    this.#params = { ...existing.params };
+    this.#params = Object.assign(ownKeys<ParamValue>(), existing.params);
     this.#files = [...existing.files];
     this.#streams.clear();
     const s = this.settings;
@@ -590,7 +590,7 @@ class ExperimentCore {
       if (key === "step") continue;
       const value = fields[key];
       if (typeof value === "number" && value - value === 0 && key !== "") {
-        record[key] = value;
+        setKey(record, key, value);
         count++;
       } else if (this.#recordBadValue(queue.name, key, value, record)) {
         count++;
@@ -610,7 +610,7 @@ class ExperimentCore {
       const field = group === DEFAULT_METRIC ? key : key.slice(slash + 1);
       let fields = groups.get(group);
       if (!fields) groups.set(group, fields = {});
-      fields[field] = values[key];
+      setKey(fields, field, values[key]);
     }
     if (this.settings.strict) for (const [group, fields] of groups) this.#checkStrict(group, fields);
     for (const [group, fields] of groups) this.logMetric(group, fields, step);
@@ -623,7 +623,7 @@ class ExperimentCore {
     for (const key in values) {
       const value = values[key];
       if (isPlainObject(value)) groups.push([key, value]);
-      else shared[key] = value;
+      else setKey(shared, key, value);
     }
     if (groups.length === 0) return this.logMetric(DEFAULT_METRIC, shared, stepOf(shared));
     for (const [name] of groups) checkMetricName(name);
@@ -716,7 +716,7 @@ class ExperimentCore {
     } else if (typeof value === "number") {
       const text = Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
       problem = `Invalid metric value ${text} for ${where}: expected a finite number; recorded as the string "${text}"`;
-      if (!this.settings.strict) record[key] = text;
+      if (!this.settings.strict) setKey(record, key, text);
       recorded = true;
     } else {
       problem = `Invalid metric value ${describe(value)} for ${where}: expected a finite number; the value was not recorded`;
@@ -779,6 +779,25 @@ function warn(message: string): void {
   console.warn(`ml-dash: ${message}`);
 }
 
+/**
+ * An object without a prototype, for keys that come from users: there `"__proto__"`
+ * and `"constructor"` are keys like any other, where on `{}` an assignment to
+ * `__proto__` would replace the prototype (and the key would be lost).
+ */
+function ownKeys<T = unknown>(): Record<string, T> {
+  return Object.create(null);
+}
+
+/**
+ * `record[key] = value`, where a key `"__proto__"` becomes a field instead of
+ * replacing the prototype. For records built on the log() path: objects
+ * without a prototype serialize about three times slower on V8.
+ */
+function setKey(record: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+  else record[key] = value;
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== "object") return false;
   const proto = Object.getPrototypeOf(value);
@@ -786,7 +805,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Nested plain objects become dot keys: `{ model: { depth: 50 } }` → `{ "model.depth": 50 }`. */
-function flatten(values: Record<string, unknown>, into: Record<string, ParamValue> = {}, prefix = ""): Record<string, ParamValue> {
+function flatten(values: Record<string, unknown>, into: Record<string, ParamValue> = ownKeys(), prefix = ""): Record<string, ParamValue> {
   for (const key in values) {
     const value = values[key];
     if (isPlainObject(value)) flatten(value, into, `${prefix}${key}.`);
@@ -811,10 +830,10 @@ function describe(value: unknown): string {
 
 function guessMime(path: string): string {
   const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
-  const types: Record<string, string> = {
+  const types: Record<string, string> = Object.assign(ownKeys<string>(), {
     txt: "text/plain", md: "text/markdown", json: "application/json", csv: "text/csv",
     png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", svg: "image/svg+xml", html: "text/html",
-  };
+  });
   return types[ext] ?? "application/octet-stream";
 }
 
@@ -1043,7 +1062,7 @@ class FanOutBackend implements Backend {
     const problems = [...failures.map(describe), ...states.flatMap((s) => s.unreachable ?? [])];
     for (const problem of problems) warn(`${problem}; the run goes on, and what it logs is kept for that backend`);
     const [first, ...rest] = opened;
-    const steps = { ...first.steps };
+    const steps = Object.assign(ownKeys<number>(), first.steps);
     for (const s of rest) for (const [name, step] of Object.entries(s.steps ?? {})) steps[name] = Math.max(step, steps[name] ?? step);
     return rest.reduce((acc, s) => ({ params: { ...s.params, ...acc.params }, files: acc.files, steps }), { ...first, steps });
   }
@@ -1486,7 +1505,7 @@ class RecordBuffer {
     if (this.#metricCount === 0 && this.#logs.length === 0 && Object.keys(this.#state).length === 0) return batches;
     const batch: Batch = this.#state;
     if (this.#metricCount > 0) {
-      batch.metrics = {};
+      batch.metrics = ownKeys();
       for (const queue of this.#queues.values()) {
         if (queue.pending.length > 0) queue.lines.push(queue.pending.join("\n"));
         if (queue.lines.length === 0) continue;

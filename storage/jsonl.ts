@@ -441,7 +441,7 @@ export interface LogQuery {
   limit?: number;
 }
 
-const LEVEL_RANK: Record<string, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4 };
+const LEVEL_RANK = new Map<string, number>([["debug", 0], ["info", 1], ["warn", 2], ["error", 3], ["fatal", 4]]);
 const DEFAULT_METRIC = "default";
 
 /**
@@ -559,9 +559,9 @@ export class DashReader {
    * @returns The lines, oldest first.
    */
   logs(prefix: string, query: LogQuery = {}): Promise<LogRecord[]> {
-    const minRank = query.level === undefined ? 0 : LEVEL_RANK[query.level] ?? 0;
+    const minRank = query.level === undefined ? 0 : LEVEL_RANK.get(query.level) ?? 0;
     const lines = readJsonl<LogRecord>(join(this.#dir(prefix), "logs.jsonl"))
-      .filter((l) => (LEVEL_RANK[l.level] ?? 1) >= minRank);
+      .filter((l) => (LEVEL_RANK.get(l.level) ?? 1) >= minRank);
     const offset = query.offset ?? 0;
     return Promise.resolve(lines.slice(offset, query.limit === undefined ? undefined : offset + query.limit));
   }
@@ -603,14 +603,15 @@ export class DashReader {
    * @returns Summaries by key, sorted by key.
    */
   summary(prefix: string): Promise<Record<string, KeySummary>> {
-    const result: Record<string, KeySummary> = {};
+    // A Map: a field may be named "__proto__", which an assignment to {} would lose.
+    const result = new Map<string, KeySummary>();
     for (const metric of this.#metricNames(prefix)) {
       const file = this.#metricFile(prefix, metric);
       const read = this.#cached(this.#summaries, file, file, () => ({ bytes: 0, fields: new Map() }));
       if (fileSystem.size(file) > read.bytes) read.bytes = readSummary(file, read);
-      for (const [field, s] of read.fields) result[metric === DEFAULT_METRIC ? field : `${metric}/${field}`] = { ...s };
+      for (const [field, s] of read.fields) result.set(metric === DEFAULT_METRIC ? field : `${metric}/${field}`, { ...s });
     }
-    return Promise.resolve(Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b))));
+    return Promise.resolve(Object.fromEntries([...result].sort(([a], [b]) => a.localeCompare(b))));
   }
 
 
@@ -861,13 +862,14 @@ const TAIL_BYTES = 64 << 10;
 
 /** The step of the last whole record of each metric file in a folder. */
 function lastSteps(metricsDir: string): Record<string, number> {
-  const steps: Record<string, number> = {};
+  // Entries, not assignments to {}: a metric may be named "__proto__".
+  const steps: [string, number][] = [];
   for (const entry of fileSystem.list(metricsDir)) {
     if (!entry.isFile || !entry.name.endsWith(".jsonl")) continue;
     const step = lastStepOf(join(metricsDir, entry.name));
-    if (step !== undefined) steps[entry.name.slice(0, -".jsonl".length)] = step;
+    if (step !== undefined) steps.push([entry.name.slice(0, -".jsonl".length), step]);
   }
-  return steps;
+  return Object.fromEntries(steps);
 }
 
 function lastStepOf(file: string): number | undefined {
