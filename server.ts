@@ -25,6 +25,8 @@ import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } fro
 import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
+import { RequestGuard } from "./server/guard.ts";
+import { EventHub } from "./server/events.ts";
 
 // ─── Options and types ──────────────────────────────────────────────────────
 
@@ -55,6 +57,8 @@ export interface HandlerOptions {
   readToken?: string;
   /** Largest request body accepted, in bytes, after decompression (default 64 MiB). */
   maxBodyBytes?: number;
+  /** Bytes that the bodies of concurrent requests may hold together; more get 503 (default 128 MiB). */
+  maxConcurrentBodyBytes?: number;
   /** Faults to inject, consumed in order (tests of retries). */
   faults?: Fault[];
   /** The dashboard folder (default: `dashboard/` found next to this module or above it). */
@@ -63,6 +67,17 @@ export interface HandlerOptions {
   pollInterval?: number;
   /** Receives one line per failed request (never a token). Default: nothing. */
   log?: (line: string) => void;
+  /**
+   * The host names (without port) that requests may name in their `Host` header,
+   * against DNS rebinding; others get 421. Unset: any. {@linkcode serve} sets
+   * the loopback names when it binds a loopback address.
+   */
+  allowedHosts?: string[];
+  /**
+   * Browser origins (`https://app.example`) that may read and write across
+   * origins (CORS). Needs `token`: a page of an allowed origin must still present it.
+   */
+  corsOrigins?: string[];
 }
 
 /** Counters kept by a handler. */
@@ -116,6 +131,7 @@ export interface BatchEnvelope {
 // ─── The handler ────────────────────────────────────────────────────────────
 
 const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+const DEFAULT_CONCURRENT_BODIES = 128 * 1024 * 1024;
 const BATCH_FIELDS = ["metadata", "status", "params", "metrics", "logs", "files"];
 const STATUSES: readonly string[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
@@ -142,7 +158,12 @@ export function createHandler(options: HandlerOptions): DashHandler {
     throw new ConfigError(`Invalid root ${JSON.stringify(options?.root)}: expected a directory path`);
   }
   const root = options.root;
+  if (options.corsOrigins?.length && options.token === undefined) {
+    throw new ConfigError(`Refusing to allow the origins ${options.corsOrigins.join(", ")} without a token: any page of theirs could write; pass a token (--token)`);
+  }
+  const guard = newGuard(options);
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const bodies = new BodyBudget(options.maxConcurrentBodyBytes ?? DEFAULT_CONCURRENT_BODIES);
   const log = options.log ?? (() => {});
   const backend = new JsonlBackend(root);
   const reader = new DashReader(root, { cache: 16 });
@@ -174,7 +195,15 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const ingest = async (req: Request): Promise<Response> => {
     const fault = takeFault("/api/v1/batch");
     if (fault && !fault.afterStore) return faultResponse(fault);
-    const body = await readBodyBytes(req, maxBody);
+    const body = await readBodyBytes(req, maxBody, bodies);
+    try {
+      return store(req, body, fault);
+    } finally {
+      bodies.give(body.byteLength);
+    }
+  };
+
+  const store = (req: Request, body: Uint8Array, fault: (Fault & { left: number }) | undefined): Response => {
     if (req.headers.get("content-encoding")?.toLowerCase() === "gzip") stats.gzipBatches++;
     const ndjson = /ndjson/i.test(req.headers.get("content-type") ?? "");
     // The header is checked first: a duplicate is acknowledged without reading its records.
@@ -195,9 +224,13 @@ export function createHandler(options: HandlerOptions): DashHandler {
         backend.writeSync(prefix, batch);
       } catch (error) {
         ledger.rollBack(prefix);
-        throw error;
+        throw notStored(error);
       }
-      ledger.add(prefix, session, seq);
+      try {
+        ledger.add(prefix, session, seq);
+      } catch (error) {
+        throw notStored(error);
+      }
       stats.batches++;
       closeFilesWhenIdle();
       hub.ingested(prefix, batch, isNew);
@@ -211,7 +244,9 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const open = async (req: Request): Promise<Response> => {
     const fault = takeFault("/api/v1/open");
     if (fault) return faultResponse(fault);
-    const body = parseJson(await readBody(req, maxBody));
+    const bytes = await readBodyBytes(req, maxBody, bodies);
+    bodies.give(bytes.byteLength);
+    const body = parseJson(utf8(bytes));
     if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {"prefix": string}`);
     const prefix = checkedPrefix(body.prefix, "prefix");
     ledger.recover(prefix);
@@ -236,9 +271,20 @@ export function createHandler(options: HandlerOptions): DashHandler {
       return errorJson(400, `Malformed request URL ${JSON.stringify(req.url.slice(0, 200))}`);
     }
     const route = `${req.method} ${url.pathname}`;
+    const api = url.pathname.startsWith("/api/");
+    const write = api && (req.method === "POST" || req.method === "PUT");
+    const refused = guard.check(req, write);
+    if (refused) {
+      log(`${route} → ${refused.status}: refused (host ${JSON.stringify(req.headers.get("host"))}, origin ${JSON.stringify(req.headers.get("origin"))})`);
+      return refused;
+    }
+    if (req.method === "OPTIONS" && req.headers.has("access-control-request-method")) return guard.preflight(req);
+    return guard.withCors(req, await answer(req, url, route, write));
+  };
+
+  const answer = async (req: Request, url: URL, route: string, write: boolean): Promise<Response> => {
     try {
       if (url.pathname.startsWith("/api/")) {
-        const write = req.method === "POST";
         const denied = authorize(req, url, write, options);
         if (denied) return denied;
         // A read of one experiment first undoes a batch that a crash cut short (the list takes any prefix filter).
@@ -258,7 +304,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
           case "GET /api/v1/logs":
             return await getLogs(reader, url);
           case "GET /api/v1/file":
-            return await getFile(reader, url);
+            return await getFile(reader, root, url);
           case "GET /api/v1/events":
             return hub.subscribe();
         }
@@ -294,6 +340,14 @@ export function createHandler(options: HandlerOptions): DashHandler {
 }
 
 // ─── Auth ───────────────────────────────────────────────────────────────────
+
+function newGuard(options: HandlerOptions): RequestGuard {
+  try {
+    return new RequestGuard({ allowedHosts: options.allowedHosts, corsOrigins: options.corsOrigins });
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+}
 
 /** Returns a 401 response when the request lacks the token it needs, else undefined. */
 function authorize(req: Request, url: URL, write: boolean, options: HandlerOptions): Response | undefined {
@@ -342,16 +396,54 @@ class BadRequest extends HttpError {
   }
 }
 
-/** Reads a body of at most `limit` bytes (after gzip decompression) as text. */
-async function readBody(req: Request, limit: number): Promise<string> {
-  return utf8(await readBodyBytes(req, limit));
+/**
+ * The bytes that request bodies being read or stored may hold together. A body
+ * takes its share as it arrives and gives it back when handled; a body that
+ * does not fit while others hold the budget gets 503, which clients retry
+ * later. One body is always let in, so a body of the largest size still passes.
+ */
+class BodyBudget {
+  #limit: number;
+  #held = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  take(bytes: number): void {
+    if (this.#held > 0 && this.#held + bytes > this.#limit) {
+      throw new HttpError(503, `Busy: request bodies being handled hold ${this.#held} of the ${this.#limit} bytes allowed; retry later`);
+    }
+    this.#held += bytes;
+  }
+
+  give(bytes: number): void {
+    this.#held -= bytes;
+  }
 }
 
-/** Reads a body of at most `limit` bytes (after gzip decompression). */
-async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
+/** Reads a body of at most `limit` bytes (after gzip decompression), taking its size from the budget; the caller gives it back. */
+async function readBodyBytes(req: Request, limit: number, budget: BodyBudget): Promise<Uint8Array> {
   const length = req.headers.get("content-length");
   const declared = length === null ? NaN : Number(length);
   if (declared > limit) throw tooLarge(limit);
+  if (Number.isFinite(declared)) budget.take(declared);
+  let taken = Number.isFinite(declared) ? declared : 0;
+  try {
+    const body = await readBodyWithin(req, limit, declared, (bytes) => {
+      budget.take(bytes);
+      taken += bytes;
+    });
+    // The budget holds the body's own size from here (a gzip body's is its decompressed size).
+    budget.give(taken - body.byteLength);
+    return body;
+  } catch (error) {
+    budget.give(taken);
+    throw error;
+  }
+}
+
+async function readBodyWithin(req: Request, limit: number, declared: number, onChunk: (bytes: number) => void): Promise<Uint8Array> {
   const encoding = req.headers.get("content-encoding")?.toLowerCase();
   if (encoding && encoding !== "gzip" && encoding !== "identity") {
     throw new HttpError(415, `Unsupported Content-Encoding "${encoding}": expected gzip or none`);
@@ -374,6 +466,7 @@ async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
         reader.cancel().catch(() => {});
         throw tooLarge(limit);
       }
+      onChunk(value.byteLength);
       chunks.push(value);
     }
   } catch (error) {
@@ -449,8 +542,8 @@ function checkSections(value: unknown): Section[] {
   return value.map((s, i) => {
     if (!isObject(s)) throw new BadRequest(`Invalid "sections[${i}]": expected an object, received ${typeName(s)}`);
     if (s.kind !== "metrics" && s.kind !== "logs") throw new BadRequest(`Unknown event kind "sections[${i}].kind" ${JSON.stringify(s.kind)}: expected metrics or logs`);
-    if (s.kind === "metrics" && (typeof s.name !== "string" || !METRIC_NAME.test(s.name))) {
-      throw new BadRequest(`Invalid "sections[${i}].name" ${JSON.stringify(s.name)}: expected a metric name without "/", "\\" or NUL that does not start with "."`);
+    if (s.kind === "metrics" && (typeof s.name !== "string" || !isMetricName(s.name))) {
+      throw new BadRequest(`Invalid "sections[${i}].name" ${JSON.stringify(s.name)}: expected a metric name of at most ${MAX_METRIC_NAME_BYTES} bytes without "/", "\\" or NUL that does not start with "."`);
     }
     if (typeof s.lines !== "number" || !Number.isSafeInteger(s.lines) || s.lines < 0) {
       throw new BadRequest(`Invalid "sections[${i}].lines" ${JSON.stringify(s.lines)}: expected a count of lines`);
@@ -460,6 +553,14 @@ function checkSections(value: unknown): Section[] {
 }
 
 const METRIC_NAME = /^[^/\\\0.][^/\\\0]*$/;
+/** A metric is stored as `<name>.jsonl`: with the suffix, the name must fit a file name's 255 bytes. */
+const MAX_METRIC_NAME_BYTES = 255 - ".jsonl".length;
+
+function isMetricName(name: string): boolean {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: short names need no encoding.
+  const fits = name.length <= MAX_METRIC_NAME_BYTES / 3 || new TextEncoder().encode(name).byteLength <= MAX_METRIC_NAME_BYTES;
+  return fits && METRIC_NAME.test(name);
+}
 
 /** Checks the record lines of an NDJSON body against its sections and adds them to the batch. */
 function addSections(batch: Batch, sections: Section[], rest: Uint8Array): void {
@@ -487,7 +588,7 @@ function addSections(batch: Batch, sections: Section[], rest: Uint8Array): void 
         }
         start = end + 1;
       }
-      const metrics = batch.metrics ??= {};
+      const metrics = batch.metrics ??= Object.create(null) as Record<string, string[]>;
       (metrics[section.name!] ??= []).push(...chunks);
     } else {
       const text = section.lines === 0 ? "" : utf8(rest.subarray(first, lines[at + section.lines - 1]), "logs");
@@ -600,6 +701,26 @@ function checkLine(line: string, where: string, check: (r: Record<string, unknow
   check(record, where);
 }
 
+/** How deep JSON may nest: deeper values would overflow the stack of whoever serializes them again. */
+const MAX_DEPTH = 64;
+
+/** Refuses JSON nested deeper than {@linkcode MAX_DEPTH}, without recursion. */
+function checkDepth(value: unknown, where: string): void {
+  const stack: unknown[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    const depth = depths.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > MAX_DEPTH) throw new BadRequest(`Invalid ${where}: JSON nested more than ${MAX_DEPTH} levels deep`);
+    for (const child of Object.values(v)) {
+      if (typeof child !== "object" || child === null) continue;
+      stack.push(child);
+      depths.push(depth + 1);
+    }
+  }
+}
+
 function tooLarge(limit: number): HttpError {
   return new HttpError(413, `Body too large: the limit is ${limit} bytes; send smaller batches`);
 }
@@ -645,6 +766,7 @@ interface ParsedEnvelope {
 
 /** Checks the envelope's prefix, session and seq, and the batch's field names (its content is checked by decodeBatch). */
 function parseEnvelope(body: unknown, ndjson: boolean): ParsedEnvelope {
+  checkDepth(body, ndjson ? "header line" : "body");
   const fields = ndjson ? ["prefix", "session", "seq", "batch", "sections"] : ["prefix", "session", "seq", "batch"];
   if (!isObject(body)) throw new BadRequest(`Invalid body: expected an object {${fields.join(", ")}}, received ${typeName(body)}`);
   for (const key of Object.keys(body)) {
@@ -733,10 +855,10 @@ function checkParams(value: unknown): void {
 function checkMetrics(value: unknown): Record<string, string[]> | undefined {
   if (value === undefined) return undefined;
   if (!isObject(value)) throw new BadRequest(`Invalid "batch.metrics": expected an object of metric name → records, received ${typeName(value)}`);
-  const out: Record<string, string[]> = {};
+  const out: Record<string, string[]> = Object.create(null);
   for (const name in value) {
-    if (!METRIC_NAME.test(name)) {
-      throw new BadRequest(`Invalid metric name ${JSON.stringify(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`);
+    if (!isMetricName(name)) {
+      throw new BadRequest(`Invalid metric name ${JSON.stringify(name)}: expected a non-empty name of at most ${MAX_METRIC_NAME_BYTES} bytes without "/", "\\" or NUL that does not start with "."`);
     }
     const items = value[name];
     if (!Array.isArray(items)) throw new BadRequest(`Invalid "batch.metrics.${name}": expected an array of records, received ${typeName(items)}`);
@@ -756,6 +878,7 @@ function checkMetricRecord(r: Record<string, unknown>, where: string): void {
 }
 
 function checkLogRecord(r: Record<string, unknown>, where: string): void {
+  checkDepth(r, where);
   if (typeof r._ts !== "number") throw new BadRequest(`Invalid "${where}._ts": expected a number, received ${typeName(r._ts)}`);
   if (typeof r.level !== "string") throw new BadRequest(`Invalid "${where}.level": expected a string, received ${typeName(r.level)}`);
   if (typeof r.message !== "string") throw new BadRequest(`Invalid "${where}.message": expected a string, received ${typeName(r.message)}`);
@@ -804,7 +927,9 @@ function checkFiles(value: unknown): FileUpload[] | undefined {
     } catch {
       throw new BadRequest(`Invalid "batch.files[${i}].path" ${JSON.stringify(f.path)}: expected a relative path without "..", "." or empty segments`);
     }
-    if (typeof f.mime !== "string") throw new BadRequest(`Invalid "batch.files[${i}].mime": expected a string, received ${typeName(f.mime)}`);
+    if (typeof f.mime !== "string" || !MIME.test(f.mime)) {
+      throw new BadRequest(`Invalid "batch.files[${i}].mime" ${JSON.stringify(f.mime)}: expected a media type such as "text/plain", in printable ASCII`);
+    }
     if (typeof f._ts !== "number") throw new BadRequest(`Invalid "batch.files[${i}]._ts": expected a number, received ${typeName(f._ts)}`);
     if (typeof f.data !== "string" || f.data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(f.data)) {
       throw new BadRequest(`Invalid "batch.files[${i}].data": expected the file's content as a base64 string`);
@@ -863,8 +988,14 @@ class SessionLedger {
     this.#save(prefix, ledger);
   }
 
+  /**
+   * Records a stored batch. If the ledger cannot be saved, the batch is rolled
+   * back and the error rethrown: only a ledger that is on disk may later answer
+   * "duplicate", since the next start undoes a batch the saved ledger does not hold.
+   */
   add(prefix: string, session: string, seq: number): void {
     const ledger = this.#load(prefix);
+    const applying = ledger.applying;
     delete ledger.applying;
     const s = ledger.sessions[session] ??= { upTo: -1, above: [], max: -1, at: 0 };
     s.at = Date.now() / 1000;
@@ -884,24 +1015,41 @@ class SessionLedger {
       ids.sort((a, b) => ledger.sessions[a].at - ledger.sessions[b].at);
       for (const id of ids.slice(0, ids.length - MAX_SESSIONS)) delete ledger.sessions[id];
     }
-    this.#save(prefix, ledger);
+    try {
+      this.#save(prefix, ledger);
+    } catch (error) {
+      // The ledger on disk still notes the batch as being applied: make the files match it.
+      this.#cutBack(prefix, applying ?? {});
+      throw error;
+    }
   }
 
   #save(prefix: string, ledger: LedgerFile): void {
     const file = this.#file(prefix);
     const tmp = `${file}.${globalThis.process?.pid ?? 0}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(ledger));
-    fs.renameSync(tmp, file);
+    try {
+      fs.writeFileSync(tmp, JSON.stringify(ledger));
+      fs.renameSync(tmp, file);
+    } catch (error) {
+      // What is in memory is not on disk: forget it, the next load reads the disk's.
+      this.#cache.delete(prefix);
+      fs.rmSync(tmp, { force: true });
+      throw error;
+    }
   }
 
   #undoApplying(prefix: string, ledger: LedgerFile): void {
     if (!ledger.applying) return;
+    this.#cutBack(prefix, ledger.applying);
+    delete ledger.applying;
+  }
+
+  #cutBack(prefix: string, sizes: Record<string, number>): void {
     const dir = this.#dir(prefix);
-    for (const [file, size] of Object.entries(ledger.applying)) {
+    for (const [file, size] of Object.entries(sizes)) {
       const full = path.join(dir, file);
       if (fileSize(full) > size) fs.truncateSync(full, size);
     }
-    delete ledger.applying;
   }
 
   #dir(prefix: string): string {
@@ -921,18 +1069,24 @@ class SessionLedger {
     } catch {
       ledger = undefined;
     }
-    ledger ??= { version: 1, sessions: {} };
+    // Session ids are names from clients: a null prototype keeps "__proto__" an ordinary key.
+    ledger = { version: 1, sessions: Object.assign(Object.create(null), ledger?.sessions), applying: ledger?.applying };
     if (ledger.applying) {
       // The last batch was cut short by a crash: undo what it appended.
       this.#undoApplying(prefix, ledger);
       this.#save(prefix, ledger);
+    } else {
+      delete ledger.applying;
     }
     this.#cache.set(prefix, ledger);
+    if (this.#cache.size > MAX_CACHED_LEDGERS) this.#cache.delete(this.#cache.keys().next().value!);
     return ledger;
   }
 }
 
 const MAX_SESSIONS = 10_000;
+/** Ledgers kept in memory; the oldest loaded is dropped first (it is on disk). */
+const MAX_CACHED_LEDGERS = 1_000;
 const MAX_SEQS_ABOVE = 10_000;
 
 interface LedgerFile {
@@ -948,6 +1102,13 @@ function appendedFiles(batch: Batch): string[] {
   if (batch.logs) files.push("logs.jsonl");
   if (batch.files) files.push("files.jsonl");
   return files;
+}
+
+/** A batch that could not be stored and was rolled back: the client keeps it and retries later. */
+function notStored(error: unknown): unknown {
+  if (error instanceof HttpError || error instanceof ConfigError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new HttpError(503, `Could not store the batch, and nothing of it was kept: ${message}; retry later`);
 }
 
 function faultResponse(fault: Fault): Response {
@@ -1053,7 +1214,7 @@ async function getLogs(reader: DashReader, url: URL): Promise<Response> {
   return json({ logs: all.slice(offset, limit === undefined ? undefined : offset + limit), total: all.length });
 }
 
-async function getFile(reader: DashReader, url: URL): Promise<Response> {
+async function getFile(reader: DashReader, root: string, url: URL): Promise<Response> {
   const prefix = await existingPrefix(reader, url);
   const file = requiredParam(url, "path");
   let target: string;
@@ -1064,22 +1225,45 @@ async function getFile(reader: DashReader, url: URL): Promise<Response> {
   }
   let data: Uint8Array;
   try {
-    data = new Uint8Array(fs.readFileSync(target));
-  } catch {
+    data = new Uint8Array(fs.readFileSync(insideRoot(root, target, `file "${file}"`)));
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
     throw new HttpError(404, `Unknown file "${file}" in experiment "${prefix}"`);
   }
   const info = (await reader.files(prefix)).find((f) => f.path === file);
-  const type = info?.mime ?? contentType(file);
+  const type = info?.mime !== undefined && MIME.test(info.mime) ? info.mime : contentType(file);
   // A saved file is anyone's upload: it must not run as a page of the dashboard's origin.
   const headers: Record<string, string> = {
     "content-type": type,
     "x-content-type-options": "nosniff",
     "content-security-policy": "sandbox",
   };
-  if (!/^(image\/(png|jpeg|gif|webp)|text\/plain)\b/.test(type)) {
-    headers["content-disposition"] = `attachment; filename="${file.split("/").pop()!.replace(/["\\\r\n]/g, "_")}"`;
-  }
+  if (!INLINE_MIME.test(type)) headers["content-disposition"] = attachment(file.split("/").pop()!);
   return new Response(data as BodyInit, { headers });
+}
+
+/** A media type as a header carries it: `type/subtype`, then parameters, in printable ASCII. */
+const MIME = /^[\w.+-]+\/[\w.+-]+(\s*;[\x20-\x7e]*)?$/;
+/** The whole type, parameters aside, must be one a browser shows without running it. */
+const INLINE_MIME = /^(image\/(png|jpeg|gif|webp)|text\/plain)\s*(;[\x20-\x7e]*)?$/i;
+
+/** `Content-Disposition: attachment` with an ASCII name and the exact name as UTF-8 (RFC 6266 `filename*`). */
+function attachment(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\%]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`;
+}
+
+/**
+ * The path, checked to resolve (symbolic links followed) to a place inside the
+ * root: a link planted in the root must not serve or take files elsewhere.
+ */
+function insideRoot(root: string, target: string, what: string): string {
+  const real = fs.realpathSync(target);
+  const base = fs.realpathSync(root);
+  if (real !== base && !real.startsWith(base + path.sep)) {
+    throw new HttpError(403, `Refused ${what}: it is a link that leads outside the root`);
+  }
+  return real;
 }
 
 function nullIfNotFinite(value: number): number | null {
@@ -1092,151 +1276,6 @@ function finiteOrNull(summary: Record<string, KeySummary>): Record<string, KeySu
     for (const field in s) if (typeof s[field] === "number" && !Number.isFinite(s[field])) s[field] = null;
   }
   return summary;
-}
-
-// ─── Live updates: server-sent events ───────────────────────────────────────
-
-interface Snapshot {
-  status: string;
-  metricsBytes: number;
-  logsBytes: number;
-}
-
-/**
- * Sends `experiment` and `metrics` events to connected clients: at once for
- * batches ingested over HTTP, and from a scan of the root (status.json and
- * metric file sizes) every `interval` ms while a client is connected, for
- * scripts that write into the root directly. No timer runs without clients.
- */
-class EventHub {
-  #root: string;
-  #reader: DashReader;
-  #interval: number;
-  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
-  #snapshot = new Map<string, Snapshot>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #ticks = 0;
-  #encoder = new TextEncoder();
-
-  constructor(root: string, reader: DashReader, interval: number) {
-    this.#root = root;
-    this.#reader = reader;
-    this.#interval = interval;
-  }
-
-  knows(prefix: string): boolean {
-    return this.#snapshot.has(prefix);
-  }
-
-  subscribe(): Response {
-    let self: ReadableStreamDefaultController<Uint8Array> | undefined;
-    const stream = new ReadableStream<Uint8Array>({
-      start: async (controller) => {
-        self = controller;
-        if (this.#clients.size === 0) await this.#scan(false);
-        this.#clients.add(controller);
-        this.#timer ??= setInterval(() => this.#tick(), this.#interval);
-        controller.enqueue(this.#encoder.encode(": connected\nretry: 2000\n\n"));
-      },
-      cancel: () => {
-        if (self) this.#drop(self);
-      },
-    });
-    return new Response(stream, {
-      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "connection": "keep-alive" },
-    });
-  }
-
-  ingested(prefix: string, batch: Batch, isNew: boolean): void {
-    if (this.#clients.size === 0) return;
-    const old = this.#snapshot.get(prefix);
-    const status = batch.status?.status ?? old?.status ?? "UNKNOWN";
-    this.#snapshot.set(prefix, { status, metricsBytes: this.#metricsBytes(prefix), logsBytes: this.#logsBytes(prefix) });
-    if (isNew || !old || old.status !== status) this.#send("experiment", { prefix, status });
-    if (batch.metrics) this.#send("metrics", { prefix });
-    if (batch.logs) this.#send("logs", { prefix });
-  }
-
-  close(): void {
-    for (const client of [...this.#clients]) {
-      try {
-        client.close();
-      } catch {
-        // Already closed by the client.
-      }
-      this.#drop(client);
-    }
-  }
-
-  #drop(client: ReadableStreamDefaultController<Uint8Array>): void {
-    this.#clients.delete(client);
-    if (this.#clients.size === 0 && this.#timer !== undefined) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-      this.#snapshot.clear();
-    }
-  }
-
-  async #tick(): Promise<void> {
-    this.#ticks++;
-    // A comment line every ~15 s keeps proxies and idle timeouts from closing the stream.
-    if (this.#ticks % Math.max(1, Math.round(15000 / this.#interval)) === 0) this.#write(": ping\n\n");
-    await this.#scan(true);
-  }
-
-  async #scan(emit: boolean): Promise<void> {
-    let experiments: ExperimentSummary[];
-    try {
-      experiments = await this.#reader.listExperiments();
-    } catch {
-      return;
-    }
-    for (const e of experiments) {
-      const now: Snapshot = { status: e.status, metricsBytes: this.#metricsBytes(e.prefix), logsBytes: this.#logsBytes(e.prefix) };
-      const old = this.#snapshot.get(e.prefix);
-      this.#snapshot.set(e.prefix, now);
-      if (!emit) continue;
-      if (!old || old.status !== now.status) this.#send("experiment", { prefix: e.prefix, status: now.status });
-      if (old ? now.metricsBytes !== old.metricsBytes : now.metricsBytes > 0) this.#send("metrics", { prefix: e.prefix });
-      if (old ? now.logsBytes !== old.logsBytes : now.logsBytes > 0) this.#send("logs", { prefix: e.prefix });
-    }
-  }
-
-  #logsBytes(prefix: string): number {
-    try {
-      return fs.statSync(path.join(this.#root, ...prefix.split("/"), "logs.jsonl")).size;
-    } catch {
-      return 0;
-    }
-  }
-
-  #metricsBytes(prefix: string): number {
-    const dir = path.join(this.#root, ...prefix.split("/"), "metrics");
-    let total = 0;
-    try {
-      for (const name of fs.readdirSync(dir)) {
-        if (name.endsWith(".jsonl")) total += fs.statSync(path.join(dir, name)).size;
-      }
-    } catch {
-      // No metrics yet.
-    }
-    return total;
-  }
-
-  #send(event: string, data: unknown): void {
-    this.#write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  }
-
-  #write(text: string): void {
-    const bytes = this.#encoder.encode(text);
-    for (const client of [...this.#clients]) {
-      try {
-        client.enqueue(bytes);
-      } catch {
-        this.#drop(client);
-      }
-    }
-  }
 }
 
 // ─── The dashboard: static files ────────────────────────────────────────────
@@ -1286,7 +1325,15 @@ function serveStatic(pathname: string, configured: string | undefined): Response
   } catch {
     return errorJson(404, `Not found: ${pathname}`);
   }
-  return new Response(data as BodyInit, { headers: { "content-type": contentType(decoded), "cache-control": "no-cache" } });
+  // No other site may frame the dashboard (clickjacking of its buttons).
+  return new Response(data as BodyInit, {
+    headers: {
+      "content-type": contentType(decoded),
+      "cache-control": "no-cache",
+      "content-security-policy": "frame-ancestors 'none'",
+      "x-frame-options": "DENY",
+    },
+  });
 }
 
 function contentType(file: string): string {
@@ -1312,6 +1359,12 @@ export interface ServeOptions extends HandlerOptions {
   insecure?: boolean;
   /** Print nothing (default: one line on start, one per failed request). */
   quiet?: boolean;
+  /**
+   * Bound to a loopback address, the server answers only requests whose `Host`
+   * names loopback (`127.0.0.1`, `localhost`, `[::1]`) or one of these names; bound
+   * elsewhere, these names only, when given (else any, behind the token).
+   */
+  allowedHosts?: string[];
 }
 
 /** A running server. */
@@ -1362,7 +1415,8 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
     );
   }
   const say = options.quiet ? () => {} : (line: string) => console.log(`ml-dash: ${line}`);
-  const handler = createHandler({ ...options, log: options.log ?? (options.quiet ? undefined : (l) => console.error(`ml-dash: ${l}`)) });
+  const allowedHosts = loopback ? [...RequestGuard.LOOPBACK, hostname, ...(options.allowedHosts ?? [])] : options.allowedHosts;
+  const handler = createHandler({ ...options, allowedHosts, log: options.log ?? (options.quiet ? undefined : (l) => console.error(`ml-dash: ${l}`)) });
   const adapter = pickAdapter();
   let listener: Listener;
   try {
