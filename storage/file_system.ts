@@ -26,6 +26,8 @@ export interface AppendFile {
   sync(): void;
   /** Closes the file. */
   close(): void;
+  /** Whether the file was removed since it was opened (no name links to it any more): writes to it would be lost. */
+  isGone(): boolean;
 }
 
 /**
@@ -105,6 +107,12 @@ export interface FileSystem {
   size(file: string): number;
   /** The entries of a directory; none if it does not exist. */
   list(dir: string): DirectoryEntry[];
+  /** The path with every link resolved; undefined if it does not exist (or is a link to nothing). */
+  realPath(path: string): string | undefined;
+  /** Whether the path is a symbolic link (false if nothing is there). */
+  isLink(path: string): boolean;
+  /** Whether an error says that a path (or one of its folders) does not exist. */
+  isMissing(error: unknown): boolean;
 }
 
 /** The part of `Deno` this module uses (declared here so that tsc builds it without Deno's types). */
@@ -115,6 +123,7 @@ interface DenoFileApi {
     readSync(p: Uint8Array): number | null;
     seekSync(offset: number, whence: number): number;
     syncSync(): void;
+    statSync(): { nlink: number | null };
     close(): void;
   };
   readTextFileSync(path: string): string;
@@ -124,6 +133,8 @@ interface DenoFileApi {
   renameSync(from: string, to: string): void;
   removeSync(path: string): void;
   statSync(path: string): { size: number };
+  lstatSync(path: string): { isSymlink: boolean };
+  realPathSync(path: string): string;
   readDirSync(path: string): Iterable<DirectoryEntry>;
   errors: { NotFound: new (...args: never[]) => Error; NotADirectory?: new (...args: never[]) => Error };
 }
@@ -143,9 +154,9 @@ function unlessMissing(isMissing: (error: unknown) => boolean): <T>(work: () => 
 }
 
 function denoFileSystem(deno: DenoFileApi): FileSystem {
-  const orMissing = unlessMissing((error) =>
-    error instanceof deno.errors.NotFound || (deno.errors.NotADirectory !== undefined && error instanceof deno.errors.NotADirectory)
-  );
+  const isMissing = (error: unknown): boolean =>
+    error instanceof deno.errors.NotFound || (deno.errors.NotADirectory !== undefined && error instanceof deno.errors.NotADirectory);
+  const orMissing = unlessMissing(isMissing);
   return {
     makeDirectory: (dir) => deno.mkdirSync(dir, { recursive: true }),
     openAppend: (file) => {
@@ -154,6 +165,7 @@ function denoFileSystem(deno: DenoFileApi): FileSystem {
         write: (bytes, length) => writeAll(bytes, length, (offset) => handle.writeSync(bytes.subarray(offset, length))),
         sync: () => handle.syncSync(),
         close: () => handle.close(),
+        isGone: () => handle.statSync().nlink === 0,
       };
     },
     openRead: (file) => {
@@ -174,11 +186,15 @@ function denoFileSystem(deno: DenoFileApi): FileSystem {
     remove: (file) => orMissing(() => deno.removeSync(file), undefined),
     size: (file) => orMissing(() => deno.statSync(file).size, 0),
     list: (dir) => orMissing(() => [...deno.readDirSync(dir)], []),
+    realPath: (path) => orMissing(() => deno.realPathSync(path), undefined),
+    isLink: (path) => orMissing(() => deno.lstatSync(path).isSymlink, false),
+    isMissing,
   };
 }
 
 function nodeFileSystem(fs: NodeFs): FileSystem {
-  const orMissing = unlessMissing((error) => ["ENOENT", "ENOTDIR"].includes((error as { code?: string }).code ?? ""));
+  const isMissing = (error: unknown): boolean => ["ENOENT", "ENOTDIR"].includes((error as { code?: string }).code ?? "");
+  const orMissing = unlessMissing(isMissing);
   return {
     makeDirectory: (dir) => void fs.mkdirSync(dir, { recursive: true }),
     openAppend: (file) => {
@@ -187,6 +203,7 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
         write: (bytes, length) => writeAll(bytes, length, (offset) => fs.writeSync(fd, bytes, offset, length - offset)),
         sync: () => fs.fsyncSync(fd),
         close: () => fs.closeSync(fd),
+        isGone: () => fs.fstatSync(fd).nlink === 0,
       };
     },
     openRead: (file) => {
@@ -209,6 +226,9 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
         isFile: e.isFile(),
         isDirectory: e.isDirectory(),
       })),
+    realPath: (path) => orMissing(() => fs.realpathSync.native(path), undefined),
+    isLink: (path) => orMissing(() => fs.lstatSync(path).isSymbolicLink(), false),
+    isMissing,
   };
 }
 

@@ -4,7 +4,7 @@
  *
  * ```
  * .dash/<owner>/<project>/<folders...>/<name>/
- *   experiment.json  status.json  parameters.json  logs.jsonl
+ *   experiment.json  status.json  parameters.jsonl  parameters.json  logs.jsonl
  *   metrics/<name>.jsonl  files/<path>  files.jsonl
  * ```
  *
@@ -42,6 +42,14 @@ const MAX_OPEN_FILES = 128;
 /** One write() call never carries more than this, so that appends stay whole lines. */
 const MAX_WRITE_BYTES = 1 << 20;
 
+/** Experiment folders whose state files are kept in memory, to be written again if the folder is removed. */
+const MAX_REMEMBERED = 1024;
+
+/** One line per `params.set` (a flat patch), folded in order by readers; appends from several processes lose nothing. */
+const PARAMS_LOG = "parameters.jsonl";
+
+const NEWLINE = new Uint8Array([10]);
+
 /**
  * Writes batches into the `.dash/` layout. Appends are synchronous `write`s of
  * whole lines on files opened with `O_APPEND`, so several processes can append
@@ -63,6 +71,10 @@ export class JsonlBackend implements Backend {
   #appending = new Map<string, AppendFile>();
   #madeDirs = new Set<string>();
   #parts = new WeakMap<Batch, Map<string, PartProgress>>();
+  /** The root with its links resolved, once it exists. */
+  #realRoot: string | undefined;
+  /** experiment.json and status.json as last written, by experiment folder: what a folder removed under the writer gets back. */
+  #state = new Map<string, Map<string, unknown>>();
 
   /**
    * Creates a backend that writes under `root`; nothing is written until a batch comes.
@@ -88,7 +100,7 @@ export class JsonlBackend implements Backend {
     return attempt(`open ${JSON.stringify(prefix)} under ${this.description}`, () => {
       const dir = this.#dir(prefix);
       this.#mkdir(dir);
-      const params = readJson<ParametersFile>(join(dir, "parameters.json"))?.data ?? {};
+      const params = readParams(dir);
       const files = [...latestFiles(join(dir, "files.jsonl")).values()];
       return { params, files, steps: lastSteps(join(dir, "metrics")) };
     });
@@ -112,6 +124,19 @@ export class JsonlBackend implements Backend {
    */
   writeSync = (prefix: string, batch: Batch): void => {
     const dir = this.#dir(prefix);
+    try {
+      this.#writeBatch(dir, batch);
+    } catch (error) {
+      if (!fileSystem.isMissing(error)) throw error;
+      // The folder, or part of it, was removed under the writer (say `rm -rf` while a server
+      // runs): make it again and write what is not stored yet, rather than fail every batch.
+      this.#recreate(dir);
+      this.#writeBatch(dir, batch);
+    }
+  };
+
+  /** Writes the parts of a batch not stored yet. */
+  #writeBatch(dir: string, batch: Batch): void {
     this.#mkdir(dir);
     // A batch written again after a failure skips the parts already stored, and an append
     // resumes where it stopped: no record is appended twice.
@@ -125,7 +150,10 @@ export class JsonlBackend implements Backend {
       progress.done = true;
     };
     if (batch.metadata) once("metadata", () => this.#mergeExperiment(dir, batch.metadata!));
-    if (batch.params) once("params", () => this.#mergeParams(dir, batch.params!));
+    if (batch.params) {
+      once("params", (p) => this.#appendLines(join(dir, PARAMS_LOG), [JSON.stringify(batch.params)], p));
+      once("params-snapshot", () => this.#mergeParams(dir, batch.params!));
+    }
     if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(dir, file));
     if (batch.metrics) {
       this.#mkdir(join(dir, "metrics"));
@@ -136,7 +164,25 @@ export class JsonlBackend implements Backend {
     if (batch.status) this.#mergeStatus(dir, batch.status);
     // An ended experiment gets no more lines for a while: its files need not stay open.
     if (batch.status?.status && batch.status.status !== "RUNNING") this.#closeFiles((file) => file.startsWith(`${dir}/`));
-  };
+  }
+
+  /** Makes a removed experiment folder again, with the experiment.json and status.json this writer last wrote there. */
+  #recreate(dir: string): void {
+    for (const made of this.#madeDirs) if (made === dir || made.startsWith(`${dir}/`)) this.#madeDirs.delete(made);
+    this.#mkdir(dir);
+    for (const [name, value] of this.#state.get(dir) ?? []) {
+      const file = join(dir, name);
+      if (fileSystem.size(file) === 0) writeJsonAtomic(file, value);
+    }
+  }
+
+  /** Keeps what a state file of `dir` now holds, for {@linkcode #recreate}; the least recently written folders are forgotten first. */
+  #remember(dir: string, name: string, value: unknown): void {
+    const state = this.#state.get(dir) ?? new Map<string, unknown>();
+    this.#state.delete(dir);
+    this.#state.set(dir, state.set(name, value));
+    if (this.#state.size > MAX_REMEMBERED) this.#state.delete(this.#state.keys().next().value!);
+  }
 
   /** Flushes appended files to the disk and closes them. */
   close(): Promise<void> {
@@ -167,8 +213,53 @@ export class JsonlBackend implements Backend {
 
   #mkdir(dir: string): void {
     if (this.#madeDirs.has(dir)) return;
+    this.#checkInside(dir);
     fileSystem.makeDirectory(dir);
     this.#madeDirs.add(dir);
+  }
+
+  /**
+   * Throws unless `path` stays inside the root once links are resolved: a link
+   * planted in the root (an experiment folder, `metrics/x.jsonl`, `files/dir`)
+   * must not let a write land outside it. The nearest part of the path that
+   * exists is resolved; the parts after it are about to be made, so they are no links.
+   */
+  #checkInside(path: string): void {
+    let rest = "";
+    for (let at = path; at.length > this.root.length; at = at.slice(0, at.lastIndexOf("/"))) {
+      const real = fileSystem.realPath(at);
+      if (real === undefined) {
+        if (fileSystem.isLink(at)) throw outsideRoot(path, this.root, `a link to nothing at ${JSON.stringify(at)}`);
+        rest = at.slice(at.lastIndexOf("/")) + rest;
+        continue;
+      }
+      const root = this.#realRoot ??= fileSystem.realPath(this.root);
+      const found = real + rest;
+      if (root === undefined || (found !== root && !found.startsWith(root.endsWith("/") ? root : `${root}/`))) {
+        throw outsideRoot(path, this.root, `a link that leads to ${JSON.stringify(found)}`);
+      }
+      return;
+    }
+  }
+
+  /**
+   * Opens a file for appending (after checking it leads nowhere outside the
+   * root). A file whose last line is torn (a crash or a full disk mid-line)
+   * first gets a newline, so that the next record starts a line of its own;
+   * not when `progress` says the torn line is the start of the piece it resumes.
+   */
+  #openAppend(file: string, progress: PartProgress): AppendFile {
+    this.#checkInside(file);
+    const appending = fileSystem.openAppend(file);
+    try {
+      const last = lastByte(file);
+      if (last === undefined) progress.landed = 0;
+      else if (last !== 10 && progress.landed === 0) appending.write(NEWLINE, 1);
+    } catch (error) {
+      appending.close();
+      throw error;
+    }
+    return appending;
   }
 
   /**
@@ -182,13 +273,20 @@ export class JsonlBackend implements Backend {
     let appending = this.#appending.get(file);
     if (appending) {
       this.#appending.delete(file); // kept in least-recently-used order
-    } else {
+      if (appending.isGone()) {
+        // Removed since it was opened: what is written to it now would be lost.
+        appending.close();
+        appending = undefined;
+        progress.landed = 0;
+      }
+    }
+    if (!appending) {
       if (this.#appending.size >= MAX_OPEN_FILES) {
         const oldest = this.#appending.keys().next().value!;
         // Without a sync: this is on the write path, and close() syncs what stays open.
         this.#closeFiles((name) => name === oldest, false);
       }
-      appending = fileSystem.openAppend(file);
+      appending = this.#openAppend(file, progress);
     }
     this.#appending.set(file, appending);
     let used = 0;
@@ -215,9 +313,16 @@ export class JsonlBackend implements Backend {
     const file = join(dir, "experiment.json");
     const now = Date.now() / 1000;
     const old = readJson<ExperimentFile>(file);
-    writeJsonAtomic(file, { ...old, ...patch, createdAt: old?.createdAt ?? now, updatedAt: now });
+    const next = { ...old, ...patch, createdAt: old?.createdAt ?? now, updatedAt: now };
+    writeJsonAtomic(file, next);
+    this.#remember(dir, "experiment.json", next);
   }
 
+  /**
+   * Replaces parameters.json, a snapshot kept for tools that read it. Two
+   * processes may replace it at once and one's keys go missing there; never
+   * from parameters.jsonl, which holds every patch and is what readers fold.
+   */
   #mergeParams(dir: string, params: Record<string, ParamValue>): void {
     const file = join(dir, "parameters.json");
     const old = readJson<ParametersFile>(file);
@@ -239,6 +344,7 @@ export class JsonlBackend implements Backend {
       if (!("host" in patch)) delete next.host;
     }
     writeJsonAtomic(file, next);
+    this.#remember(dir, "status.json", next);
   }
 
   #saveFile(dir: string, file: FileInfo & { data: Uint8Array }): void {
@@ -282,6 +388,55 @@ function writePiece(appending: AppendFile, used: number, progress: PartProgress,
   }
   progress.nextChunk = nextChunk;
   progress.landed = 0;
+}
+
+/** The last byte of a file; undefined if it is empty or missing. */
+function lastByte(file: string): number | undefined {
+  const size = fileSystem.size(file);
+  const reading = size > 0 ? fileSystem.openRead(file) : undefined;
+  if (!reading) return undefined;
+  try {
+    const byte = new Uint8Array(1);
+    return reading.read(byte, size - 1) === 1 ? byte[0] : undefined;
+  } finally {
+    reading.close();
+  }
+}
+
+/** The error for a write that a link would lead outside the root. */
+function outsideRoot(path: string, root: string, found: string): StorageError {
+  return new StorageError(`Refusing to write ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
+}
+
+/**
+ * The parameters of an experiment folder: parameters.json (written by
+ * earlier versions, and kept as a snapshot) with every line of
+ * parameters.jsonl applied over it in order, later lines winning.
+ *
+ * @param dir The experiment's folder, e.g. `.dash/alice/demo/x`.
+ * @returns Flattened parameters (empty if none).
+ *
+ * @example
+ * ```ts ignore
+ * import { readParams } from "./storage/jsonl.ts";
+ * console.log(readParams(".dash/alice/demo/x"));
+ * ```
+ */
+export function readParams(dir: string): Record<string, ParamValue> {
+  const params: Record<string, ParamValue> = {};
+  const base = readJson<ParametersFile>(join(dir, "parameters.json"))?.data;
+  const patches = readJsonl<Record<string, ParamValue>>(join(dir, PARAMS_LOG));
+  for (const patch of base === undefined ? patches : [base, ...patches]) {
+    if (patch === null || typeof patch !== "object" || Array.isArray(patch)) continue;
+    for (const key of Object.keys(patch)) setOwn(params, key, patch[key]);
+  }
+  return params;
+}
+
+/** `object[key] = value`, also for the key "__proto__" (which an assignment would take as the prototype). */
+function setOwn<T>(object: Record<string, T>, key: string, value: T): void {
+  if (key === "__proto__") Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  else object[key] = value;
 }
 
 /**
@@ -548,7 +703,7 @@ export class DashReader {
    * @returns Flattened parameters (empty if none).
    */
   params(prefix: string): Promise<Record<string, ParamValue>> {
-    return Promise.resolve(readJson<ParametersFile>(join(this.#dir(prefix), "parameters.json"))?.data ?? {});
+    return Promise.resolve(readParams(this.#dir(prefix)));
   }
 
   /**

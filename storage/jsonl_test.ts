@@ -1,0 +1,295 @@
+// Tests of the JSONL writer (JsonlBackend) against a root that changes under it: links
+// planted in the root, folders removed while it writes, torn last lines, parameters set
+// by several processes at once, and names such as "__proto__"; read back through
+// DashReader and as plain JSON lines.
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { StorageError } from "../mod.ts";
+import type { Batch } from "../mod.ts";
+import { DashReader, JsonlBackend, readParams } from "./jsonl.ts";
+import { spawnScript } from "../testing/run_script.ts";
+
+/** Per-test limit (bun's default of 5 s is short for tests that spawn processes). */
+const TEST_TIMEOUT = { timeout: 60_000 };
+/** Kill a child that has not ended after this long: it hangs. */
+const HANG_GUARD_MS = 45_000;
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-jsonl-"));
+}
+
+/** A metric batch of records `{_ts, step, loss}`. */
+function metricBatch(metric: string, steps: number[]): Batch {
+  return { metrics: { [metric]: [steps.map((step) => JSON.stringify({ _ts: 1, step, loss: step / 10 })).join("\n")] } };
+}
+
+function lines(file: string): string[] {
+  return fs.readFileSync(file, "utf8").split("\n").filter((line) => line !== "");
+}
+
+/** Asserts that `work` rejects with a StorageError about a link leading outside the root. */
+async function rejectsOutside(work: () => Promise<unknown>): Promise<void> {
+  await assert.rejects(work, (error: Error) => {
+    assert.ok(error instanceof StorageError, `expected a StorageError, got ${error}`);
+    assert.match(error.message, /expected a path inside the root .*, found a link/);
+    return true;
+  });
+}
+
+describe("JsonlBackend and links planted in the root", () => {
+  it("refuses an experiment folder that is a link leading outside the root", async () => {
+    const root = tempDir();
+    const outside = tempDir();
+    fs.mkdirSync(path.join(root, "alice/demo"), { recursive: true });
+    fs.symlinkSync(outside, path.join(root, "alice/demo/x"));
+    const backend = new JsonlBackend(root);
+    await rejectsOutside(() => backend.open("alice/demo/x"));
+    await rejectsOutside(() => backend.write("alice/demo/x", { metadata: { prefix: "alice/demo/x" }, ...metricBatch("train", [0]) }));
+    assert.throws(() => backend.writeSync("alice/demo/x", metricBatch("train", [1])), StorageError);
+    await backend.close();
+    assert.deepEqual(fs.readdirSync(outside), []);
+  });
+
+  it("refuses a folder above the experiment that is a link leading outside the root", async () => {
+    const root = tempDir();
+    const outside = tempDir();
+    fs.symlinkSync(outside, path.join(root, "alice"));
+    const backend = new JsonlBackend(root);
+    await rejectsOutside(() => backend.write("alice/demo/x", metricBatch("train", [0])));
+    await backend.close();
+    assert.deepEqual(fs.readdirSync(outside), []);
+  });
+
+  it("refuses a metric file or logs.jsonl that is a link leading outside the root, even a dangling one", async () => {
+    const root = tempDir();
+    const outside = tempDir();
+    const first = new JsonlBackend(root);
+    await first.write("alice/demo/x", { metadata: { prefix: "alice/demo/x" }, ...metricBatch("other", [0]) });
+    await first.close();
+    const dir = path.join(root, "alice/demo/x");
+    fs.writeFileSync(path.join(outside, "victim.txt"), "keep\n");
+    fs.symlinkSync(path.join(outside, "victim.txt"), path.join(dir, "metrics/train.jsonl"));
+    fs.symlinkSync(path.join(outside, "new.txt"), path.join(dir, "logs.jsonl"));
+    const backend = new JsonlBackend(root);
+    await rejectsOutside(() => backend.write("alice/demo/x", metricBatch("train", [1])));
+    await rejectsOutside(() => backend.write("alice/demo/x", { logs: [JSON.stringify({ _ts: 1, level: "info", message: "m" })] }));
+    await backend.close();
+    assert.equal(fs.readFileSync(path.join(outside, "victim.txt"), "utf8"), "keep\n");
+    assert.deepEqual(fs.readdirSync(outside), ["victim.txt"]);
+  });
+
+  it("refuses a files/<dir> that is a link leading outside the root", async () => {
+    const root = tempDir();
+    const outside = tempDir();
+    const dir = path.join(root, "alice/demo/x");
+    fs.mkdirSync(path.join(dir, "files"), { recursive: true });
+    fs.symlinkSync(outside, path.join(dir, "files/notes"));
+    const backend = new JsonlBackend(root);
+    const data = new TextEncoder().encode("hello");
+    const file = { path: "notes/readme.txt", size: data.length, mime: "text/plain", _ts: 1, data };
+    await rejectsOutside(() => backend.write("alice/demo/x", { files: [file] }));
+    await backend.close();
+    assert.deepEqual(fs.readdirSync(outside), []);
+  });
+
+  it("writes through links that stay inside the root, and under a root that is itself a link", async () => {
+    const real = tempDir();
+    const root = path.join(tempDir(), "root-link");
+    fs.symlinkSync(real, root);
+    fs.mkdirSync(path.join(real, "elsewhere"));
+    fs.mkdirSync(path.join(real, "alice"));
+    fs.symlinkSync(path.join(real, "elsewhere"), path.join(real, "alice/demo"));
+    const backend = new JsonlBackend(root);
+    await backend.write("alice/demo/x", metricBatch("train", [0, 1]));
+    await backend.close();
+    assert.deepEqual((await new DashReader(root).series("alice/demo/x", "train/loss")).step, [0, 1]);
+    assert.equal(lines(path.join(real, "elsewhere/x/metrics/train.jsonl")).length, 2);
+  });
+});
+
+describe("JsonlBackend and a folder removed while it writes", () => {
+  for (const how of ["write", "writeSync"] as const) {
+    it(`${how}: after rm -rf of the experiment folder, later records are on disk and a new metric works`, async () => {
+      const root = tempDir();
+      const prefix = "alice/demo/removed";
+      const dir = path.join(root, prefix);
+      const backend = new JsonlBackend(root);
+      const store = (batch: Batch): Promise<void> => how === "write" ? backend.write(prefix, batch) : Promise.resolve(backend.writeSync(prefix, batch));
+      await backend.open(prefix);
+      await store({ metadata: { prefix, tags: ["t"] }, status: { status: "RUNNING", heartbeatAt: 1 }, ...metricBatch("train", [0]) });
+      await store({ logs: [JSON.stringify({ _ts: 1, level: "info", message: "before" })] });
+      fs.rmSync(dir, { recursive: true, force: true });
+      await store(metricBatch("train", [1, 2]));
+      await store(metricBatch("eval", [2]));
+      await store({ logs: [JSON.stringify({ _ts: 2, level: "info", message: "after" })] });
+      await store({ status: { heartbeatAt: 2 } });
+      await backend.close();
+
+      const reader = new DashReader(root);
+      assert.deepEqual((await reader.series(prefix, "train/loss")).step, [1, 2]);
+      assert.deepEqual((await reader.series(prefix, "eval/loss")).step, [2]);
+      assert.deepEqual((await reader.logs(prefix)).map((l) => l.message), ["after"]);
+      const [listed] = await reader.listExperiments();
+      assert.equal(listed?.prefix, prefix, "experiment.json is there again");
+      assert.deepEqual(listed.tags, ["t"]);
+      assert.equal(listed.status, "RUNNING");
+      assert.equal((await reader.status(prefix))?.heartbeatAt, 2);
+    });
+  }
+
+  it("after rm -rf of metrics/ or of one metric file, later records are on disk", async () => {
+    const root = tempDir();
+    const prefix = "alice/demo/partly";
+    const dir = path.join(root, prefix);
+    const backend = new JsonlBackend(root);
+    await backend.write(prefix, { ...metricBatch("train", [0]) });
+    await backend.write(prefix, { ...metricBatch("eval", [0]) });
+    fs.rmSync(path.join(dir, "metrics/train.jsonl"));
+    await backend.write(prefix, metricBatch("train", [1]));
+    assert.deepEqual((await new DashReader(root).series(prefix, "train/loss")).step, [1]);
+    fs.rmSync(path.join(dir, "metrics"), { recursive: true });
+    await backend.write(prefix, metricBatch("eval", [1]));
+    await backend.write(prefix, metricBatch("test", [1]));
+    await backend.close();
+    const reader = new DashReader(root);
+    assert.deepEqual((await reader.series(prefix, "eval/loss")).step, [1]);
+    assert.deepEqual((await reader.series(prefix, "test/loss")).step, [1]);
+    assert.equal(fs.existsSync(path.join(dir, "metrics/train.jsonl")), false, "train.jsonl went with metrics/");
+  });
+});
+
+describe("JsonlBackend and a torn last line", () => {
+  const torn = '{"_ts":1,"step":0,"loss":0.5}\n{"_ts":1,"step"';
+
+  for (const how of ["write", "writeSync"] as const) {
+    it(`${how}: a record appended after a torn last line starts a line of its own`, async () => {
+      const root = tempDir();
+      const prefix = "alice/demo/torn";
+      const dir = path.join(root, prefix);
+      fs.mkdirSync(path.join(dir, "metrics"), { recursive: true });
+      fs.writeFileSync(path.join(dir, "metrics/train.jsonl"), torn);
+      fs.writeFileSync(path.join(dir, "logs.jsonl"), '{"_ts":1,"level":"info","mess');
+      const backend = new JsonlBackend(root);
+      await backend.open(prefix);
+      const batch: Batch = { ...metricBatch("train", [1]), logs: [JSON.stringify({ _ts: 2, level: "info", message: "resumed" })] };
+      if (how === "write") await backend.write(prefix, batch);
+      else backend.writeSync(prefix, batch);
+      await backend.close();
+
+      const reader = new DashReader(root);
+      assert.deepEqual((await reader.series(prefix, "train/loss")).step, [0, 1]);
+      assert.deepEqual((await reader.logs(prefix)).map((l) => l.message), ["resumed"]);
+      const last = lines(path.join(dir, "metrics/train.jsonl")).at(-1)!;
+      assert.deepEqual(JSON.parse(last), { _ts: 1, step: 1, loss: 0.1 });
+      assert.deepEqual(JSON.parse(lines(path.join(dir, "logs.jsonl")).at(-1)!), { _ts: 2, level: "info", message: "resumed" });
+    });
+  }
+
+  it("a file that ends with a whole line gets no empty line", async () => {
+    const root = tempDir();
+    const file = path.join(root, "alice/demo/whole/metrics/train.jsonl");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, '{"_ts":1,"step":0,"loss":0.5}\n');
+    const backend = new JsonlBackend(root);
+    await backend.write("alice/demo/whole", metricBatch("train", [1]));
+    await backend.close();
+    assert.equal(fs.readFileSync(file, "utf8"), '{"_ts":1,"step":0,"loss":0.5}\n{"_ts":1,"step":1,"loss":0.1}\n');
+  });
+});
+
+/** Collects a child's output; `ended` settles when it exits (or rejects when it hangs). */
+function watch(child: ChildProcess): { ended: Promise<number | null>; ready: Promise<void>; output: () => string } {
+  let output = "";
+  let onReady = (): void => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout!.setEncoding("utf8").on("data", (s: string) => {
+    output += s;
+    if (output.includes("ready\n")) onReady();
+  });
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (output += s));
+  const ended = new Promise<number | null>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`Child hung for ${HANG_GUARD_MS} ms\n${output}`));
+    }, HANG_GUARD_MS);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      onReady();
+      resolve(code);
+    });
+  });
+  return { ended, ready, output: () => output };
+}
+
+describe("parameters set by several processes", () => {
+  it("two processes each setting 200 distinct keys at once: all 400 are read back", TEST_TIMEOUT, async () => {
+    const root = tempDir();
+    const script = new URL("../testing/fixtures/params_concurrent.ts", import.meta.url);
+    const children = ["a", "b"].map((marker) => spawnScript(script, { args: [root, marker, "200"] }));
+    const watched = children.map(watch);
+    await Promise.all(watched.map((w) => w.ready));
+    for (const child of children) child.stdin!.write("go\n");
+    const codes = await Promise.all(watched.map((w) => w.ended));
+    assert.deepEqual(codes, [0, 0], watched.map((w) => w.output()).join("\n"));
+
+    const expected = Object.fromEntries(["a", "b"].flatMap((m) => Array.from({ length: 200 }, (_, i) => [`${m}_${i}`, i])));
+    const params = await new DashReader(root).params("test/params/shared");
+    assert.equal(Object.keys(params).length, 400);
+    assert.deepEqual(params, expected);
+    assert.deepEqual((await new JsonlBackend(root).open("test/params/shared")).params, expected, "a resumed run sees them all");
+  });
+
+  it("an existing parameters.json is the base that later sets apply over; later sets win", async () => {
+    const root = tempDir();
+    const prefix = "alice/demo/legacy";
+    const dir = path.join(root, prefix);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "parameters.json"), JSON.stringify({ version: 3, data: { lr: 0.1, depth: 50 }, updatedAt: 1 }));
+    const backend = new JsonlBackend(root);
+    assert.deepEqual((await backend.open(prefix)).params, { lr: 0.1, depth: 50 });
+    await backend.write(prefix, { params: { lr: 0.01, batch: 32 } });
+    await backend.write(prefix, { params: { lr: 0.001 } });
+    await backend.close();
+    assert.deepEqual(await new DashReader(root).params(prefix), { lr: 0.001, depth: 50, batch: 32 });
+    assert.deepEqual(readParams(dir), { lr: 0.001, depth: 50, batch: 32 });
+    assert.deepEqual(lines(path.join(dir, "parameters.jsonl")).map((l) => JSON.parse(l)), [{ lr: 0.01, batch: 32 }, { lr: 0.001 }]);
+  });
+});
+
+describe("names that are special to JavaScript objects", () => {
+  it('a metric, a field and a parameter named "__proto__" are written and read back exactly', async () => {
+    const root = tempDir();
+    const prefix = "alice/demo/proto";
+    const dir = path.join(root, prefix);
+    const record = '{"_ts":1,"step":3,"__proto__":1.5}';
+    // JSON.parse makes "__proto__" an own key, as a batch from the server or a fixed buffer has it.
+    const batch = JSON.parse(
+      `{"params":{"__proto__":"p","constructor":"c"},` +
+        `"metrics":{"__proto__":[${JSON.stringify(record)}],"default":[${JSON.stringify('{"_ts":1,"step":4,"__proto__":2.5}')}]}}`,
+    ) as Batch;
+    const backend = new JsonlBackend(root);
+    await backend.write(prefix, batch);
+    await backend.close();
+
+    assert.deepEqual(lines(path.join(dir, "metrics/__proto__.jsonl")), [record]);
+    const reader = new DashReader(root);
+    assert.deepEqual((await reader.series(prefix, "__proto__/__proto__")).value, [1.5]);
+    assert.deepEqual((await reader.series(prefix, "__proto__")).value, [2.5]);
+    const summary = await reader.summary(prefix);
+    assert.deepEqual(Object.keys(summary), ["__proto__", "__proto__/__proto__"]);
+    assert.equal(summary["__proto__/__proto__"].last, 1.5);
+
+    const params = await reader.params(prefix);
+    assert.deepEqual(Object.keys(params), ["__proto__", "constructor"]);
+    assert.equal(Object.getOwnPropertyDescriptor(params, "__proto__")?.value, "p");
+    assert.equal(Object.getPrototypeOf(params), Object.prototype, "the same plain object as before");
+    const state = await new JsonlBackend(root).open(prefix);
+    assert.equal(Object.getOwnPropertyDescriptor(state.params, "__proto__")?.value, "p");
+    assert.equal(Object.getOwnPropertyDescriptor(state.steps, "__proto__")?.value, 3);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "parameters.json"), "utf8")).data.__proto__, "p");
+  });
+});
