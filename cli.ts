@@ -18,7 +18,7 @@ import * as path from "node:path";
 import process from "node:process";
 import { checkUrl, readEnv } from "./mod.ts";
 import { serve } from "./server.ts";
-import type { DashServer } from "./server.ts";
+import type { DashServer, ServeOptions } from "./server.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToken } from "./storage/http.ts";
@@ -28,24 +28,45 @@ import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToke
 interface Command {
   usage: string;
   summary: string;
-  flags: Record<string, "string" | "boolean">;
+  flags: FlagSpec;
   help: string;
   run(args: ParsedArgs): Promise<number>;
 }
 
 const COMMANDS: Record<string, Command> = {
   serve: {
-    usage: "ml-dash serve [--root .dash] [--port 8787] [--host 127.0.0.1] [--token T] [--read-token T] [--insecure] [--max-body BYTES]",
+    usage:
+      "ml-dash serve [--root .dash] [--port 8787] [--host 127.0.0.1] [--token T | --token-file F] [--read-token T | --read-token-file F] [--insecure] [--max-body BYTES] [--allowed-host NAME]... [--cors-origin ORIGIN]... [--cache-mb N]",
     summary: "run the server: ingest, read API, live events and the dashboard",
-    flags: { root: "string", port: "string", host: "string", token: "string", "read-token": "string", insecure: "boolean", "max-body": "string" },
+    flags: {
+      root: "string",
+      port: "string",
+      host: "string",
+      token: "string",
+      "token-file": "string",
+      "read-token": "string",
+      "read-token-file": "string",
+      insecure: "boolean",
+      "max-body": "string",
+      "allowed-host": "list",
+      "cors-origin": "list",
+      "cache-mb": "string",
+    },
     help: `Serves the experiments under --root over HTTP until interrupted.
-  --root DIR        the directory of experiments (default ML_DASH_ROOT, else .dash)
-  --port N          the port (default 8787; 0 picks a free one)
-  --host NAME       the interface (default 127.0.0.1)
-  --token T         writes need "Authorization: Bearer T" (default ML_DASH_SERVER_TOKEN)
-  --read-token T    reads need this token (or the write token)
-  --insecure        allow a non-loopback --host without a token
-  --max-body BYTES  largest request body (default 67108864)`,
+  --root DIR              the directory of experiments (default ML_DASH_ROOT, else .dash)
+  --port N                the port (default 8787; 0 picks a free one)
+  --host NAME             the interface (default 127.0.0.1)
+  --token T               writes need "Authorization: Bearer T" (default ML_DASH_SERVER_TOKEN)
+  --token-file F          read the write token from file F (one line), so it stays out of ps
+  --read-token T          reads need this token (or the write token)
+  --read-token-file F     read the read token from file F (one line)
+  --insecure              allow a non-loopback --host without a token
+  --max-body BYTES        largest request body (default 67108864)
+  --allowed-host NAME     a host name requests may give in their Host header (repeatable;
+                          against DNS rebinding, others are refused)
+  --cors-origin ORIGIN    a browser origin such as https://app.example that may call the
+                          API across origins (repeatable; needs a token)
+  --cache-mb N            megabytes of memory for the server's series cache (a positive integer)`,
     run: runServe,
   },
   sync: {
@@ -184,15 +205,18 @@ function commandHelp(command: Command): string {
 
 // ─── Arguments ──────────────────────────────────────────────────────────────
 
+/** A flag takes a value (`string`), none (`boolean`), or a value each time it is repeated (`list`). */
+type FlagSpec = Record<string, "string" | "boolean" | "list">;
+
 interface ParsedArgs {
   positionals: string[];
-  flags: Record<string, string | boolean>;
+  flags: Record<string, string | boolean | string[]>;
   help: boolean;
 }
 
 class UsageProblem extends Error {}
 
-function parseArgs(argv: string[], spec: Record<string, "string" | "boolean">): ParsedArgs {
+function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs {
   const out: ParsedArgs = { positionals: [], flags: {}, help: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -211,11 +235,16 @@ function parseArgs(argv: string[], spec: Record<string, "string" | "boolean">): 
     if (kind === "boolean") {
       if (eq >= 0) throw new Error(`option --${name} takes no value`);
       out.flags[name] = true;
-    } else if (eq >= 0) {
-      out.flags[name] = arg.slice(eq + 1);
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined) throw new Error(`option --${name} needs a value`);
+    if (kind === "list") {
+      const previous = out.flags[name];
+      out.flags[name] = [...(Array.isArray(previous) ? previous : []), value];
     } else {
-      const value = argv[++i];
-      if (value === undefined) throw new Error(`option --${name} needs a value`);
       out.flags[name] = value;
     }
   }
@@ -225,6 +254,11 @@ function parseArgs(argv: string[], spec: Record<string, "string" | "boolean">): 
 function flag(args: ParsedArgs, name: string): string | undefined {
   const value = args.flags[name];
   return typeof value === "string" ? value : undefined;
+}
+
+function listFlag(args: ParsedArgs, name: string): string[] {
+  const value = args.flags[name];
+  return Array.isArray(value) ? value : [];
 }
 
 function rootOf(args: ParsedArgs): string {
@@ -252,27 +286,91 @@ function urlFlag(url: string | undefined): string {
 
 // ─── serve ──────────────────────────────────────────────────────────────────
 
+/** What the CLI passes to `serve()`: the options server.ts may not declare yet are typed here too. */
+type CliServeOptions = ServeOptions & { allowedHosts?: string[]; corsOrigins?: string[]; cacheMb?: number };
+
 async function runServe(args: ParsedArgs): Promise<number> {
+  const options = serveOptions(args);
+  fs.mkdirSync(options.root, { recursive: true });
+  const server: DashServer = await serve(options);
+  await untilStopped(server);
+  return 0;
+}
+
+function serveOptions(args: ParsedArgs): CliServeOptions {
   const portText = flag(args, "port") ?? "8787";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageProblem(`invalid --port ${JSON.stringify(portText)}: expected 0 to 65535`);
-  const maxText = flag(args, "max-body");
-  const maxBodyBytes = maxText === undefined ? undefined : Number(maxText);
-  if (maxBodyBytes !== undefined && !(Number.isInteger(maxBodyBytes) && maxBodyBytes > 0)) {
-    throw new UsageProblem(`invalid --max-body ${JSON.stringify(maxText)}: expected a positive number of bytes`);
-  }
-  const root = rootOf(args);
-  fs.mkdirSync(root, { recursive: true });
-  const server: DashServer = await serve({
-    root,
+  const options: CliServeOptions = {
+    root: rootOf(args),
     port,
     hostname: flag(args, "host") ?? "127.0.0.1",
-    token: flag(args, "token") ?? env("ML_DASH_SERVER_TOKEN"),
-    readToken: flag(args, "read-token"),
+    token: tokenOption(args, "token") ?? env("ML_DASH_SERVER_TOKEN"),
+    readToken: tokenOption(args, "read-token"),
     insecure: args.flags.insecure === true,
-    maxBodyBytes,
-  });
-  await new Promise<void>((resolve) => {
+    maxBodyBytes: positiveIntegerFlag(args, "max-body", "a positive number of bytes"),
+  };
+  const allowedHosts = listFlag(args, "allowed-host").map(checkedHostName);
+  if (allowedHosts.length > 0) options.allowedHosts = allowedHosts;
+  const corsOrigins = listFlag(args, "cors-origin").map(checkedOrigin);
+  if (corsOrigins.length > 0) options.corsOrigins = corsOrigins;
+  const cacheMb = positiveIntegerFlag(args, "cache-mb", "a positive whole number of megabytes");
+  if (cacheMb !== undefined) options.cacheMb = cacheMb;
+  return options;
+}
+
+function positiveIntegerFlag(args: ParsedArgs, name: string, expected: string): number | undefined {
+  const text = flag(args, name);
+  if (text === undefined) return undefined;
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(Number.isSafeInteger(value) && value > 0)) throw new UsageProblem(`invalid --${name} ${JSON.stringify(text)}: expected ${expected}`);
+  return value;
+}
+
+function checkedHostName(name: string): string {
+  if (!/^[A-Za-z0-9.\-_]+$|^\[[0-9A-Fa-f:.]+\]$/.test(name)) {
+    throw new UsageProblem(`invalid --allowed-host ${JSON.stringify(name)}: expected a host name without port, such as dash.example.com`);
+  }
+  return name;
+}
+
+function checkedOrigin(origin: string): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, "")) {
+    throw new UsageProblem(`invalid --cors-origin ${JSON.stringify(origin)}: expected an origin such as https://app.example (scheme, host and port only)`);
+  }
+  return parsed.origin;
+}
+
+/** `--token T` or `--token-file F` (likewise `--read-token`): a file keeps the token out of `ps`. */
+function tokenOption(args: ParsedArgs, name: "token" | "read-token"): string | undefined {
+  const value = flag(args, name);
+  const file = flag(args, `${name}-file`);
+  if (value !== undefined && file !== undefined) throw new UsageProblem(`expected --${name} or --${name}-file, received both`);
+  return file === undefined ? value : readTokenFile(file, `--${name}-file`);
+}
+
+function readTokenFile(file: string, option: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (error) {
+    throw new Error(`Cannot read ${option} ${JSON.stringify(file)}: ${(error as Error).message}`);
+  }
+  // Editors and `echo` end the file with a newline; it is not part of the token.
+  const token = text.replace(/\r?\n$/, "");
+  if (token === "") throw new Error(`Empty ${option} ${JSON.stringify(file)}: expected the token on one line`);
+  if (/[\r\n]/.test(token)) throw new Error(`Invalid ${option} ${JSON.stringify(file)}: expected the token on one line, received ${token.split(/\r?\n/).length} lines`);
+  return token;
+}
+
+function untilStopped(server: DashServer): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
@@ -282,7 +380,6 @@ async function runServe(args: ParsedArgs): Promise<number> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-  return 0;
 }
 
 // ─── sync ───────────────────────────────────────────────────────────────────
@@ -302,12 +399,38 @@ async function runSync(args: ParsedArgs): Promise<number> {
   if (outbox.refused > 0) console.error(`outbox: ${outbox.refused} batch(es) refused by the server, left in ${JSON.stringify(path.join(root, ".outbox"))}`);
   if (args.flags["outbox-only"] === true) return outbox.refused > 0 ? 1 : 0;
   const experiments = await new DashReader(root).listExperiments();
+  const skipped: string[] = [];
   for (const e of experiments) {
-    const sent = await syncExperiment(client, root, e.prefix);
+    let sent: { lines: number; files: number };
+    try {
+      sent = await syncExperiment(client, root, e.prefix, skipped);
+    } catch (error) {
+      const status = refusalStatus(error);
+      if (status === undefined || status === 401) throw error;
+      const line = `${e.prefix}: the whole experiment: ${(error as Error).message}`;
+      console.error(`skipped ${line}`);
+      skipped.push(line);
+      continue;
+    }
     console.log(`${e.prefix}: ${sent.lines} new line(s), ${sent.files} file(s) sent; ${e.status}`);
   }
   console.log(`synced ${experiments.length} experiment(s) from ${JSON.stringify(root)} to ${url}`);
-  return outbox.refused > 0 ? 1 : 0;
+  if (skipped.length > 0) {
+    console.error(`ml-dash sync: the server refused ${skipped.length} part(s), skipped:\n${skipped.map((s) => `  ${s}`).join("\n")}`);
+  }
+  return outbox.refused > 0 || skipped.length > 0 ? 1 : 0;
+}
+
+/**
+ * The status of an answer that says "never" for this request: a 4xx other than 408 and 429
+ * (which mean "later", and the client retries them). Read from the error's `status` where
+ * it has one, else from its message ("the server answered 413: ...").
+ */
+function refusalStatus(error: unknown): number | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const field = (error as { status?: unknown }).status;
+  const status = typeof field === "number" ? field : Number(/answered (\d{3})\b/.exec(error.message)?.[1]);
+  return status >= 400 && status < 500 && status !== 408 && status !== 429 ? status : undefined;
 }
 
 /** Sends `<root>/.outbox/<prefix>/<session>-<seq>.json` in session and seq order, deleting each once acknowledged. */
@@ -352,8 +475,8 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
       } catch (error) {
         // A refused batch stays for a person to look at; an unreachable server stops the sync.
         // 408 and 429 are retried by the client and mean "later", not "never".
-        if (!(error instanceof Error && /answered 4(?!08|29)\d\d/.test(error.message))) throw error;
-        console.error(`${file}: ${error.message}`);
+        if (refusalStatus(error) === undefined) throw error;
+        console.error(`${file}: ${(error as Error).message}`);
         refused++;
         continue;
       }
@@ -377,12 +500,56 @@ interface Stream {
   name?: string;
 }
 
-/** Sends one local experiment: state, then every JSONL file from where the server's copy ends, then the status. */
-async function syncExperiment(client: HttpBackend, root: string, prefix: string): Promise<{ lines: number; files: number }> {
+type Send = (session: string, seq: number, batch: Record<string, unknown>) => Promise<void>;
+
+/** One experiment's sync: where its files are, how to send, and what the server refused. */
+interface ExperimentSync {
+  prefix: string;
+  dir: string;
+  send: Send;
+  skipped: string[];
+}
+
+/**
+ * Sends one local experiment: state, then every JSONL file from where the server's copy ends,
+ * then the status. A part the server refuses is reported, noted in `skipped`, and the rest goes on.
+ */
+async function syncExperiment(client: HttpBackend, root: string, prefix: string, skipped: string[]): Promise<{ lines: number; files: number }> {
   const dir = path.join(root, ...prefix.split("/"));
   const experiment = readJson<Record<string, unknown>>(path.join(dir, "experiment.json")) ?? {};
   // The session ids derive from the experiment, so a rerun finds what the last run sent.
   const base = `sync-${fnv1a(`${prefix}|${experiment.createdAt ?? ""}`)}`;
+  const streams = streamsOf(dir, base);
+  const stateSession = `${base}-state`;
+  const statusSession = `${base}-status`;
+  const sessions = [...streams.map((s) => s.session), stateSession, statusSession];
+  const opened = await client.post("/api/v1/open", JSON.stringify({ prefix, sessions })) as {
+    sessions?: Record<string, number | null>;
+  };
+  const stored = opened.sessions ?? {};
+  const sync: ExperimentSync = {
+    prefix,
+    dir,
+    skipped,
+    send: async (session, seq, batch) => {
+      await client.post("/api/v1/batch", JSON.stringify({ prefix, session, seq, batch }));
+    },
+  };
+
+  await attempt(sync, "metadata and parameters", () => sendVersioned(sync, stateSession, stored[stateSession], stateOf(prefix, dir, experiment)));
+  let lines = 0;
+  let files = 0;
+  for (const stream of streams) {
+    const from = stored[stream.session] ?? 0;
+    if (stream.kind === "files") files += await syncFiles(sync, stream, from);
+    else lines += await syncLines(sync, stream, from);
+  }
+  const status = readJson<Record<string, unknown>>(path.join(dir, "status.json"));
+  if (status) await attempt(sync, "status", () => sendVersioned(sync, statusSession, stored[statusSession], { status }));
+  return { lines, files };
+}
+
+function streamsOf(dir: string, base: string): Stream[] {
   const streams: Stream[] = [];
   let metricNames: string[] = [];
   try {
@@ -395,69 +562,153 @@ async function syncExperiment(client: HttpBackend, root: string, prefix: string)
   }
   streams.push({ session: `${base}-logs`, file: path.join(dir, "logs.jsonl"), kind: "logs" });
   streams.push({ session: `${base}-files`, file: path.join(dir, "files.jsonl"), kind: "files" });
-  const opened = await client.post("/api/v1/open", JSON.stringify({ prefix, sessions: streams.map((s) => s.session) })) as {
-    sessions?: Record<string, number | null>;
-  };
-  const send = async (session: string, seq: number, batch: Record<string, unknown>): Promise<void> => {
-    await client.post("/api/v1/batch", JSON.stringify({ prefix, session, seq, batch }));
-  };
+  return streams;
+}
 
+function stateOf(prefix: string, dir: string, experiment: Record<string, unknown>): Record<string, unknown> {
   const state: Record<string, unknown> = {};
   const { readme, tags, metadata } = experiment as { readme?: string; tags?: string[]; metadata?: Record<string, unknown> };
   state.metadata = dropUndefined({ prefix, readme, tags, metadata });
   const params = readJson<{ data?: Record<string, unknown> }>(path.join(dir, "parameters.json"))?.data;
   if (params && Object.keys(params).length > 0) state.params = params;
-  await send(`${base}-state`, fnv1aNumber(JSON.stringify(state)), state);
+  return state;
+}
 
-  let lines = 0;
-  let files = 0;
-  for (const stream of streams) {
-    const all = completeLines(stream.file);
-    let start = Math.min(opened.sessions?.[stream.session] ?? 0, all.length);
-    while (start < all.length) {
-      let end = Math.min(all.length, (Math.floor(start / SYNC_CHUNK_LINES) + 1) * SYNC_CHUNK_LINES);
-      // Unreadable lines (a crash mid-write) are skipped, as the reader skips them.
-      let chunk = all.slice(start, end).filter(isJsonObject);
-      let batch: Record<string, unknown>;
-      if (stream.kind === "metric") {
-        batch = chunk.length > 0 ? { metrics: { [stream.name!]: [chunk.join("\n")] } } : {};
-      } else if (stream.kind === "logs") {
-        batch = chunk.length > 0 ? { logs: [chunk.join("\n")] } : {};
-      } else {
-        // Files go in smaller requests: their contents travel as base64.
-        const uploads = [];
-        let bytes = 0;
-        let taken = 0;
-        for (const line of chunk) {
-          const info = JSON.parse(line) as { path: string; mime: string; _ts: number };
-          let data: Uint8Array;
-          try {
-            data = fs.readFileSync(path.join(dir, "files", ...info.path.split("/")));
-          } catch {
-            taken++;
-            continue;
-          }
-          if (uploads.length > 0 && bytes + data.byteLength > SYNC_CHUNK_FILE_BYTES) break;
-          uploads.push({ path: info.path, size: data.byteLength, mime: info.mime, _ts: info._ts, data: Buffer.from(data).toString("base64") });
-          bytes += data.byteLength;
-          taken++;
-        }
-        if (taken < chunk.length) {
-          end = start + taken;
-          chunk = chunk.slice(0, taken);
-        }
-        files += uploads.length;
-        batch = uploads.length > 0 ? { files: uploads } : {};
-      }
-      await send(stream.session, end, batch);
-      if (stream.kind !== "files") lines += chunk.length;
-      start = end;
-    }
+/**
+ * Runs one part of an experiment's sync. A part the server refuses is reported and noted,
+ * and the sync goes on; a refused token (401) would fail every other part too, so it ends the sync.
+ */
+async function attempt(sync: ExperimentSync, what: string, part: () => Promise<void>): Promise<boolean> {
+  try {
+    await part();
+    return true;
+  } catch (error) {
+    const status = refusalStatus(error);
+    if (status === undefined || status === 401) throw error;
+    const line = `${sync.prefix}: ${what}: ${(error as Error).message}`;
+    console.error(`skipped ${line}`);
+    sync.skipped.push(line);
+    return false;
   }
+}
 
-  const status = readJson<Record<string, unknown>>(path.join(dir, "status.json"));
-  if (status) await send(`${base}-status`, fnv1aNumber(JSON.stringify(status)), { status });
-  return { lines, files };
+const HASH_RANGE = 2 ** 32;
+
+/**
+ * Sends a state patch (metadata and params, or the status) under seq = version * 2^32 + a
+ * 32-bit hash of its content. The server's ledger knows the largest seq it stored for the
+ * session (from /open): when its hash part is this content's, the server has it and nothing
+ * is sent; otherwise it goes as the next version. So a seq only grows and a value that
+ * changes back (A, B, A) is sent again, where a bare content hash would be taken for a
+ * duplicate. The count lives on the server, so it holds across runs of sync, across machines
+ * and when the local folder is copied; the bare hash that earlier syncs sent reads as version 0.
+ * 2^21 versions fit below 2^53.
+ */
+async function sendVersioned(sync: ExperimentSync, session: string, storedMax: number | null | undefined, patch: Record<string, unknown>): Promise<void> {
+  const hash = fnv1aNumber(JSON.stringify(patch));
+  if (typeof storedMax === "number" && storedMax % HASH_RANGE === hash) return;
+  const version = typeof storedMax === "number" ? Math.floor(storedMax / HASH_RANGE) + 1 : 0;
+  await sync.send(session, version * HASH_RANGE + hash, patch);
+}
+
+function chunkEnd(start: number, length: number): number {
+  return Math.min(length, (Math.floor(start / SYNC_CHUNK_LINES) + 1) * SYNC_CHUNK_LINES);
+}
+
+/**
+ * Sends a metrics or logs file from line `from` on; each chunk's seq is the line where it
+ * ends. A refused chunk ends this file's sync (a series must not have a gap): the next sync
+ * starts there again.
+ */
+async function syncLines(sync: ExperimentSync, stream: Stream, from: number): Promise<number> {
+  const all = completeLines(stream.file);
+  let sent = 0;
+  for (let start = Math.min(from, all.length); start < all.length;) {
+    const end = chunkEnd(start, all.length);
+    // Unreadable lines (a crash mid-write) are skipped, as the reader skips them.
+    const chunk = all.slice(start, end).filter(isJsonObject);
+    let batch: Record<string, unknown> = {};
+    if (chunk.length > 0) batch = stream.kind === "metric" ? { metrics: { [stream.name!]: [chunk.join("\n")] } } : { logs: [chunk.join("\n")] };
+    const what = `${path.relative(sync.dir, stream.file)} lines ${start + 1} to ${end} (and the rest of that file)`;
+    if (!(await attempt(sync, what, () => sync.send(stream.session, end, batch)))) break;
+    sent += chunk.length;
+    start = end;
+  }
+  return sent;
+}
+
+interface Upload {
+  path: string;
+  size: number;
+  mime: string;
+  _ts: number;
+  data: string;
+}
+
+/** A line of files.jsonl: its seq (the line number where it ends) and the upload, unless the line or the file is unreadable. */
+interface FileLine {
+  seq: number;
+  upload?: Upload;
+}
+
+function fileLine(dir: string, line: string, seq: number): FileLine {
+  if (!isJsonObject(line)) return { seq };
+  const info = JSON.parse(line) as { path: string; mime: string; _ts: number };
+  let data: Uint8Array;
+  try {
+    data = fs.readFileSync(path.join(dir, "files", ...info.path.split("/")));
+  } catch {
+    return { seq };
+  }
+  return { seq, upload: { path: info.path, size: data.byteLength, mime: info.mime, _ts: info._ts, data: Buffer.from(data).toString("base64") } };
+}
+
+/** Sends files.jsonl from line `from` on, with the files' contents, in requests of up to SYNC_CHUNK_FILE_BYTES. */
+async function syncFiles(sync: ExperimentSync, stream: Stream, from: number): Promise<number> {
+  const all = completeLines(stream.file);
+  let sent = 0;
+  let group: FileLine[] = [];
+  let bytes = 0;
+  for (let i = Math.min(from, all.length); i < all.length; i++) {
+    const line = fileLine(sync.dir, all[i], i + 1);
+    const size = line.upload?.size ?? 0;
+    if (group.length > 0 && (bytes + size > SYNC_CHUNK_FILE_BYTES || i % SYNC_CHUNK_LINES === 0)) {
+      sent += await sendFiles(sync, stream, group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(line);
+    bytes += size;
+  }
+  if (group.length > 0) sent += await sendFiles(sync, stream, group);
+  return sent;
+}
+
+/**
+ * Sends the lines of files.jsonl in one request. If the server refuses it, each file goes
+ * alone to find the one it refuses (too large, a name it does not take); that one is
+ * reported and passed over (sent as an empty batch under its seq): the server would refuse
+ * it again, and the files after it go on.
+ */
+async function sendFiles(sync: ExperimentSync, stream: Stream, group: FileLine[]): Promise<number> {
+  const uploads = group.flatMap((line) => (line.upload ? [line.upload] : []));
+  const seq = group[group.length - 1].seq;
+  const batch = uploads.length > 0 ? { files: uploads } : {};
+  if (uploads.length > 1) {
+    try {
+      await sync.send(stream.session, seq, batch);
+      return uploads.length;
+    } catch (error) {
+      if (refusalStatus(error) === undefined || refusalStatus(error) === 401) throw error;
+    }
+    let sent = 0;
+    for (const line of group) sent += await sendFiles(sync, stream, [line]);
+    return sent;
+  }
+  const what = uploads.length === 1 ? `file ${JSON.stringify(uploads[0].path)}` : `files.jsonl line ${seq}`;
+  if (await attempt(sync, what, () => sync.send(stream.session, seq, batch))) return uploads.length;
+  if (uploads.length === 1) await sync.send(stream.session, seq, {});
+  return 0;
 }
 
 /** The complete lines of a JSONL file (a torn last line is left out). */
@@ -522,11 +773,7 @@ async function runLogin(args: ParsedArgs): Promise<number> {
   const file = credentialsFile();
   const all = readJson<Record<string, unknown>>(file) ?? {};
   all[credentialsKey(url)] = { token };
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(all, null, 2) + "\n", { mode: 0o600 });
-  fs.chmodSync(tmp, 0o600);
-  fs.renameSync(tmp, file);
+  writePrivateFile(file, JSON.stringify(all, null, 2) + "\n");
   console.log(`Saved the token for ${credentialsKey(url)} in ${file}`);
   return await Promise.resolve(0);
 }
@@ -546,12 +793,39 @@ async function runLogout(args: ParsedArgs): Promise<number> {
     return 0;
   }
   delete all[key];
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(all, null, 2) + "\n", { mode: 0o600 });
-  fs.chmodSync(tmp, 0o600);
-  fs.renameSync(tmp, file);
+  writePrivateFile(file, JSON.stringify(all, null, 2) + "\n");
   console.log(`Removed the token for ${key} from ${file}`);
   return await Promise.resolve(0);
+}
+
+/**
+ * Replaces `file` with `text`, readable by its owner only, in a folder only the owner can
+ * enter. The temporary file has a random name and is created exclusively ("wx"): another
+ * user who can guess it cannot plant a file or a symlink there to receive the token.
+ */
+function writePrivateFile(file: string, text: string): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir leaves the mode of a folder that existed already (often 0755).
+  fs.chmodSync(dir, 0o700);
+  const tmp = `${file}.${randomHex(16)}.tmp`;
+  const fd = fs.openSync(tmp, "wx", 0o600);
+  try {
+    try {
+      fs.writeFileSync(fd, text);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (error) {
+    fs.rmSync(tmp, { force: true });
+    throw error;
+  }
+}
+
+function randomHex(bytes: number): string {
+  const random = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // ─── ls, show, export ───────────────────────────────────────────────────────

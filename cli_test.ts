@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
@@ -157,6 +158,33 @@ test("ml-dash login stores the token in ~/.dash/credentials.json with mode 0600;
   assert.ok(!fs.existsSync(file));
 });
 
+test("ml-dash login tightens an existing ~/.dash folder to mode 0700", async () => {
+  const home = tempDir();
+  const dir = path.join(home, ".dash");
+  fs.mkdirSync(dir, { mode: 0o755 });
+  fs.chmodSync(dir, 0o755);
+  const login = await cli(["login", "--url", "http://127.0.0.1:9", "--token", "tok"], { HOME: home });
+  assert.equal(login.code, 0, login.stderr);
+  assert.equal((fs.statSync(dir).mode & 0o777).toString(8), "700");
+  assert.equal((fs.statSync(path.join(dir, "credentials.json")).mode & 0o777).toString(8), "600");
+  assert.deepEqual(fs.readdirSync(dir), ["credentials.json"], "no temporary file is left");
+});
+
+test("ml-dash login writes a temporary file of a random name, created exclusively: a symlink planted at a guessable name gets nothing", async () => {
+  const home = tempDir();
+  const result = await runScript(new URL("./testing/fixtures/login_planted_tmp.ts", import.meta.url), {
+    args: ["login", "--url", "http://127.0.0.1:9", "--token", "secret-tok"],
+    env: { HOME: home, ML_DASH_TOKEN: undefined },
+    timeoutMs: 60_000,
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(fs.readFileSync(path.join(home, "decoy"), "utf8"), "", "the planted link's target receives nothing");
+  const file = path.join(home, ".dash", "credentials.json");
+  assert.ok(fs.lstatSync(file).isFile(), "credentials.json is a file, not the planted link");
+  assert.equal((fs.lstatSync(file).mode & 0o777).toString(8), "600");
+  assert.deepEqual(JSON.parse(fs.readFileSync(file, "utf8")), { "http://127.0.0.1:9": { token: "secret-tok" } });
+});
+
 function waitForUrl(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = "";
@@ -178,7 +206,7 @@ test("ml-dash serve runs the server (read API on the root, token for writes) and
     const url = await waitForUrl(child);
     const list = await (await fetch(`${url}/api/v1/experiments`)).json();
     assert.equal(list.total, 3);
-    const write = await fetch(`${url}/api/v1/batch`, { method: "POST", body: "{}" });
+    const write = await fetch(`${url}/api/v1/batch`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     assert.equal(write.status, 401);
     await write.body?.cancel();
   } finally {
@@ -308,4 +336,174 @@ test("ml-dash sync replays outbox sessions in the order they began, so a resumed
   } finally {
     await server.close();
   }
+});
+
+/** Runs `ml-dash serve` with `args` (and a free port) until `use` is done. */
+async function withServe(args: string[], env: Record<string, string | undefined>, use: (url: string) => Promise<void>): Promise<void> {
+  const child = spawnScript(CLI, { args: ["serve", "--port", "0", ...args], env: { ML_DASH_SERVER_TOKEN: undefined, ...env } });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  try {
+    await use(await waitForUrl(child));
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+/** POSTs a valid one-batch envelope and returns the answer's status. */
+async function postBatch(url: string, token?: string): Promise<number> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const body = JSON.stringify({ prefix: "alice/token/run", session: `s-${Math.random().toString(36).slice(2)}`, seq: 0, batch: { metadata: {} } });
+  const response = await fetch(`${url}/api/v1/batch`, { method: "POST", headers, body });
+  await response.body?.cancel();
+  return response.status;
+}
+
+async function getStatus(url: string, token?: string): Promise<number> {
+  const response = await fetch(`${url}/api/v1/experiments`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  await response.body?.cancel();
+  return response.status;
+}
+
+test("ml-dash serve --token-file and --read-token-file read the tokens from files (a trailing newline dropped), and ML_DASH_SERVER_TOKEN from the environment", async () => {
+  const root = tempDir();
+  const writeFile = path.join(tempDir(), "write-token");
+  const readFile = path.join(tempDir(), "read-token");
+  fs.writeFileSync(writeFile, "file-tok\n");
+  fs.writeFileSync(readFile, "read-tok\r\n");
+  await withServe(["--root", root, "--token-file", writeFile, "--read-token-file", readFile], {}, async (url) => {
+    assert.equal(await postBatch(url), 401, "a write without the token");
+    assert.equal(await postBatch(url, "file-tok"), 200, "a write with the token, without the file's newline");
+    assert.equal(await getStatus(url), 401, "a read without the read token");
+    assert.equal(await getStatus(url, "read-tok"), 200, "a read with the read token");
+  });
+  await withServe(["--root", root], { ML_DASH_SERVER_TOKEN: "env-tok" }, async (url) => {
+    assert.equal(await postBatch(url), 401);
+    assert.equal(await postBatch(url, "env-tok"), 200);
+  });
+});
+
+test("ml-dash serve: an empty, unreadable or multi-line token file is a clear error; --token with --token-file is a usage error", async () => {
+  const root = tempDir();
+  const dir = tempDir();
+  const empty = path.join(dir, "empty");
+  fs.writeFileSync(empty, "\n");
+  const twoLines = path.join(dir, "two");
+  fs.writeFileSync(twoLines, "a\nb\n");
+  const missing = path.join(dir, "missing");
+  const cases: [string[], number, RegExp][] = [
+    [["--token-file", empty], 1, /Empty --token-file ".*empty": expected the token on one line/],
+    [["--token-file", twoLines], 1, /Invalid --token-file ".*two": expected the token on one line, received 2 lines/],
+    [["--token-file", missing], 1, /Cannot read --token-file ".*missing": .*(ENOENT|no such file|not found)/i],
+    [["--read-token-file", missing], 1, /Cannot read --read-token-file ".*missing"/],
+    [["--token", "t", "--token-file", empty], 2, /expected --token or --token-file, received both/],
+  ];
+  for (const [args, code, message] of cases) {
+    const result = await cli(["serve", "--root", root, "--port", "0", ...args]);
+    assert.equal(result.code, code, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+  }
+});
+
+test("ml-dash sync sends a parameter that changed back (A, then B, then A again): the server ends with A", async () => {
+  const root = tempDir();
+  const prefix = "alice/params/run";
+  const setLr = (lr: number): Promise<void> =>
+    new Experiment({ prefix, dashRoot: root }).run((exp) => {
+      exp.params.set({ lr });
+    });
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const remote = new DashReader(serverRoot);
+    for (const lr of [0.1, 0.2, 0.1]) {
+      await setLr(lr);
+      const sync = await cli(["sync", "--url", server.url, "--root", root]);
+      assert.equal(sync.code, 0, sync.stderr);
+      assert.deepEqual(await remote.params(prefix), { lr }, `after setting lr to ${lr}`);
+    }
+    const batches = server.handler.stats.batches;
+    assert.equal((await cli(["sync", "--url", server.url, "--root", root])).code, 0);
+    assert.equal(server.handler.stats.batches, batches, "an unchanged state is not sent again");
+  } finally {
+    await server.close();
+  }
+});
+
+test("ml-dash sync reports and skips a file the server refuses, sends the other files and the later experiments, and exits 1 naming what it skipped", async () => {
+  const root = tempDir();
+  await new Experiment({ prefix: "alice/files/run", dashRoot: root }).run(async (exp) => {
+    exp.metrics("train").log({ step: 0, loss: 1 });
+    await exp.files.saveBytes("big.bin", new Uint8Array(6000));
+    await exp.files.saveText("small.txt", "small");
+  });
+  await new Experiment({ prefix: "bob/later/run", dashRoot: root }).run(async (exp) => {
+    exp.params.set({ lr: 0.5 });
+    exp.metrics("train").log({ step: 0, loss: 2 });
+    await exp.files.saveText("notes.txt", "later");
+  });
+  const serverRoot = tempDir();
+  // The big file's base64 does not fit in a request; everything else does.
+  const server = await serve({ root: serverRoot, port: 0, quiet: true, maxBodyBytes: 4000 });
+  try {
+    const sync = await cli(["sync", "--url", server.url, "--root", root]);
+    assert.equal(sync.code, 1, `a skipped file makes the exit code 1\n${sync.stdout}\n${sync.stderr}`);
+    assert.match(sync.stderr, /refused 1 part\(s\), skipped:\n {2}alice\/files\/run: file "big\.bin": the server answered 413/);
+    const remote = new DashReader(serverRoot);
+    const local = new DashReader(root);
+    assert.deepEqual((await remote.files("alice/files/run")).map((f) => f.path), ["small.txt"]);
+    assert.equal((await remote.status("alice/files/run"))?.status, "COMPLETED");
+    assert.deepEqual(await remote.summary("alice/files/run"), await local.summary("alice/files/run"));
+    for (const read of [(r: DashReader) => r.summary("bob/later/run"), (r: DashReader) => r.params("bob/later/run")]) {
+      assert.deepEqual(await read(remote), await read(local));
+    }
+    assert.deepEqual((await remote.files("bob/later/run")).map((f) => f.path), ["notes.txt"]);
+    assert.equal((await remote.status("bob/later/run"))?.status, "COMPLETED");
+
+    const again = await cli(["sync", "--url", server.url, "--root", root]);
+    assert.equal(again.code, 0, `the refused file is not tried again: ${again.stderr}`);
+  } finally {
+    await server.close();
+  }
+});
+
+/** A GET of the experiments list naming `host` in its Host header (fetch may not set Host; node:http does). */
+function getWithHost(url: string, host: string): Promise<number> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const request = http.request({ hostname, port: Number(port), path: "/api/v1/experiments", headers: { host } }, (response) => {
+      response.resume();
+      response.on("end", () => resolve(response.statusCode ?? 0));
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+test("ml-dash serve --allowed-host answers requests that name that host and refuses others", async () => {
+  const root = tempDir();
+  await withServe(["--root", root, "--allowed-host", "foo.example", "--allowed-host", "baz.example"], {}, async (url) => {
+    assert.equal(await getWithHost(url, "foo.example"), 200);
+    assert.equal(await getWithHost(url, "baz.example:8787"), 200);
+    assert.ok([403, 421].includes(await getWithHost(url, "bar.example")), "another host is refused");
+  });
+});
+
+test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integer", async () => {
+  const root = tempDir();
+  const noToken = await cli(["serve", "--root", root, "--port", "0", "--cors-origin", "https://app.example"]);
+  assert.equal(noToken.code, 1, noToken.stderr);
+  assert.match(noToken.stderr, /https:\/\/app\.example.*without a token/);
+  const badOrigin = await cli(["serve", "--root", root, "--port", "0", "--token", "t", "--cors-origin", "https://app.example/page"]);
+  assert.equal(badOrigin.code, 2);
+  assert.match(badOrigin.stderr, /invalid --cors-origin "https:\/\/app\.example\/page": expected an origin such as https:\/\/app\.example/);
+  for (const value of ["0", "-1", "1.5", "lots"]) {
+    const bad = await cli(["serve", "--root", root, "--port", "0", "--cache-mb", value]);
+    assert.equal(bad.code, 2, value);
+    assert.match(bad.stderr, new RegExp(`invalid --cache-mb "${value.replace(".", "\\.")}": expected a positive whole number of megabytes`));
+  }
+  await withServe(["--root", root, "--token", "t", "--cors-origin", "https://app.example", "--cache-mb", "16"], {}, async (url) => {
+    assert.equal(await getStatus(url), 200);
+  });
 });
