@@ -223,6 +223,7 @@ export class Run implements AsyncDisposable {
   constructor(experiment: string, options: RunOptions = {}) {
     checkOptionNames(options, runOptionNames(), "startRun");
     const { config, runName, project, owner, ...rest } = options;
+    if (config !== undefined) flatten(config);
     const segments = [owner ?? RUN.user, project ?? "default", experiment, runName ?? uniqueRunName()];
     this.#core = new ExperimentCore(resolveSettings({ ...rest, prefix: segments.join("/") }));
     runCores.set(this, this.#core);
@@ -446,6 +447,8 @@ class ExperimentCore {
   #params: Record<string, ParamValue> = ownKeys();
   #files: FileInfo[] = [];
   #warned = new Set<string>();
+  #keySplits = new Map<string, readonly [string, string]>();
+  #checkedMetrics = new Set<string>();
   #open = false;
   #opening = false;
   /** The first step after every step recorded before this session (0 for a new experiment). */
@@ -572,7 +575,7 @@ class ExperimentCore {
     let keys = 0;
     for (const key in fields) {
       const value = fields[key];
-      if (typeof value !== "number" || value - value !== 0 || key === "" || key === "step" || key === "_ts") {
+      if (typeof value !== "number" || value - value !== 0 || key === "" || key === "step" || key === "_ts" || key.length > SHORT_FIELD_UNITS) {
         return this.#logChecked(queue, fields, at);
       }
       keys++;
@@ -589,7 +592,7 @@ class ExperimentCore {
     for (const key in fields) {
       if (key === "step") continue;
       const value = fields[key];
-      if (typeof value === "number" && value - value === 0 && key !== "") {
+      if (typeof value === "number" && value - value === 0 && isValidField(key)) {
         setKey(record, key, value);
         count++;
       } else if (this.#recordBadValue(queue.name, key, value, record)) {
@@ -605,15 +608,31 @@ class ExperimentCore {
   logKeyed(values: Record<string, unknown>, step: number): void {
     const groups = new Map<string, Record<string, unknown>>();
     for (const key in values) {
-      const slash = key.indexOf("/");
-      const group = slash > 0 && isValidMetricName(key.slice(0, slash)) ? key.slice(0, slash) : DEFAULT_METRIC;
-      const field = group === DEFAULT_METRIC ? key : key.slice(slash + 1);
+      const [group, field] = this.#splitKey(key);
       let fields = groups.get(group);
       if (!fields) groups.set(group, fields = {});
       setKey(fields, field, values[key]);
     }
     if (this.settings.strict) for (const [group, fields] of groups) this.#checkStrict(group, fields);
     for (const [group, fields] of groups) this.logMetric(group, fields, step);
+  }
+
+  /** Metric and field of a Run API key, checked once per key (the names are checked on a cache miss only). */
+  #splitKey(key: string): readonly [string, string] {
+    let split = this.#keySplits.get(key);
+    if (split) return split;
+    const slash = key.indexOf("/");
+    const group = slash > 0 && isValidMetricName(key.slice(0, slash)) ? key.slice(0, slash) : DEFAULT_METRIC;
+    split = [group, group === DEFAULT_METRIC ? key : key.slice(slash + 1)];
+    // Bounded, for a caller that makes up new keys at every step.
+    if (this.#keySplits.size < MAX_CACHED_KEYS) this.#keySplits.set(key, split);
+    return split;
+  }
+
+  #checkMetricName(name: string): void {
+    if (this.#checkedMetrics.has(name)) return;
+    checkMetricName(name);
+    if (this.#checkedMetrics.size < MAX_CACHED_KEYS) this.#checkedMetrics.add(name);
   }
 
   /** `exp.metrics.log({ epoch, train: {...}, eval: {...} })`: shared fields go into every group. */
@@ -626,7 +645,7 @@ class ExperimentCore {
       else setKey(shared, key, value);
     }
     if (groups.length === 0) return this.logMetric(DEFAULT_METRIC, shared, stepOf(shared));
-    for (const [name] of groups) checkMetricName(name);
+    for (const [name] of groups) this.#checkMetricName(name);
     if (this.settings.strict) for (const [name, fields] of groups) this.#checkStrict(name, { ...shared, ...fields });
     for (const [name, fields] of groups) {
       const merged = { ...shared, ...fields };
@@ -660,7 +679,7 @@ class ExperimentCore {
 
   async saveFile(path: string, data: Uint8Array, mime: string): Promise<FileInfo> {
     this.#assertOpen();
-    checkRelativePath(path, "file path");
+    checkRelativePath(path, "file path", MAX_FILE_NAME_BYTES);
     const info: FileInfo = { path, size: data.byteLength, mime, _ts: nowSeconds() };
     this.#files = [...this.#files.filter((f) => f.path !== path), info];
     this.#buffer!.patch({ files: [{ ...info, data }] });
@@ -672,9 +691,10 @@ class ExperimentCore {
     return [...this.#files];
   }
 
-  /** A log line with metadata that JSON cannot hold keeps its message and says why. */
+  /** A log line with metadata that JSON cannot hold (or nested too deep to read back) keeps its message and says why. */
   #serializeLog(record: Record<string, unknown>): string {
     try {
+      if (nestsDeeper(record, MAX_NESTING)) throw new RangeError(`nested more than ${MAX_NESTING} levels deep, or circular`);
       return JSON.stringify(record);
     } catch (error) {
       this.#warnOnce("log-meta", `Log metadata could not be serialized (${describe(error)}); recorded without it`);
@@ -702,7 +722,7 @@ class ExperimentCore {
     for (const key in fields) {
       if (key === "step") continue;
       const value = fields[key];
-      if (!(typeof value === "number" && value - value === 0 && key !== "")) this.#recordBadValue(metric, key, value, { _ts: 0, step: 0 });
+      if (!(typeof value === "number" && value - value === 0 && isValidField(key))) this.#recordBadValue(metric, key, value, { _ts: 0, step: 0 });
     }
   }
 
@@ -711,8 +731,11 @@ class ExperimentCore {
     const where = metric === DEFAULT_METRIC ? `"${key}"` : `"${metric}/${key}"`;
     let problem: string;
     let recorded = false;
+    const tooLong = byteLimitProblem(key, MAX_FIELD_BYTES);
     if (key === "") {
       problem = `Invalid metric key "" in metric "${metric}": a key cannot be empty; the value was not recorded`;
+    } else if (tooLong) {
+      problem = `Invalid metric key ${shorten(key)} in metric "${metric}": ${tooLong}; the value was not recorded`;
     } else if (typeof value === "number") {
       const text = Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
       problem = `Invalid metric value ${text} for ${where}: expected a finite number; recorded as the string "${text}"`;
@@ -734,7 +757,14 @@ class ExperimentCore {
 }
 
 const DEFAULT_METRIC = "default";
+/** Run API keys and metric names remembered as checked, per experiment. */
+const MAX_CACHED_KEYS = 10_000;
 const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"];
+
+/** Whether a field's name can be stored: not empty, and not longer than MAX_FIELD_BYTES. */
+function isValidField(key: string): boolean {
+  return key !== "" && (key.length <= SHORT_FIELD_UNITS || byteLimitProblem(key, MAX_FIELD_BYTES) === undefined);
+}
 
 function stepOf(fields: Record<string, unknown>): number | undefined {
   const step = fields.step;
@@ -804,14 +834,31 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-/** Nested plain objects become dot keys: `{ model: { depth: 50 } }` → `{ "model.depth": 50 }`. */
-function flatten(values: Record<string, unknown>, into: Record<string, ParamValue> = ownKeys(), prefix = ""): Record<string, ParamValue> {
+/**
+ * Nested plain objects become dot keys: `{ model: { depth: 50 } }` → `{ "model.depth": 50 }`.
+ * The recursion stops at MAX_NESTING levels, with a ConfigError, before it could overflow the stack.
+ */
+function flatten(values: Record<string, unknown>, into: Record<string, ParamValue> = ownKeys(), prefix = "", depth = 1): Record<string, ParamValue> {
   for (const key in values) {
     const value = values[key];
-    if (isPlainObject(value)) flatten(value, into, `${prefix}${key}.`);
+    const deeper = isPlainObject(value) ? depth === MAX_NESTING : nestsDeeper(value, MAX_NESTING - depth);
+    if (deeper) throw new ConfigError(`Invalid parameters: nested more than ${MAX_NESTING} levels deep, or circular (at ${shorten(prefix + key)})`);
+    if (isPlainObject(value)) flatten(value, into, `${prefix}${key}.`, depth + 1);
     else into[prefix + key] = value as ParamValue;
   }
   return into;
+}
+
+/** Whether `value` nests objects and arrays more than `levels` deep (a circular one does); stops at the limit, so it cannot overflow the stack. */
+function nestsDeeper(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (levels <= 0) return true;
+  if (Array.isArray(value)) {
+    for (const item of value) if (nestsDeeper(item, levels - 1)) return true;
+    return false;
+  }
+  for (const key of Object.keys(value)) if (nestsDeeper((value as Record<string, unknown>)[key], levels - 1)) return true;
+  return false;
 }
 
 function describe(value: unknown): string {
@@ -872,6 +919,9 @@ function resolveSettings(options: ExperimentOptions): Settings {
   if (dashRoot !== undefined && (typeof dashRoot !== "string" || dashRoot === "" || dashRoot.includes("\0"))) {
     throw new ConfigError(`Invalid dashRoot ${describe(dashRoot)}: expected a non-empty directory path`);
   }
+  if (nestsDeeper(options.metadata, MAX_NESTING)) {
+    throw new ConfigError(`Invalid metadata: nested more than ${MAX_NESTING} levels deep, or circular`);
+  }
   if (options.tags !== undefined && !(Array.isArray(options.tags) && options.tags.every((t) => typeof t === "string"))) {
     throw new ConfigError(`Invalid tags ${describe(options.tags)}: expected an array of strings`);
   }
@@ -919,13 +969,17 @@ function positive(name: string, option: number | undefined, envName: string, fal
  * ```
  */
 export function checkPrefix(prefix: string): void {
-  checkRelativePath(prefix, "prefix");
+  checkRelativePath(prefix, "prefix", MAX_NAME_BYTES);
   if (prefix.split("/").length < 2) {
     throw new ConfigError(`Invalid prefix "${prefix}": expected at least "project/name" (owner/project/.../name)`);
   }
 }
 
-function checkRelativePath(path: string, what: string): void {
+/**
+ * Checks a relative path of "/"-separated names; its last segment may be at
+ * most `lastSegmentBytes` long in UTF-8, the others MAX_NAME_BYTES.
+ */
+function checkRelativePath(path: string, what: string, lastSegmentBytes: number): void {
   if (typeof path !== "string") throw new ConfigError(`Invalid ${what} ${describe(path)}: expected a string`);
   const shown = JSON.stringify(path);
   const fail = (rule: string): never => {
@@ -935,23 +989,78 @@ function checkRelativePath(path: string, what: string): void {
   if (path.includes("\0")) fail("it cannot contain a NUL character");
   if (path.includes("\\")) fail("it cannot contain a backslash");
   if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) fail("it cannot be absolute");
-  for (const segment of path.split("/")) {
+  const segments = path.split("/");
+  for (const [i, segment] of segments.entries()) {
     if (segment === "") fail("a segment cannot be empty");
     if (segment === "." || segment === "..") fail(`a segment cannot be "${segment}"`);
     if (segment.startsWith(".")) fail(`a segment cannot start with "." (found "${segment}")`);
+    checkNameBytes(segment, `${what} segment`, i === segments.length - 1 ? lastSegmentBytes : MAX_NAME_BYTES);
   }
 }
 
+/** The most bytes a file system takes in one name of a file or directory (NAME_MAX). */
+const MAX_NAME_BYTES = 255;
+
+/** The most bytes of a metric's name: its file, `metrics/<name>.jsonl`, has a name of at most MAX_NAME_BYTES. */
+const MAX_METRIC_NAME_BYTES = MAX_NAME_BYTES - ".jsonl".length;
+
+/** The most bytes of a saved file's name: it is written as `<name>.<pid>.<random>.tmp` first, then renamed. */
+const MAX_FILE_NAME_BYTES = MAX_NAME_BYTES - 32;
+
+/** The most bytes of a metric field's name (what the server stores). */
+const MAX_FIELD_BYTES = 255;
+
+/** Strings of at most this many UTF-16 code units fit in MAX_FIELD_BYTES (a code unit is at most 3 bytes of UTF-8). */
+const SHORT_FIELD_UNITS = Math.floor(MAX_FIELD_BYTES / 3);
+
+/** How deep params and metadata may nest objects and arrays (deeper input would overflow stacks here and on the server). */
+const MAX_NESTING = 64;
+
+function checkNameBytes(name: string, what: string, limit: number): void {
+  const problem = byteLimitProblem(name, limit);
+  if (problem) throw new ConfigError(`Invalid ${what} ${shorten(name)}: ${problem}`);
+}
+
+/** Why `text` is too long for `limit` bytes of UTF-8, or undefined if it fits. */
+function byteLimitProblem(text: string, limit: number): string | undefined {
+  if (text.length * 3 <= limit) return undefined;
+  const bytes = utf8Length(text);
+  return bytes > limit ? `${bytes} bytes, the limit is ${limit}` : undefined;
+}
+
+/** The length of `text` in UTF-8, as TextEncoder encodes it (a lone surrogate becomes 3 bytes), without encoding it. */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** A value for a message: JSON-quoted, cut after 40 characters. */
+function shorten(text: string): string {
+  return text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
+}
+
+const METRIC_NAME = /^[^/\\\0.][^/\\\0]*$/;
+
 function isValidMetricName(name: string): boolean {
-  return /^[^/\\\0.][^/\\\0]*$/.test(name);
+  return METRIC_NAME.test(name) && byteLimitProblem(name, MAX_METRIC_NAME_BYTES) === undefined;
 }
 
 function checkMetricName(name: string): void {
-  if (typeof name !== "string" || !isValidMetricName(name)) {
+  if (typeof name !== "string" || !METRIC_NAME.test(name)) {
     throw new ConfigError(
       `Invalid metric name ${describe(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`,
     );
   }
+  checkNameBytes(name, "metric name", MAX_METRIC_NAME_BYTES);
 }
 
 /**

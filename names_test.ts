@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ConfigError, Experiment, startRun } from "./mod.ts";
+import { checkPrefix, ConfigError, Experiment, InvalidMetricError, startRun } from "./mod.ts";
 import { DashReader } from "./storage/jsonl.ts";
 
 function tempRoot(): string {
@@ -108,5 +108,104 @@ describe("names that are Object.prototype's own (__proto__, constructor)", () =>
     await startRun("exp", options, (run) => run.log(own<number>('{"__proto__/a":2}')));
     const series = await new DashReader(root).series("alice/proto/exp/r2", "__proto__/a");
     assert.deepEqual(series.step, [4, 5]);
+  });
+});
+
+/** `levels` plain objects one inside the other: `{ a: { a: ... { a: leaf } } }`. */
+function nested(levels: number, leaf: unknown = 1): Record<string, unknown> {
+  let value = leaf;
+  for (let i = 0; i < levels; i++) value = { a: value };
+  return value as Record<string, unknown>;
+}
+
+/** `levels` arrays one inside the other. */
+function nestedArray(levels: number): unknown[] {
+  let value: unknown[] = [];
+  for (let i = 1; i < levels; i++) value = [value];
+  return value;
+}
+
+const CJK_100 = "测".repeat(100); // 300 bytes of UTF-8
+const isConfigError = (bytes: number, limit: number) => (e: unknown): boolean =>
+  e instanceof ConfigError && e.message.includes(`${bytes} bytes, the limit is ${limit}`);
+
+describe("names longer than a file system takes, and nesting deeper than a stack", () => {
+  it("a prefix segment over 255 bytes of UTF-8 throws a ConfigError that names the limit", () => {
+    const root = tempRoot();
+    assert.throws(() => new Experiment({ prefix: `alice/${CJK_100}/x`, dashRoot: root }), isConfigError(300, 255));
+    assert.throws(() => checkPrefix(`alice/proj/${"a".repeat(256)}`), isConfigError(256, 255));
+    assert.throws(() => startRun(CJK_100, { dashRoot: root }), isConfigError(300, 255));
+    assert.throws(() => startRun("exp", { runName: "😀".repeat(64), dashRoot: root }), isConfigError(256, 255));
+    new Experiment({ prefix: `alice/${"测".repeat(85)}/${"😀".repeat(63)}`, dashRoot: root });
+    assert.deepEqual(fs.readdirSync(root), []);
+  });
+
+  it("a metric name whose file name would be over 255 bytes throws; one that fits is written", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "alice/long/names", dashRoot: root });
+    await exp.run.start();
+    assert.throws(() => exp.metrics(CJK_100), isConfigError(300, 249));
+    assert.throws(() => exp.metrics.log({ [CJK_100]: { loss: 1 } }), isConfigError(300, 249));
+    assert.throws(() => exp.metrics("m".repeat(250)), isConfigError(250, 249));
+    exp.metrics("测".repeat(83)).log({ loss: 1 });
+    await exp.run.complete();
+    assert.deepEqual(metricFiles(root, "alice/long/names"), [`${"测".repeat(83)}.jsonl`]);
+  });
+
+  it("a field name over 255 bytes is not recorded, with a warning (InvalidMetricError when strict)", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "alice/long/fields", dashRoot: root });
+    await exp.run.start();
+    const fits = "测".repeat(85);
+    const warnings = captureWarnings(() => {
+      exp.metrics("m").log({ [CJK_100]: 1, ok: 2 });
+      exp.metrics("m").log({ ["😀".repeat(64)]: 1, [fits]: 3, step: 5 });
+    });
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0], /300 bytes, the limit is 255/);
+    assert.match(warnings[1], /256 bytes, the limit is 255/);
+    const run = startRun("exp", { dashRoot: root, owner: "alice", project: "long", runName: "r", strict: true });
+    await run.start();
+    // A group that cannot be a metric makes the whole key a field of the default metric: 305 bytes.
+    assert.throws(() => run.log({ [`${CJK_100}/loss`]: 1 }), (e: unknown) => e instanceof InvalidMetricError && /305 bytes, the limit is 255/.test(e.message));
+    await run.finish();
+    await exp.run.complete();
+    const rows = objectLines(path.join(root, "alice/long/fields/metrics/m.jsonl")).map(({ _ts: _, ...r }) => r);
+    assert.deepEqual(rows, [{ step: 0, ok: 2 }, { step: 5, [fits]: 3 }]);
+    assert.equal(fs.existsSync(path.join(root, "alice/long/exp/r/metrics")), false);
+  });
+
+  it("a saved file's name too long for its temporary name throws a ConfigError, and the run goes on", async () => {
+    const root = tempRoot();
+    const exp = new Experiment({ prefix: "alice/long/files", dashRoot: root });
+    await exp.run.start();
+    await assert.rejects(exp.files.saveText(CJK_100, "x"), isConfigError(300, 223));
+    await assert.rejects(exp.files.saveText(`${CJK_100}/a.txt`, "x"), isConfigError(300, 255));
+    await assert.rejects(exp.files.saveText("f".repeat(224), "x"), isConfigError(224, 223));
+    await exp.files.saveText("f".repeat(223), "x");
+    exp.metrics("m").log({ loss: 1 });
+    await exp.run.complete();
+    assert.deepEqual(fs.readdirSync(path.join(root, "alice/long/files/files")), ["f".repeat(223)]);
+  });
+
+  it("params, config and metadata nested 100,000 levels deep throw a ConfigError; 64 levels are taken", async () => {
+    const root = tempRoot();
+    const tooDeep = (e: unknown): boolean => e instanceof ConfigError && /nested more than 64 levels/.test(e.message);
+    assert.throws(() => new Experiment({ prefix: "alice/deep/meta", dashRoot: root, metadata: nested(100_000) }), tooDeep);
+    assert.throws(() => new Experiment({ prefix: "alice/deep/meta", dashRoot: root, metadata: nested(65) }), tooDeep);
+    const exp = new Experiment({ prefix: "alice/deep/params", dashRoot: root, metadata: nested(64) });
+    await exp.run.start();
+    assert.throws(() => exp.params.set(nested(100_000)), tooDeep);
+    assert.throws(() => exp.params.set({ list: nestedArray(100_000) }), tooDeep);
+    assert.throws(() => exp.params.set(nested(65)), tooDeep);
+    exp.params.set(nested(64));
+    exp.params.set({ b: nested(62, nestedArray(1)) });
+    const warnings = captureWarnings(() => exp.log("deep meta", { detail: nested(100_000) }));
+    assert.match(warnings.join("\n"), /nested more than 64 levels/);
+    await exp.run.complete();
+    assert.throws(() => startRun("exp", { dashRoot: root, config: nested(100_000) }), tooDeep);
+    const reader = new DashReader(root);
+    assert.deepEqual(Object.keys(await reader.params("alice/deep/params")), [Array(64).fill("a").join("."), `b.${Array(62).fill("a").join(".")}`]);
+    assert.equal((await reader.logs("alice/deep/params"))[0].message, "deep meta");
   });
 });
