@@ -19,7 +19,7 @@ import process from "node:process";
 import { checkUrl, readEnv } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer, ServeOptions } from "./server.ts";
-import { DashReader } from "./storage/jsonl.ts";
+import { DashReader, readParams } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToken } from "./storage/http.ts";
 
@@ -569,8 +569,9 @@ function stateOf(prefix: string, dir: string, experiment: Record<string, unknown
   const state: Record<string, unknown> = {};
   const { readme, tags, metadata } = experiment as { readme?: string; tags?: string[]; metadata?: Record<string, unknown> };
   state.metadata = dropUndefined({ prefix, readme, tags, metadata });
-  const params = readJson<{ data?: Record<string, unknown> }>(path.join(dir, "parameters.json"))?.data;
-  if (params && Object.keys(params).length > 0) state.params = params;
+  // parameters.jsonl holds every patch (parameters.json is a snapshot that concurrent writers may leave short).
+  const params = readParams(dir);
+  if (Object.keys(params).length > 0) state.params = params;
   return state;
 }
 

@@ -431,6 +431,25 @@ test("ml-dash sync sends a parameter that changed back (A, then B, then A again)
   }
 });
 
+test("ml-dash sync sends the parameters of parameters.jsonl, also those the parameters.json snapshot lacks", async () => {
+  const root = tempDir();
+  const prefix = "alice/params/log";
+  await new Experiment({ prefix, dashRoot: root }).run((exp) => {
+    exp.params.set({ lr: 0.1 });
+  });
+  // A second process's patch that reached the log but not the snapshot.
+  fs.appendFileSync(path.join(root, ...prefix.split("/"), "parameters.jsonl"), JSON.stringify({ batch: 64 }) + "\n");
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const sync = await cli(["sync", "--url", server.url, "--root", root]);
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.deepEqual(await new DashReader(serverRoot).params(prefix), { lr: 0.1, batch: 64 });
+  } finally {
+    await server.close();
+  }
+});
+
 test("ml-dash sync reports and skips a file the server refuses, sends the other files and the later experiments, and exits 1 naming what it skipped", async () => {
   const root = tempDir();
   await new Experiment({ prefix: "alice/files/run", dashRoot: root }).run(async (exp) => {
