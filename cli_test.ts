@@ -509,8 +509,15 @@ test("ml-dash serve --allowed-host answers requests that name that host and refu
   });
 });
 
-test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integer", async () => {
+test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integer; --help lists the new flags", async () => {
+  const help = await cli(["serve", "--help"]);
+  for (const name of ["--token-file F", "--read-token-file F", "--allowed-host NAME", "--cors-origin ORIGIN", "--cache-mb N"]) {
+    assert.match(help.stdout, new RegExp(`^  ${name}\\s`, "m"), name);
+  }
   const root = tempDir();
+  const badHost = await cli(["serve", "--root", root, "--port", "0", "--allowed-host", "foo.example:8080"]);
+  assert.equal(badHost.code, 2);
+  assert.match(badHost.stderr, /invalid --allowed-host "foo\.example:8080": expected a host name without port/);
   const noToken = await cli(["serve", "--root", root, "--port", "0", "--cors-origin", "https://app.example"]);
   assert.equal(noToken.code, 1, noToken.stderr);
   assert.match(noToken.stderr, /https:\/\/app\.example.*without a token/);
