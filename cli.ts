@@ -401,18 +401,12 @@ async function runSync(args: ParsedArgs): Promise<number> {
   const experiments = await new DashReader(root).listExperiments();
   const skipped: string[] = [];
   for (const e of experiments) {
-    let sent: { lines: number; files: number };
     try {
-      sent = await syncExperiment(client, root, e.prefix, skipped);
+      const sent = await syncExperiment(client, root, e.prefix, skipped);
+      console.log(`${e.prefix}: ${sent.lines} new line(s), ${sent.files} file(s) sent; ${e.status}`);
     } catch (error) {
-      const status = refusalStatus(error);
-      if (status === undefined || status === 401) throw error;
-      const line = `${e.prefix}: the whole experiment: ${(error as Error).message}`;
-      console.error(`skipped ${line}`);
-      skipped.push(line);
-      continue;
+      skipRefused(skipped, `${e.prefix}: the whole experiment`, error);
     }
-    console.log(`${e.prefix}: ${sent.lines} new line(s), ${sent.files} file(s) sent; ${e.status}`);
   }
   console.log(`synced ${experiments.length} experiment(s) from ${JSON.stringify(root)} to ${url}`);
   if (skipped.length > 0) {
@@ -431,6 +425,20 @@ function refusalStatus(error: unknown): number | undefined {
   const field = (error as { status?: unknown }).status;
   const status = typeof field === "number" ? field : Number(/answered (\d{3})\b/.exec(error.message)?.[1]);
   return status >= 400 && status < 500 && status !== 408 && status !== 429 ? status : undefined;
+}
+
+/** Whether sync passes over the part that met this error: a refusal, but not of the token (401), which every other part would meet too. */
+function isSkippable(error: unknown): boolean {
+  const status = refusalStatus(error);
+  return status !== undefined && status !== 401;
+}
+
+/** Reports a refused part and notes it in `skipped`; rethrows any other error. */
+function skipRefused(skipped: string[], what: string, error: unknown): void {
+  if (!isSkippable(error)) throw error;
+  const line = `${what}: ${(error as Error).message}`;
+  console.error(`skipped ${line}`);
+  skipped.push(line);
 }
 
 /** Sends `<root>/.outbox/<prefix>/<session>-<seq>.json` in session and seq order, deleting each once acknowledged. */
@@ -575,20 +583,13 @@ function stateOf(prefix: string, dir: string, experiment: Record<string, unknown
   return state;
 }
 
-/**
- * Runs one part of an experiment's sync. A part the server refuses is reported and noted,
- * and the sync goes on; a refused token (401) would fail every other part too, so it ends the sync.
- */
+/** Runs one part of an experiment's sync; false when the server refused it (then it is reported and noted). */
 async function attempt(sync: ExperimentSync, what: string, part: () => Promise<void>): Promise<boolean> {
   try {
     await part();
     return true;
   } catch (error) {
-    const status = refusalStatus(error);
-    if (status === undefined || status === 401) throw error;
-    const line = `${sync.prefix}: ${what}: ${(error as Error).message}`;
-    console.error(`skipped ${line}`);
-    sync.skipped.push(line);
+    skipRefused(sync.skipped, `${sync.prefix}: ${what}`, error);
     return false;
   }
 }
@@ -700,7 +701,7 @@ async function sendFiles(sync: ExperimentSync, stream: Stream, group: FileLine[]
       await sync.send(stream.session, seq, batch);
       return uploads.length;
     } catch (error) {
-      if (refusalStatus(error) === undefined || refusalStatus(error) === 401) throw error;
+      if (!isSkippable(error)) throw error;
     }
     let sent = 0;
     for (const line of group) sent += await sendFiles(sync, stream, [line]);
