@@ -616,23 +616,36 @@ export class DashReader {
   /** The root directory. */
   readonly root: string;
   #staleFactor: number;
-  #cacheSize: number;
-  #series = new Map<string, SeriesRead>();
-  #summaries = new Map<string, SummaryRead>();
+  /** Series (ids starting "series\0") and metric files' summaries ("summary\0"), least recently used first. */
+  #cache: ByteBoundedCache<SeriesRead | SummaryRead>;
 
   /**
    * Creates a reader of the experiments under `root`.
    *
+   * Series and metric summaries stay in memory once read, so that reading one
+   * again only reads what was appended since (a server answering zooms and
+   * live updates); the least recently used go first when the cache is full.
+   *
    * @param root The root directory, e.g. `.dash`.
    * @param options `staleAfterIntervals`: missed heartbeats before a RUNNING run
-   * counts as stale (default 3). `cache`: how many series and metric
-   * summaries to keep in memory (default 0), so that reading one again only
-   * reads what was appended since (a server answering zooms and live updates).
+   * counts as stale (default 3). `cacheBytes`: the bound on the memory the
+   * cache takes, estimated (default 256 MiB; 0 turns the cache off); a series
+   * larger than that is never kept. `cache`: at most this many entries as
+   * well (default no bound; 0 turns the cache off).
    */
-  constructor(root: string, options: { staleAfterIntervals?: number; cache?: number } = {}) {
+  constructor(root: string, options: ReaderOptions = {}) {
     this.root = root;
     this.#staleFactor = options.staleAfterIntervals ?? 3;
-    this.#cacheSize = options.cache ?? 0;
+    this.#cache = new ByteBoundedCache(checkedCount("cacheBytes", options.cacheBytes, DEFAULT_CACHE_BYTES), checkedCount("cache", options.cache, Infinity));
+  }
+
+  /**
+   * What the cache holds now: entries and their estimated bytes (for tests and monitoring).
+   *
+   * @returns The entry count and the bytes, never more than `cacheBytes`.
+   */
+  cacheStats(): { entries: number; bytes: number } {
+    return this.#cache.stats();
   }
 
   /**
@@ -742,10 +755,12 @@ export class DashReader {
   series(prefix: string, key: string, options: { x?: string } = {}): Promise<Series> {
     const { metric, field } = splitKey(key, (m) => this.#metricNames(prefix).includes(m));
     const file = this.#metricFile(prefix, metric);
-    const id = `${file}\0${field}\0${options.x ?? ""}`;
-    const read = this.#cached(this.#series, id, file, () => ({ bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] }));
+    const id = `series\0${file}\0${field}\0${options.x ?? ""}`;
+    const read = this.#take<SeriesRead>(id, file) ?? { bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] };
     if (fileSystem.size(file) > read.bytes) read.bytes = readSeries(file, read, field, options.x);
-    const copy = this.#cacheSize > 0 ? (a: number[]) => a.slice() : (a: number[]) => a;
+    // A cached series grows at the next read: the caller gets a copy. One not kept is the caller's.
+    const kept = this.#cache.put(id, read, seriesMemory(id, read));
+    const copy = kept ? (a: number[]) => a.slice() : (a: number[]) => a;
     const series: Series = { key, step: copy(read.step), ts: copy(read.ts), value: copy(read.value) };
     if (read.x) series.x = copy(read.x);
     return Promise.resolve(series);
@@ -762,8 +777,10 @@ export class DashReader {
     const result = new Map<string, KeySummary>();
     for (const metric of this.#metricNames(prefix)) {
       const file = this.#metricFile(prefix, metric);
-      const read = this.#cached(this.#summaries, file, file, () => ({ bytes: 0, fields: new Map() }));
+      const id = `summary\0${file}`;
+      const read = this.#take<SummaryRead>(id, file) ?? { bytes: 0, fields: new Map() };
       if (fileSystem.size(file) > read.bytes) read.bytes = readSummary(file, read);
+      this.#cache.put(id, read, summaryMemory(id, read));
       for (const [field, s] of read.fields) result.set(metric === DEFAULT_METRIC ? field : `${metric}/${field}`, { ...s });
     }
     return Promise.resolve(Object.fromEntries([...result].sort(([a], [b]) => a.localeCompare(b))));
@@ -825,18 +842,13 @@ export class DashReader {
   }
 
   /**
-   * Entry `id` (about `file`) of a cache, or a new one from `make`: an entry
-   * whose file shrank is dropped, since JSONL files only grow unless replaced.
+   * Takes entry `id` (about `file`) out of the cache, to be put back once
+   * read further. An entry whose file shrank is dropped: JSONL files only grow
+   * unless replaced. The id's namespace says which type the entry has.
    */
-  #cached<T extends { bytes: number }>(cache: Map<string, T>, id: string, file: string, make: () => T): T {
-    let entry = cache.get(id);
-    cache.delete(id);
-    if (!entry || fileSystem.size(file) < entry.bytes) entry = make();
-    if (this.#cacheSize > 0) {
-      cache.set(id, entry);
-      if (cache.size > this.#cacheSize) cache.delete(cache.keys().next().value!);
-    }
-    return entry;
+  #take<T extends SeriesRead | SummaryRead>(id: string, file: string): T | undefined {
+    const entry = this.#cache.take(id) as T | undefined;
+    return entry && fileSystem.size(file) >= entry.bytes ? entry : undefined;
   }
 
   #metricFile(prefix: string, metric: string): string {
@@ -871,6 +883,94 @@ export class DashReader {
     if (status.status !== "RUNNING" || status.heartbeatAt === undefined) return false;
     const interval = status.heartbeatInterval ?? 5;
     return Date.now() / 1000 - status.heartbeatAt > interval * this.#staleFactor + 1;
+  }
+}
+
+/** Options of {@linkcode DashReader}. */
+export interface ReaderOptions {
+  /** Missed heartbeats before a RUNNING run counts as stale (default 3). */
+  staleAfterIntervals?: number;
+  /** The bound on the estimated bytes of cached series and summaries (default 256 MiB; 0: no cache). */
+  cacheBytes?: number;
+  /** The bound on the number of cached entries (default none; 0: no cache). */
+  cache?: number;
+}
+
+const DEFAULT_CACHE_BYTES = 256 * 2 ** 20;
+
+/**
+ * What a number costs in a cached array: 8 bytes of double, the room an array
+ * keeps to grow, and what V8 keeps besides (measured: about 20 bytes on Deno, 11 on Bun).
+ */
+const CACHED_NUMBER_BYTES = 24;
+
+/** What a cache entry costs beside its numbers: its objects, its Map slot. */
+const CACHE_ENTRY_BYTES = 256;
+
+/** What one field of a metric summary costs beside its name: a KeySummary and its Map slot. */
+const SUMMARY_FIELD_BYTES = 160;
+
+function checkedCount(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value === "number" && value >= 0) return value;
+  throw new RangeError(`Invalid ${name} ${String(value)}: expected a number, 0 or more`);
+}
+
+/** A series' estimated memory: its numbers, its key (two bytes a UTF-16 unit), its objects. */
+function seriesMemory(id: string, read: SeriesRead): number {
+  const numbers = read.step.length + read.ts.length + read.value.length + (read.x?.length ?? 0);
+  return CACHE_ENTRY_BYTES + id.length * 2 + numbers * CACHED_NUMBER_BYTES;
+}
+
+/** A metric summary's estimated memory: per field its name and its KeySummary. */
+function summaryMemory(id: string, read: SummaryRead): number {
+  let bytes = CACHE_ENTRY_BYTES + id.length * 2;
+  for (const field of read.fields.keys()) bytes += SUMMARY_FIELD_BYTES + field.length * 2;
+  return bytes;
+}
+
+/**
+ * A least-recently-used cache bounded by the estimated bytes of its entries
+ * (and by their count): an entry is taken out while it is read further and
+ * put back with its new size, which evicts the oldest until both bounds hold.
+ */
+class ByteBoundedCache<T> {
+  readonly #maxBytes: number;
+  readonly #maxEntries: number;
+  /** In Map order: least recently used first. */
+  #entries = new Map<string, { value: T; bytes: number }>();
+  #bytes = 0;
+
+  constructor(maxBytes: number, maxEntries: number) {
+    this.#maxBytes = maxBytes;
+    this.#maxEntries = maxEntries;
+  }
+
+  /** Removes and returns entry `id`, if it is cached. */
+  take(id: string): T | undefined {
+    const entry = this.#entries.get(id);
+    if (!entry) return undefined;
+    this.#entries.delete(id);
+    this.#bytes -= entry.bytes;
+    return entry.value;
+  }
+
+  /** Caches `value` as the most recently used; returns false, caching nothing, when it alone exceeds a bound. */
+  put(id: string, value: T, bytes: number): boolean {
+    this.take(id);
+    if (bytes > this.#maxBytes || this.#maxEntries < 1) return false;
+    this.#entries.set(id, { value, bytes });
+    this.#bytes += bytes;
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#bytes <= this.#maxBytes && this.#entries.size <= this.#maxEntries) break;
+      this.#entries.delete(oldest);
+      this.#bytes -= entry.bytes;
+    }
+    return true;
+  }
+
+  stats(): { entries: number; bytes: number } {
+    return { entries: this.#entries.size, bytes: this.#bytes };
   }
 }
 
