@@ -22,7 +22,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkPrefix, ConfigError } from "./mod.ts";
 import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } from "./mod.ts";
-import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
+import { DashReader, JsonlBackend, OutsideRootError } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
 import { RequestGuard } from "./server/guard.ts";
@@ -59,6 +59,8 @@ export interface HandlerOptions {
   maxBodyBytes?: number;
   /** Bytes that the bodies of concurrent requests may hold together; more get 503 (default 128 MiB). */
   maxConcurrentBodyBytes?: number;
+  /** Mebibytes of memory that cached series and summaries may take (default 256). */
+  cacheMb?: number;
   /** Faults to inject, consumed in order (tests of retries). */
   faults?: Fault[];
   /** The dashboard folder (default: `dashboard/` found next to this module or above it). */
@@ -132,6 +134,7 @@ export interface BatchEnvelope {
 
 const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
 const DEFAULT_CONCURRENT_BODIES = 128 * 1024 * 1024;
+const DEFAULT_CACHE_MB = 256;
 const BATCH_FIELDS = ["metadata", "status", "params", "metrics", "logs", "files"];
 const STATUSES: readonly string[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
@@ -166,8 +169,8 @@ export function createHandler(options: HandlerOptions): DashHandler {
   const bodies = new BodyBudget(options.maxConcurrentBodyBytes ?? DEFAULT_CONCURRENT_BODIES);
   const log = options.log ?? (() => {});
   const backend = new JsonlBackend(root);
-  const reader = new DashReader(root, { cache: 16 });
-  const ledger = new SessionLedger(root);
+  const reader = new DashReader(root, { cacheBytes: (options.cacheMb ?? DEFAULT_CACHE_MB) * 2 ** 20 });
+  const ledger = new SessionLedger(root, (dir) => backend.checkInside(dir));
   const hub = new EventHub(root, reader, (options.pollInterval ?? 1) * 1000);
   const faults = (options.faults ?? []).map((f) => ({ ...f, left: f.times ?? 1 }));
   const stats: HandlerStats = { batches: 0, duplicates: 0, gzipBatches: 0, faultsInjected: 0 };
@@ -219,14 +222,14 @@ export function createHandler(options: HandlerOptions): DashHandler {
       // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
       if (isNew && !batch.metadata) batch.metadata = { prefix };
       // Applying a batch is made all-or-nothing by the ledger: see SessionLedger.begin.
-      ledger.begin(prefix, appendedFiles(batch));
       try {
-        backend.writeSync(prefix, batch);
-      } catch (error) {
-        ledger.rollBack(prefix);
-        throw notStored(error);
-      }
-      try {
+        ledger.begin(prefix, appendedFiles(batch));
+        try {
+          backend.writeSync(prefix, batch);
+        } catch (error) {
+          ledger.rollBack(prefix);
+          throw error;
+        }
         ledger.add(prefix, session, seq);
       } catch (error) {
         throw notStored(error);
@@ -701,8 +704,12 @@ function checkLine(line: string, where: string, check: (r: Record<string, unknow
   check(record, where);
 }
 
-/** How deep JSON may nest: deeper values would overflow the stack of whoever serializes them again. */
-const MAX_DEPTH = 64;
+/**
+ * How deep JSON may nest: deeper values would overflow the stack of whoever
+ * serializes them again. The library takes 64 levels of a user's value; the
+ * envelope around it adds a few.
+ */
+const MAX_DEPTH = 64 + 8;
 
 /** Refuses JSON nested deeper than {@linkcode MAX_DEPTH}, without recursion. */
 function checkDepth(value: unknown, where: string): void {
@@ -924,8 +931,8 @@ function checkFiles(value: unknown): FileUpload[] | undefined {
     if (typeof f.path !== "string") throw new BadRequest(`Invalid "batch.files[${i}].path": expected a string, received ${typeName(f.path)}`);
     try {
       checkPrefix(`files/${f.path}`);
-    } catch {
-      throw new BadRequest(`Invalid "batch.files[${i}].path" ${JSON.stringify(f.path)}: expected a relative path without "..", "." or empty segments`);
+    } catch (error) {
+      throw new BadRequest(`Invalid "batch.files[${i}].path": ${error instanceof Error ? error.message : error}`);
     }
     if (typeof f.mime !== "string" || !MIME.test(f.mime)) {
       throw new BadRequest(`Invalid "batch.files[${i}].mime" ${JSON.stringify(f.mime)}: expected a media type such as "text/plain", in printable ASCII`);
@@ -947,10 +954,13 @@ function checkFiles(value: unknown): FileUpload[] | undefined {
  */
 class SessionLedger {
   #root: string;
+  #checkInside: (dir: string) => void;
   #cache = new Map<string, LedgerFile>();
 
-  constructor(root: string) {
+  /** `checkInside` throws for a folder that a link would lead outside the root. */
+  constructor(root: string, checkInside: (dir: string) => void) {
     this.#root = root;
+    this.#checkInside = checkInside;
   }
 
   has(prefix: string, session: string, seq: number): boolean {
@@ -971,6 +981,7 @@ class SessionLedger {
   begin(prefix: string, files: string[]): void {
     const ledger = this.#load(prefix);
     const dir = this.#dir(prefix);
+    this.#checkInside(dir);
     fs.mkdirSync(dir, { recursive: true });
     ledger.applying = Object.fromEntries(files.map((f) => [f, fileSize(path.join(dir, f))]));
     this.#save(prefix, ledger);
@@ -1100,6 +1111,7 @@ interface LedgerFile {
 function appendedFiles(batch: Batch): string[] {
   const files = Object.keys(batch.metrics ?? {}).map((name) => `metrics/${name}.jsonl`);
   if (batch.logs) files.push("logs.jsonl");
+  if (batch.params) files.push("parameters.jsonl");
   if (batch.files) files.push("files.jsonl");
   return files;
 }
@@ -1107,6 +1119,7 @@ function appendedFiles(batch: Batch): string[] {
 /** A batch that could not be stored and was rolled back: the client keeps it and retries later. */
 function notStored(error: unknown): unknown {
   if (error instanceof HttpError || error instanceof ConfigError) return error;
+  if (error instanceof OutsideRootError) return new HttpError(403, error.message);
   const message = error instanceof Error ? error.message : String(error);
   return new HttpError(503, `Could not store the batch, and nothing of it was kept: ${message}; retry later`);
 }

@@ -556,3 +556,185 @@ test("an NDJSON batch (a header line with sections, then the record lines) is st
     await server.close();
   }
 });
+
+// ─── Hardening: links, poison batches, names, memory, a full disk ───────────
+
+test("GET /api/v1/file refuses with 403 a file that is a link leading outside the root, and logs it", async () => {
+  const root = tempDir();
+  const outside = path.join(tempDir(), "secret.txt");
+  fs.writeFileSync(outside, "root:x:0:0");
+  const lines: string[] = [];
+  const server = await serve({ root, port: 0, quiet: true, log: (line) => lines.push(line) });
+  try {
+    const text = Buffer.from("hello").toString("base64");
+    await post(server, "/api/v1/batch", { prefix: "alice/proj/links", session: "s", seq: 0, batch: { files: [{ path: "notes.txt", mime: "text/plain", _ts: 1, data: text }] } });
+    fs.symlinkSync(outside, path.join(root, "alice", "proj", "links", "files", "leak"));
+    fs.symlinkSync(path.dirname(outside), path.join(root, "alice", "proj", "links", "files", "dir"));
+    for (const file of ["leak", "dir/secret.txt"]) {
+      const res = await fetch(`${server.url}/api/v1/file?prefix=alice/proj/links&path=${file}`);
+      const body = await res.text();
+      assert.equal(res.status, 403, file);
+      assert.doesNotMatch(body, /root:x/);
+    }
+    assert.ok(lines.some((l) => /403.*outside the root/.test(l)), lines.join("\n"));
+    assert.equal(await (await fetch(`${server.url}/api/v1/file?prefix=alice/proj/links&path=notes.txt`)).text(), "hello");
+  } finally {
+    await server.close();
+  }
+});
+
+test("a file's download headers: the whole mime type decides inline, a name that is not Latin-1 goes in filename*, dashboard pages may not be framed", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const data = Buffer.from("<b>x</b>").toString("base64");
+    const files = [{ path: "模型-π.bin", mime: "application/octet-stream", _ts: 1, data }];
+    assert.equal((await post(server, "/api/v1/batch", { prefix: "alice/proj/mime", session: "s", seq: 0, batch: { files } })).status, 200);
+    // A type that starts like an image: refused over HTTP, and written by a local script it is still no inline type.
+    const trickFile = { path: "trick.png", mime: "image/png,text/html", _ts: 1, data };
+    assert.equal((await post(server, "/api/v1/batch", { prefix: "alice/proj/mime", session: "s", seq: 1, batch: { files: [trickFile] } })).status, 400);
+    const dir = path.join(root, "alice", "proj", "mime");
+    fs.writeFileSync(path.join(dir, "files", "trick.png"), "<b>x</b>");
+    fs.appendFileSync(path.join(dir, "files.jsonl"), JSON.stringify({ path: "trick.png", size: 8, mime: "image/png,text/html", _ts: 2 }) + "\n");
+    fs.writeFileSync(path.join(dir, "files", "trick.txt"), "<b>x</b>");
+    fs.appendFileSync(path.join(dir, "files.jsonl"), JSON.stringify({ path: "trick.txt", size: 8, mime: "text/plain-html", _ts: 2 }) + "\n");
+    const plainish = await fetch(`${server.url}/api/v1/file?prefix=alice/proj/mime&path=trick.txt`);
+    await plainish.arrayBuffer();
+    assert.match(plainish.headers.get("content-disposition") ?? "", /^attachment/, "text/plain-html is not text/plain");
+    const trick = await fetch(`${server.url}/api/v1/file?prefix=alice/proj/mime&path=trick.png`);
+    await trick.arrayBuffer();
+    assert.equal(trick.headers.get("content-type"), "image/png", "a type that is not one is replaced by the name's");
+    const named = await fetch(`${server.url}/api/v1/file?prefix=alice/proj/mime&path=${encodeURIComponent("模型-π.bin")}`);
+    assert.equal(named.status, 200);
+    assert.equal(await named.text(), "<b>x</b>");
+    const disposition = named.headers.get("content-disposition") ?? "";
+    assert.match(disposition, /filename\*=UTF-8''/);
+    assert.equal(decodeURIComponent(disposition.split("UTF-8''")[1]), "模型-π.bin");
+    const page = await fetch(`${server.url}/`);
+    await page.arrayBuffer();
+    assert.equal(page.headers.get("content-security-policy"), "frame-ancestors 'none'");
+  } finally {
+    await server.close();
+  }
+});
+
+test("poison batches get 400, never 500: a mime with CRLF, names over 255 bytes, JSON nested 100,000 levels deep", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const send = (batch: unknown, prefix = "alice/proj/poison"): Promise<{ status: number; body: Record<string, unknown> }> =>
+      post(server, "/api/v1/batch", JSON.stringify({ prefix, session: "s", seq: 0, batch }));
+    const data = Buffer.from("x").toString("base64");
+    const longName = "模".repeat(100);
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const cases: [string, Promise<{ status: number; body: Record<string, unknown> }>][] = [
+      ["mime with CRLF", send({ files: [{ path: "a.txt", mime: "text/plain\r\nset-cookie: x=1", _ts: 1, data }] })],
+      ["long metric name", send({ metrics: { [longName]: [{ _ts: 1, step: 0, x: 1 }] } })],
+      ["long prefix segment", send({}, `alice/proj/${longName}`)],
+      ["long file name", send({ files: [{ path: `${longName}.txt`, mime: "text/plain", _ts: 1, data }] })],
+    ];
+    for (const [what, answer] of cases) {
+      const { status, body } = await answer;
+      assert.equal(status, 400, `${what}: ${JSON.stringify(body)}`);
+      assert.match(String(body.error), /255|249|media type/, `${what}: ${body.error}`);
+    }
+    for (const [what, text] of [
+      ["deep params", `{"prefix":"alice/proj/poison","session":"s","seq":0,"batch":{"params":{"x":${deep}}}}`],
+      ["deep metadata", `{"prefix":"alice/proj/poison","session":"s","seq":0,"batch":{"metadata":{"metadata":{"x":${deep}}}}}`],
+      ["deep log record", `{"prefix":"alice/proj/poison","session":"s","seq":0,"batch":{"logs":[{"_ts":1,"level":"info","message":"m","x":${deep}}]}}`],
+    ]) {
+      const res = await post(server, "/api/v1/batch", text);
+      assert.equal(res.status, 400, `${what}: ${JSON.stringify(res.body)}`);
+      assert.match(String(res.body.error), /nested more than/, what);
+    }
+    assert.equal((await get(server, "/api/v1/experiments")).status, 200);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a session or metric named __proto__ is stored as a name like any other, and pollutes no prototype", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    // Written by hand: an object literal or JSON.stringify would not keep "__proto__" as a key.
+    const text = '{"prefix":"alice/proj/proto","session":"__proto__","seq":0,"batch":{"metrics":{"__proto__":[{"_ts":1,"step":0,"__proto__":2}]},"params":{"__proto__":1}}}';
+    const first = await post(server, "/api/v1/batch", text);
+    assert.deepEqual(first, { status: 200, body: { ok: true, duplicate: false } });
+    assert.equal(({} as Record<string, unknown>).upTo, undefined, "Object.prototype is untouched");
+    assert.deepEqual((await post(server, "/api/v1/batch", text)).body, { ok: true, duplicate: true });
+    const lines = fs.readFileSync(path.join(root, "alice", "proj", "proto", "metrics", "__proto__.jsonl"), "utf8").trim().split("\n");
+    assert.equal(lines.length, 1);
+    assert.equal(JSON.parse(lines[0]).__proto__, 2);
+  } finally {
+    await server.close();
+  }
+});
+
+test("concurrent request bodies share a byte budget: one that does not fit while others are read gets 503, and is stored when retried", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true, maxConcurrentBodyBytes: 1000 });
+  const net = await import("node:net");
+  // A body announced as 900 bytes, of which only a part arrives: it holds its share while it trickles in.
+  const slow = net.connect(server.port, "127.0.0.1");
+  try {
+    await new Promise((resolve) => slow.once("connect", resolve));
+    slow.write(`POST /api/v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 900\r\n\r\n{"prefix":`);
+    const body = JSON.stringify({ prefix: "alice/proj/budget", session: "s", seq: 0, batch: { params: { pad: "x".repeat(200) } } });
+    let busy: { status: number; body: Record<string, unknown> } | undefined;
+    for (let i = 0; i < 100 && busy?.status !== 503; i++) {
+      busy = await post(server, "/api/v1/batch", body);
+      if (busy.status !== 503) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(busy?.status, 503, JSON.stringify(busy));
+    assert.match(String(busy?.body.error), /retry later/);
+    slow.destroy();
+    let stored: { status: number; body: Record<string, unknown> } | undefined;
+    for (let i = 0; i < 100 && stored?.status !== 200; i++) {
+      stored = await post(server, "/api/v1/batch", body);
+      if (stored.status !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(stored?.status, 200, "the budget is given back when the slow body is gone");
+  } finally {
+    slow.destroy();
+    await server.close();
+  }
+});
+
+test("a batch for an experiment folder that is a link leading outside the root gets 403 and writes nothing there", async () => {
+  const root = tempDir();
+  const outside = tempDir();
+  const lines: string[] = [];
+  const server = await serve({ root, port: 0, quiet: true, log: (line) => lines.push(line) });
+  try {
+    fs.mkdirSync(path.join(root, "alice", "proj"), { recursive: true });
+    fs.symlinkSync(outside, path.join(root, "alice", "proj", "planted"));
+    const batch = { params: { lr: 1 }, metrics: { train: [{ _ts: 1, step: 0, loss: 1 }] }, logs: [{ _ts: 1, level: "info", message: "m" }] };
+    const answer = await post(server, "/api/v1/batch", { prefix: "alice/proj/planted", session: "s", seq: 0, batch });
+    assert.equal(answer.status, 403, JSON.stringify(answer.body));
+    assert.match(String(answer.body.error), /outside the root|inside the root/);
+    assert.deepEqual(fs.readdirSync(outside), [], "nothing was written outside the root");
+    assert.ok(lines.some((l) => /→ 403/.test(l)), lines.join("\n"));
+  } finally {
+    await server.close();
+  }
+});
+
+test("rm -rf of an experiment's folder under a running server: the next batches, with a new metric, are stored and read back", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const send = (seq: number, metric: string): Promise<{ status: number; body: Record<string, unknown> }> =>
+      post(server, "/api/v1/batch", { prefix: "alice/proj/removed", session: "s", seq, batch: { metrics: { [metric]: [{ _ts: 1, step: seq, loss: seq }] } } });
+    assert.equal((await send(0, "train")).status, 200);
+    fs.rmSync(path.join(root, "alice"), { recursive: true, force: true });
+    assert.equal((await send(1, "train")).status, 200);
+    assert.equal((await send(2, "eval")).status, 200);
+    const train = await get(server, "/api/v1/series?prefix=alice/proj/removed&key=train/loss");
+    assert.deepEqual(train.body.x, [1]);
+    const evaluation = await get(server, "/api/v1/series?prefix=alice/proj/removed&key=eval/loss");
+    assert.deepEqual(evaluation.body.x, [2]);
+  } finally {
+    await server.close();
+  }
+});

@@ -213,7 +213,7 @@ export class JsonlBackend implements Backend {
 
   #mkdir(dir: string): void {
     if (this.#madeDirs.has(dir)) return;
-    this.#checkInside(dir);
+    this.checkInside(dir);
     fileSystem.makeDirectory(dir);
     this.#madeDirs.add(dir);
   }
@@ -223,8 +223,11 @@ export class JsonlBackend implements Backend {
    * planted in the root (an experiment folder, `metrics/x.jsonl`, `files/dir`)
    * must not let a write land outside it. The nearest part of the path that
    * exists is resolved; the parts after it are about to be made, so they are no links.
+   *
+   * @param path A path under the root, as the writer joins it.
+   * @throws {OutsideRootError} When a link leads the path outside the root.
    */
-  #checkInside(path: string): void {
+  checkInside(path: string): void {
     let rest = "";
     for (let at = path; at.length > this.root.length; at = at.slice(0, at.lastIndexOf("/"))) {
       const real = fileSystem.realPath(at);
@@ -249,7 +252,7 @@ export class JsonlBackend implements Backend {
    * not when `progress` says the torn line is the start of the piece it resumes.
    */
   #openAppend(file: string, progress: PartProgress): AppendFile {
-    this.#checkInside(file);
+    this.checkInside(file);
     const appending = fileSystem.openAppend(file);
     try {
       const last = lastByte(file);
@@ -403,9 +406,15 @@ function lastByte(file: string): number | undefined {
   }
 }
 
+/**
+ * A write refused because a link planted in the root would lead it outside:
+ * the request is at fault, not the disk, so retrying it cannot help.
+ */
+export class OutsideRootError extends StorageError {}
+
 /** The error for a write that a link would lead outside the root. */
 function outsideRoot(path: string, root: string, found: string): StorageError {
-  return new StorageError(`Refusing to write ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
+  return new OutsideRootError(`Refusing to write ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
 }
 
 /**
