@@ -738,3 +738,81 @@ test("rm -rf of an experiment's folder under a running server: the next batches,
     await server.close();
   }
 });
+
+/** Mounts a tmpfs of `size` at a new temp dir: a real disk that fills up. Undefined where mounting is not allowed. */
+async function smallDisk(size: string): Promise<{ dir: string; unmount(): void } | undefined> {
+  const { execFileSync } = await import("node:child_process");
+  const dir = tempDir();
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  return { dir, unmount: () => execFileSync("umount", ["-l", dir], { stdio: "ignore" }) };
+}
+
+/** Fills the disk of `dir` with one file, then frees `pages` pages of 4 KiB of it; returns the file. */
+function fillDisk(dir: string, pages: number): string {
+  const filler = path.join(dir, "filler");
+  const fd = fs.openSync(filler, "w");
+  const block = new Uint8Array(4096);
+  let size = 0;
+  try {
+    for (;;) size += fs.writeSync(fd, block);
+  } catch {
+    // ENOSPC: the disk is full.
+  }
+  fs.ftruncateSync(fd, Math.max(0, size - pages * 4096));
+  fs.closeSync(fd);
+  return filler;
+}
+
+const canMount = process.getuid?.() === 0 || process.env.CI ? false : "mounting a tmpfs needs root (CI runs as root)";
+
+test("a disk that fills up between storing a batch and saving the ledger: the batch is rolled back and answered 5xx, never 'duplicate', and its retry is kept after a restart", { skip: canMount }, async () => {
+  const disk = await smallDisk("1m");
+  assert.ok(disk, "a tmpfs can be mounted");
+  let failedAfterStoring = 0;
+  // About 8 KB of records: two new pages of the metric file.
+  const LINES = 150;
+  try {
+    for (let slack = 0; slack <= 6; slack++) {
+      const root = path.join(disk.dir, `root${slack}`);
+      const prefix = "alice/proj/full";
+      const batch = (seq: number, lines: number): unknown => ({
+        prefix, session: "s", seq,
+        batch: { metrics: { train: [metricLines(seq * 1000, seq * 1000 + lines)] } },
+      });
+      let server = await serve({ root, port: 0, quiet: true });
+      let filler: string | undefined;
+      try {
+        assert.equal((await post(server, "/api/v1/batch", batch(0, 1))).status, 200);
+        filler = fillDisk(disk.dir, slack);
+        const first = await post(server, "/api/v1/batch", batch(1, LINES));
+        if (first.status >= 500) {
+          assert.match(String(first.body.error), /nothing of it was kept/);
+          const sessions = JSON.parse(fs.readFileSync(path.join(root, ...prefix.split("/"), ".sessions.json"), "utf8"));
+          if (sessions.applying) failedAfterStoring++;
+        } else {
+          assert.equal(first.status, 200, JSON.stringify(first.body));
+        }
+        fs.rmSync(filler);
+        const retry = await post(server, "/api/v1/batch", batch(1, LINES));
+        assert.equal(retry.status, 200);
+        assert.equal(retry.body.duplicate, first.status === 200, "only a stored batch is a duplicate");
+        await server.close();
+        server = await serve({ root, port: 0, quiet: true });
+        const series = await get(server, `/api/v1/series?prefix=${prefix}&key=train/loss`);
+        const steps = [0, ...Array.from({ length: LINES }, (_, i) => 1000 + i)];
+        assert.deepEqual(series.body.x, steps, `slack of ${slack} pages: every step stored once`);
+      } finally {
+        await server.close();
+        if (filler) fs.rmSync(filler, { force: true });
+        fs.rmSync(root, { recursive: true, force: true });
+      }
+    }
+    assert.ok(failedAfterStoring > 0, "some slack let the records in and the ledger save fail");
+  } finally {
+    disk.unmount();
+  }
+});
