@@ -48,6 +48,7 @@ export class EventHub {
   #watcher: fs.FSWatcher | undefined;
   #changed = new Set<string>();
   #lostTrack = true;
+  #fullScanTicks: number;
   #ticks = 0;
   #scans = 0;
   #encoder = new TextEncoder();
@@ -56,11 +57,13 @@ export class EventHub {
    * @param root The root directory.
    * @param reader The reader of that root.
    * @param interval Milliseconds between ticks while clients are connected.
+   * @param fullScanTicks Ticks between full scans (default {@linkcode FULL_SCAN_TICKS}).
    */
-  constructor(root: string, reader: DashReader, interval: number) {
+  constructor(root: string, reader: DashReader, interval: number, fullScanTicks: number = FULL_SCAN_TICKS) {
     this.#root = root;
     this.#reader = reader;
     this.#interval = interval;
+    this.#fullScanTicks = fullScanTicks;
   }
 
   /** How many experiments the ticks have looked at so far (for tests of what is scanned). */
@@ -170,7 +173,7 @@ export class EventHub {
     this.#ticks++;
     // A comment line every ~15 s keeps proxies and idle timeouts from closing the stream.
     if (this.#ticks % Math.max(1, Math.round(15000 / this.#interval)) === 0) this.#write(": ping\n\n");
-    if (this.#watcher === undefined || this.#lostTrack || this.#ticks % FULL_SCAN_TICKS === 0) {
+    if (this.#watcher === undefined || this.#lostTrack || this.#ticks % this.#fullScanTicks === 0) {
       if (this.#watcher === undefined) this.#watch();
       this.#lostTrack = false;
       this.#changed.clear();
