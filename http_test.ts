@@ -446,6 +446,21 @@ test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as 
   }
 });
 
+test("a batch split into several requests keeps a metric named __proto__ (a name like any other)", async () => {
+  const root = tempDir();
+  const server = await serve({ root, port: 0, quiet: true });
+  try {
+    const lines = (from: number): string => Array.from({ length: 10 }, (_, i) => JSON.stringify({ _ts: 1, step: from + i, loss: i })).join("\n");
+    const metrics = Object.create(null) as Record<string, string[]>;
+    metrics["__proto__"] = [lines(0), lines(10)];
+    await new HttpBackend({ url: server.url, maxBytesPerRequest: 300, outbox: false }).write("alice/proto/split", { metadata: { prefix: "alice/proto/split" }, metrics });
+    const series = await get(server.url, `/api/v1/series?prefix=alice/proto/split&key=${encodeURIComponent("__proto__/loss")}&points=1000`);
+    assert.deepEqual(series.x, Array.from({ length: 20 }, (_, i) => i));
+  } finally {
+    await server.close();
+  }
+});
+
 test("a batch larger than maxBytesPerRequest is split into several requests, stored once and in order, status last", async () => {
   const root = tempDir();
   const server = await serve({ root, port: 0, quiet: true });

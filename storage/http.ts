@@ -570,7 +570,7 @@ function splitBatch(batch: Batch, maxBytes: number): Batch[] {
   };
   for (const file of batch.files ?? []) parts.push({ files: [file] });
   for (const name in batch.metrics ?? {}) {
-    for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= {})[name] ??= []).push(textOf(chunk)));
+    for (const chunk of batch.metrics![name]) add(chunk.length, (b) => ((b.metrics ??= Object.create(null) as Record<string, string[]>)[name] ??= []).push(textOf(chunk)));
   }
   for (const line of batch.logs ?? []) add(line.length, (b) => (b.logs ??= []).push(line));
   if (size > 0) parts.push(current);
