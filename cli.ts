@@ -2,7 +2,8 @@
 /**
  * The `ml-dash` command: `serve`, `sync`, `login`, `logout`, `ls`, `show` and
  * `export`. Runs on Deno (`deno run -A cli.ts`), Bun (`bun cli.ts`) and Node
- * (`node dist/cli.js`, the package's bin).
+ * (`node dist/cli.js`, the package's bin). Importing the module runs nothing:
+ * {@linkcode main} runs a command line and returns its exit code.
  *
  * @example
  * ```sh
@@ -16,6 +17,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import process from "node:process";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
 import { checkUrl, readEnv } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer, ServeOptions } from "./server.ts";
@@ -178,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let args: ParsedArgs;
   try {
-    args = parseArgs(rest, command.flags);
+    args = parseCommandArgs(rest, command.flags);
   } catch (error) {
     console.error(`ml-dash ${name}: ${(error as Error).message}\nUsage: ${command.usage}`);
     return 2;
@@ -216,39 +220,49 @@ interface ParsedArgs {
 
 class UsageProblem extends Error {}
 
-function parseArgs(argv: string[], spec: FlagSpec): ParsedArgs {
-  const out: ParsedArgs = { positionals: [], flags: {}, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--help" || arg === "-h") {
-      out.help = true;
-      continue;
-    }
-    if (!arg.startsWith("--") || arg === "--") {
-      out.positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
-    const kind = spec[name];
-    if (!kind) throw new Error(`unknown option --${name}`);
-    if (kind === "boolean") {
-      if (eq >= 0) throw new Error(`option --${name} takes no value`);
-      out.flags[name] = true;
-      continue;
-    }
-    let value: string | undefined;
-    if (eq >= 0) value = arg.slice(eq + 1);
-    else value = argv[++i];
-    if (value === undefined) throw new Error(`option --${name} needs a value`);
-    if (kind === "list") {
-      const previous = out.flags[name];
-      out.flags[name] = [...(Array.isArray(previous) ? previous : []), value];
-    } else {
-      out.flags[name] = value;
-    }
+/** What node:util's parseArgs returns for one option when asked for tokens. */
+interface OptionToken {
+  name: string;
+  rawName: string;
+  value?: string;
+}
+
+/**
+ * Splits a command's arguments into positionals and the flags of `spec` (plus `--help`/`-h`).
+ * Strict mode is off and the options are checked here instead: strict mode refuses a value
+ * that starts with a dash (so `--cache-mb -1` would not reach the message that names what
+ * --cache-mb expects), and its messages differ between the runtimes.
+ */
+function parseCommandArgs(argv: string[], spec: FlagSpec): ParsedArgs {
+  const { values, positionals, tokens } = parseArgs({
+    args: argv,
+    options: parserOptions(spec),
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  for (const token of tokens) if (token.kind === "option") checkOption(token, spec);
+  const flags: ParsedArgs["flags"] = {};
+  for (const name of Object.keys(spec)) {
+    const value = values[name];
+    if (value !== undefined) flags[name] = value as string | boolean | string[];
   }
-  return out;
+  return { positionals, flags, help: values.help === true };
+}
+
+function parserOptions(spec: FlagSpec): ParseArgsOptionsConfig {
+  const options: ParseArgsOptionsConfig = { help: { type: "boolean", short: "h" } };
+  for (const [name, kind] of Object.entries(spec)) {
+    options[name] = kind === "list" ? { type: "string", multiple: true } : { type: kind };
+  }
+  return options;
+}
+
+function checkOption(token: OptionToken, spec: FlagSpec): void {
+  const kind = token.name === "help" ? "boolean" : Object.hasOwn(spec, token.name) ? spec[token.name] : undefined;
+  if (kind === undefined) throw new Error(`unknown option ${token.rawName}`);
+  if (kind === "boolean" && token.value !== undefined) throw new Error(`option ${token.rawName} takes no value`);
+  if (kind !== "boolean" && token.value === undefined) throw new Error(`option ${token.rawName} needs a value`);
 }
 
 function flag(args: ParsedArgs, name: string): string | undefined {
@@ -1016,4 +1030,21 @@ function indent(text: string): string {
 
 // ─── Entry point ────────────────────────────────────────────────────────────
 
-process.exitCode = await main(process.argv.slice(2));
+/**
+ * Whether this module is the program being run rather than imported. Deno and Bun say so in
+ * `import.meta.main`; Node 20 lacks it, so the script's path is compared, as a real path
+ * because npm's bin is a symlink to dist/cli.js.
+ */
+function isEntryPoint(): boolean {
+  const flag = (import.meta as { main?: unknown }).main;
+  if (typeof flag === "boolean") return flag;
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return import.meta.url === pathToFileURL(fs.realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));

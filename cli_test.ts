@@ -6,6 +6,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
+import { main } from "./cli.ts";
 import { Experiment } from "./mod.ts";
 import { serve } from "./server.ts";
 import { HttpBackend } from "./storage/http.ts";
@@ -21,6 +22,22 @@ function tempDir(): string {
 
 function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunScriptResult> {
   return runScript(CLI, { args, env: { ML_DASH_ROOT: undefined, ML_DASH_TOKEN: undefined, ...env }, timeoutMs: 60_000 });
+}
+
+/** Runs `main(argv)` in this process; returns its exit code and what it printed with console.log and console.error. */
+async function runMain(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { log, error } = console;
+  let stdout = "";
+  let stderr = "";
+  console.log = (...parts: unknown[]): void => void (stdout += `${parts.join(" ")}\n`);
+  console.error = (...parts: unknown[]): void => void (stderr += `${parts.join(" ")}\n`);
+  try {
+    const code = await main(argv);
+    return { code, stdout, stderr };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
 }
 
 /** Writes three experiments with the library: completed, failed and cancelled. */
@@ -532,4 +549,54 @@ test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integ
   await withServe(["--root", root, "--token", "t", "--cors-origin", "https://app.example", "--cache-mb", "16"], {}, async (url) => {
     assert.equal(await getStatus(url), 200);
   });
+});
+
+test("importing cli.ts runs no command line: it prints nothing and sets no exit code", async () => {
+  const root = tempDir();
+  for (const args of [["frobnicate"], ["ls", "--root", root], ["--help"]]) {
+    const result = await runScript(new URL("./testing/fixtures/import_cli.ts", import.meta.url), { args, timeoutMs: 60_000 });
+    assert.deepEqual(result, { code: 0, signal: null, stdout: "", stderr: "" }, args.join(" "));
+  }
+});
+
+test("main() runs a command line in the calling process and returns its exit code, leaving process.exitCode alone", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const before = process.exitCode;
+  const listed = await runMain(["ls", "bob/*", "--json", "--root", root]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(JSON.parse(listed.stdout).map((e: { prefix: string }) => e.prefix), ["bob/cifar/stopped"]);
+  const unknown = await runMain(["frobnicate"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  const missing = await runMain(["show", "nobody/x/y", "--root", root]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /Unknown experiment "nobody\/x\/y"/);
+  assert.equal(process.exitCode, before);
+});
+
+test("options: --name=value and --name value, repeated list options, -h; a flag given a value, an option without one and an unknown short option exit 2 with the usage", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  const equals = await runMain(["ls", "--status=failed", `--root=${root}`, "--json"]);
+  assert.equal(equals.code, 0, equals.stderr);
+  assert.deepEqual(JSON.parse(equals.stdout).map((e: { prefix: string }) => e.prefix), ["alice/mnist/broken"]);
+  const help = await runMain(["show", "-h"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: ml-dash show/);
+  const cases: [string[], RegExp][] = [
+    [["ls", "--json=yes"], /^ml-dash ls: option --json takes no value\nUsage: ml-dash ls /],
+    [["ls", "--root"], /^ml-dash ls: option --root needs a value\nUsage: ml-dash ls /],
+    [["ls", "-x"], /^ml-dash ls: unknown option -x\nUsage: ml-dash ls /],
+    [["ls", "--colour=red"], /^ml-dash ls: unknown option --colour\nUsage: ml-dash ls /],
+    [["ls", "--constructor"], /^ml-dash ls: unknown option --constructor\n/],
+    [["serve", "--allowed-host", "a.example", "--allowed-host", "b.example:1"], /invalid --allowed-host "b\.example:1"/],
+    [["serve", "--port", "-1"], /invalid --port "-1": expected 0 to 65535/],
+    [["show", "a/b", "c/d", "--root", root], /^ml-dash show: expected one prefix, received 2\nUsage: ml-dash show /],
+  ];
+  for (const [argv, message] of cases) {
+    const result = await runMain(argv);
+    assert.equal(result.code, 2, argv.join(" "));
+    assert.match(result.stderr, message, argv.join(" "));
+  }
 });
