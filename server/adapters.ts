@@ -38,6 +38,14 @@ export const DEFAULT_MAX_CONNECTIONS = 1_000;
 export const FD_RESERVE_MIN = 64;
 /** Share of the file-descriptor limit left for files, pipes and the runtime. */
 export const FD_RESERVE_SHARE = 1 / 8;
+/**
+ * Length of the kernel's queue of connections not yet accepted. At the cap the
+ * server stops listening, but it may first accept what the queue holds, and
+ * Deno's `node:http` stops accepting for good at `EMFILE`: the cap leaves room.
+ */
+export const LISTEN_BACKLOG = 64;
+/** Delay before listening again when that failed (say, `EMFILE` for the socket). */
+const RELISTEN_RETRY_MS = 100;
 
 /** How long connections may idle or dawdle, and how many may be open at once. */
 export interface ConnectionLimits {
@@ -127,22 +135,24 @@ export type ResolvedLimits = Required<ConnectionLimits>;
 /**
  * Fills in the defaults of `limits` and lowers `maxConnections` to what the
  * file-descriptor limit `fdLimit` leaves after the reserve
- * ({@linkcode FD_RESERVE_MIN}, {@linkcode FD_RESERVE_SHARE}).
+ * ({@linkcode FD_RESERVE_MIN}, {@linkcode FD_RESERVE_SHARE}) and a full
+ * accept queue ({@linkcode LISTEN_BACKLOG}).
  *
  * @param limits the caller's limits
  * @param fdLimit the soft limit on open files, if known
  * @returns every limit, with a cap of at least 1
  *
- * @example A soft limit of 256 leaves room for 192 connections
+ * @example A soft limit of 256 leaves room for 128 connections
  * ```ts ignore
  * import { resolveLimits } from "./adapters.ts";
  *
- * console.log(resolveLimits({}, 256).maxConnections); // 192
+ * console.log(resolveLimits({}, 256).maxConnections); // 256 - 64 - 64
  * ```
  */
 export function resolveLimits(limits: ConnectionLimits = {}, fdLimit?: number): ResolvedLimits {
   const wanted = limits.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  const room = fdLimit === undefined ? Infinity : fdLimit - Math.max(FD_RESERVE_MIN, Math.ceil(fdLimit * FD_RESERVE_SHARE));
+  const reserve = Math.max(FD_RESERVE_MIN, Math.ceil((fdLimit ?? 0) * FD_RESERVE_SHARE)) + LISTEN_BACKLOG;
+  const room = fdLimit === undefined ? Infinity : fdLimit - reserve;
   return {
     idleTimeoutMs: limits.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     headersTimeoutMs: limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
@@ -249,6 +259,7 @@ export const serveNode: Adapter = async (handler, port, hostname, _maxBody, limi
   const http = await import("node:http");
   const { Readable } = await import("node:stream");
   const fs = await import("node:fs");
+  const net = await import("node:net");
   const resolved = resolveLimits(limits, openFileLimit((file) => fs.readFileSync(file, "utf8")));
   const origin = `http://${hostname.includes(":") ? `[${hostname}]` : hostname}`;
   const server = http.createServer(nodeServerOptions(resolved), (req, res) => {
@@ -261,12 +272,19 @@ export const serveNode: Adapter = async (handler, port, hostname, _maxBody, limi
   });
   applyLimits(server, resolved);
   await listen(server, port, hostname);
-  // Accept errors (EMFILE and the like) arrive here; the server goes on accepting once fds free up.
-  server.on("error", () => {});
   const address = server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  const gate = capConnections(server, resolved.maxConnections, {
+    // net.Server's own close: http.Server's would also end the idle keep-alive connections.
+    pause: () => void net.Server.prototype.close.call(server),
+    resume: () => listen(server, bound, hostname),
+  });
   return {
-    port: typeof address === "object" && address ? address.port : port,
-    close: () => closeServer(server),
+    port: bound,
+    close: () => {
+      gate.stop();
+      return closeServer(server);
+    },
   };
 };
 
@@ -340,10 +358,49 @@ async function sendResponse(req: IncomingMessage, res: ServerResponse, response:
   res.end();
 }
 
+interface Gate {
+  /** No more listening again: the server is closing. */
+  stop(): void;
+}
+
+/**
+ * Stops listening while `cap` connections are open and listens again once one
+ * closes. Refusing at the listening socket, rather than accepting and closing
+ * each connection over the cap (Node's `maxConnections`, kept as a backstop),
+ * takes no file descriptors: on Deno, the fds of connections closed at once
+ * are freed too late for a flood, and its accept loop dies at `EMFILE`.
+ */
+function capConnections(server: Server, cap: number, listening: { pause(): void; resume(): Promise<void> }): Gate {
+  let open = 0;
+  let paused = false;
+  let stopped = false;
+  const resume = (): void => {
+    if (stopped || !paused || open >= cap) return;
+    paused = false;
+    listening.resume().catch(() => {
+      paused = true;
+      setTimeout(resume, RELISTEN_RETRY_MS);
+    });
+  };
+  server.on("connection", (socket: { once(event: "close", f: () => void): void }) => {
+    open++;
+    socket.once("close", () => {
+      open--;
+      resume();
+    });
+    if (open < cap || paused || stopped) return;
+    paused = true;
+    listening.pause();
+  });
+  // Accept errors (EMFILE and the like) arrive here; they must not throw.
+  server.on("error", () => {});
+  return { stop: () => void (stopped = true) };
+}
+
 function listen(server: Server, port: number, hostname: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, hostname, () => {
+    server.listen({ port, host: hostname, backlog: LISTEN_BACKLOG }, () => {
       server.off("error", reject);
       resolve();
     });
