@@ -1,3 +1,4 @@
+// @ts-check
 // A line chart on <canvas>: nice ticks, legend, hover tooltip with exact values,
 // drag to zoom on x, double-click to reset. Draws each series as one path, so a
 // few thousand points per series redraw within a frame.

@@ -1,5 +1,13 @@
-// Formatting of numbers, times and durations, and "nice" axis ticks.
+// @ts-check
+// Formatting of numbers, times and durations, and "nice" axis ticks. Touches
+// no DOM, so it also runs (and is unit-tested) outside a browser.
 
+/**
+ * Tick positions and the spacing between them.
+ * @typedef {{ step: number, ticks: number[] }} Ticks
+ */
+
+/** @type {[number, string][]} */
 const SI = [
   [1e12, "T"],
   [1e9, "G"],
@@ -7,7 +15,11 @@ const SI = [
   [1e3, "k"],
 ];
 
-/** A number as stored, without float noise: 0.30000000000000004 → "0.3". */
+/**
+ * A number as stored, without float noise: 0.30000000000000004 → "0.3".
+ * @param {unknown} value
+ * @returns {string}
+ */
 export function exact(value) {
   if (value === null || value === undefined) return "—";
   if (typeof value !== "number") return String(value);
@@ -18,7 +30,12 @@ export function exact(value) {
   return String(Number(value.toPrecision(12)));
 }
 
-/** A short label for an axis tick, given the spacing of the ticks. */
+/**
+ * A short label for an axis tick, given the spacing of the ticks.
+ * @param {number} value
+ * @param {number} step
+ * @returns {string}
+ */
 export function tickLabel(value, step) {
   if (value === 0) return "0";
   const abs = Math.abs(value);
@@ -35,11 +52,22 @@ export function tickLabel(value, step) {
   return trimZeros(value.toFixed(Math.min(digits, 10)));
 }
 
+/**
+ * "1.50" → "1.5", "2.0" → "2".
+ * @param {string} text
+ * @returns {string}
+ */
 function trimZeros(text) {
   return text.includes(".") ? text.replace(/\.?0+$/, "") : text;
 }
 
-/** Evenly spaced round values covering [min, max], about `count` of them. */
+/**
+ * Evenly spaced round values covering [min, max], about `count` of them.
+ * @param {number} min
+ * @param {number} max
+ * @param {number} count
+ * @returns {Ticks}
+ */
 export function niceTicks(min, max, count) {
   if (!(max > min)) return { step: 1, ticks: [min] };
   const raw = (max - min) / Math.max(1, count);
@@ -53,7 +81,13 @@ export function niceTicks(min, max, count) {
   return { step, ticks };
 }
 
-/** Integer ticks for steps and counts (never 0.5 of a step). */
+/**
+ * Integer ticks for steps and counts (never 0.5 of a step).
+ * @param {number} min
+ * @param {number} max
+ * @param {number} count
+ * @returns {Ticks}
+ */
 export function integerTicks(min, max, count) {
   const result = niceTicks(min, max, count);
   if (result.step >= 1) return result;
@@ -62,7 +96,12 @@ export function integerTicks(min, max, count) {
   return { step: 1, ticks };
 }
 
-/** Powers of ten for a log axis (with 2 and 5 in between when there are few decades). */
+/**
+ * Powers of ten for a log axis (with 2 and 5 in between when there are few decades).
+ * @param {number} min > 0
+ * @param {number} max
+ * @returns {number[]}
+ */
 export function logTicks(min, max) {
   const lo = Math.floor(Math.log10(min));
   const hi = Math.ceil(Math.log10(max));
@@ -79,7 +118,14 @@ export function logTicks(min, max) {
 
 const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
-/** Ticks for seconds (wall clock when `offset` is the local UTC offset, durations when 0). */
+/**
+ * Ticks for seconds (wall clock when `offset` is the local UTC offset, durations when 0).
+ * @param {number} min
+ * @param {number} max
+ * @param {number} count
+ * @param {number} [offset]
+ * @returns {Ticks}
+ */
 export function timeTicks(min, max, count, offset = 0) {
   const raw = (max - min) / Math.max(1, count);
   const step = TIME_STEPS.find((s) => s >= raw) ?? niceTicks(min, max, count).step;
@@ -88,7 +134,12 @@ export function timeTicks(min, max, count, offset = 0) {
   return { step, ticks };
 }
 
-/** A wall-clock tick label: time of day, or the date when the ticks are days apart. */
+/**
+ * A wall-clock tick label: time of day, or the date when the ticks are days apart.
+ * @param {number} seconds epoch seconds
+ * @param {number} step
+ * @returns {string}
+ */
 export function clockLabel(seconds, step) {
   const d = new Date(seconds * 1000);
   if (step >= 86400) return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
@@ -96,7 +147,11 @@ export function clockLabel(seconds, step) {
   return step < 60 ? `${hm}:${pad(d.getSeconds())}` : hm;
 }
 
-/** A duration as "1h 02m", "3m 05s", "12.5s". */
+/**
+ * A duration as "1h 02m", "3m 05s", "12.5s".
+ * @param {number | null | undefined} seconds
+ * @returns {string}
+ */
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
   const negative = seconds < 0;
@@ -113,7 +168,12 @@ export function duration(seconds) {
   return negative ? `-${text}` : text;
 }
 
-/** A duration tick label (relative time axis). */
+/**
+ * A duration tick label (relative time axis).
+ * @param {number} seconds
+ * @param {number} step
+ * @returns {string}
+ */
 export function durationLabel(seconds, step) {
   if (seconds === 0) return "0";
   if (step < 60) return `${trimZeros(seconds.toFixed(step < 1 ? 1 : 0))}s`;
@@ -122,14 +182,22 @@ export function durationLabel(seconds, step) {
   return `${trimZeros((seconds / 86400).toFixed(step % 86400 ? 1 : 0))}d`;
 }
 
-/** An epoch-seconds time as "2024-05-01 14:03:12". */
+/**
+ * An epoch-seconds time as "2024-05-01 14:03:12".
+ * @param {number | null | undefined} seconds
+ * @returns {string}
+ */
 export function dateTime(seconds) {
   if (!seconds) return "—";
   const d = new Date(seconds * 1000);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** "14:03:12" today, "May 1 14:03" on another day. */
+/**
+ * "14:03:12" today, "May 1 14:03" on another day.
+ * @param {number | null | undefined} seconds epoch seconds
+ * @returns {string}
+ */
 export function shortTime(seconds) {
   if (!seconds) return "—";
   const d = new Date(seconds * 1000);
@@ -140,7 +208,11 @@ export function shortTime(seconds) {
   return d.getFullYear() === now.getFullYear() ? `${day} ${hm}` : `${d.getFullYear()} ${day}`;
 }
 
-/** "just now", "5m ago", "3h ago", "2d ago". */
+/**
+ * "just now", "5m ago", "3h ago", "2d ago".
+ * @param {number | null | undefined} seconds epoch seconds
+ * @returns {string}
+ */
 export function ago(seconds) {
   if (!seconds) return "";
   const s = Date.now() / 1000 - seconds;
@@ -150,7 +222,11 @@ export function ago(seconds) {
   return `${Math.round(s / 86400)}d ago`;
 }
 
-/** A byte count as "1.2 MB". */
+/**
+ * A byte count as "1.2 MB".
+ * @param {number} n
+ * @returns {string}
+ */
 export function bytes(n) {
   if (!Number.isFinite(n)) return "—";
   if (n < 1024) return `${n} B`;
@@ -164,6 +240,10 @@ export function bytes(n) {
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
+/**
+ * @param {number} n
+ * @returns {string}
+ */
 function pad(n) {
   return String(n).padStart(2, "0");
 }

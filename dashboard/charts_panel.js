@@ -1,0 +1,412 @@
+// @ts-check
+// The Charts tab: a chart per metric key of the selected runs, grouped by the
+// key's first segment, each with a series per run fetched at the chart's width
+// (again on zoom); and the controls above it (x axis, smoothing, filter).
+
+import { errorMessage, fetchJson } from "./api.js";
+import { LineChart } from "./chart.js";
+import { fill, h, $, targetValue } from "./dom.js";
+import { runLabels } from "./runs.js";
+import { colorOf, state, toggleCollapsed, writeHash } from "./state.js";
+
+/** @typedef {import("./api.js").SeriesPage} SeriesPage */
+
+/**
+ * A run's series as the chart draws it.
+ * @typedef {object} RunSeries
+ * @property {Float64Array} x
+ * @property {Float64Array} y
+ * @property {number} total     points the run has in the range, before downsampling
+ * @property {boolean} downsampled
+ */
+
+/**
+ * A chart of one metric key and what it shows.
+ * @typedef {object} ChartView
+ * @property {string} key
+ * @property {HTMLElement} card
+ * @property {LineChart} chart
+ * @property {HTMLElement} info          points shown, and whether downsampled
+ * @property {HTMLButtonElement} resetButton
+ * @property {string[]} runs             the selected runs that have the key
+ * @property {Map<string, RunSeries>} data
+ * @property {number[] | null} zoom      the x range zoomed to
+ * @property {number} generation         bumped when fetched series become outdated
+ * @property {string} x                  the x axis the data is for
+ * @property {number} [pending]          series requests under way
+ */
+
+// Fields offered first as x axis when a metric has them.
+const X_FIELDS = new Set([
+  "epoch", "epochs", "iteration", "iter", "it", "global_step", "batch", "samples",
+  "examples", "tokens", "images", "frames", "timesteps", "env_steps", "episode", "time", "wall_time",
+]);
+
+/** @type {Map<string, ChartView>} */
+const views = new Map();
+let chartFilter = "";
+
+/** The x axis menu, the smoothing slider and the chart filter. */
+export function setupChartControls() {
+  $("#x-axis").addEventListener("change", (ev) => {
+    state.x = targetValue(ev);
+    writeHash();
+    renderCharts();
+  });
+  const smoothing = /** @type {HTMLInputElement} */ ($("#smoothing"));
+  smoothing.addEventListener("input", () => {
+    state.smoothing = Number(smoothing.value);
+    $("#smoothing-value").textContent = smoothingText();
+    for (const view of views.values()) view.chart.setSmoothing(state.smoothing);
+    writeHash();
+  });
+  $("#chart-filter").addEventListener("input", (ev) => {
+    chartFilter = targetValue(ev);
+    renderCharts();
+  });
+}
+
+function smoothingText() {
+  return state.smoothing ? state.smoothing.toFixed(2) : "off";
+}
+
+/** Redraws every chart (its colours follow the theme). */
+export function redrawCharts() {
+  for (const view of views.values()) view.chart.requestDraw();
+}
+
+/**
+ * Refetches a run's series in the charts that show it.
+ * @param {string} prefix
+ */
+export function reloadSeriesOf(prefix) {
+  for (const view of views.values()) {
+    if (view.runs.includes(prefix) && view.data.has(prefix)) loadSeries(view, prefix);
+  }
+}
+
+// ─── Keys and the x axis ────────────────────────────────────────────────────
+
+/**
+ * "train/loss" → "loss".
+ * @param {string} key
+ * @returns {string}
+ */
+function fieldOf(key) {
+  const slash = key.indexOf("/");
+  return slash < 0 ? key : key.slice(slash + 1);
+}
+
+/**
+ * "train/loss" → "train"; "" for a key without a slash.
+ * @param {string} key
+ * @returns {string}
+ */
+function groupOf(key) {
+  const slash = key.indexOf("/");
+  return slash < 0 ? "" : key.slice(0, slash);
+}
+
+/**
+ * Metric keys of the selected runs → the runs that have each key.
+ * @returns {Map<string, string[]>}
+ */
+export function chartKeys() {
+  /** @type {Map<string, string[]>} */
+  const keys = new Map();
+  const xField = isFieldX() ? state.x : null;
+  for (const p of state.selected) {
+    for (const key of Object.keys(state.details.get(p)?.summary ?? {})) {
+      if (xField && fieldOf(key) === xField) continue;
+      const runs = keys.get(key) ?? [];
+      if (!runs.length) keys.set(key, runs);
+      runs.push(p);
+    }
+  }
+  return keys;
+}
+
+function isFieldX() {
+  return !["step", "_ts", "relative"].includes(state.x);
+}
+
+/** @returns {string} the x kind LineChart knows: step, time, relative or field */
+function xKind() {
+  if (state.x === "step") return "step";
+  if (state.x === "_ts") return "time";
+  if (state.x === "relative") return "relative";
+  return "field";
+}
+
+/** @returns {string} */
+function xLabel() {
+  return /** @type {Record<string, string>} */ ({ step: "step", _ts: "time", relative: "elapsed" })[state.x] ?? state.x;
+}
+
+/** The x axis menu (step, times, the fields of the selected runs) and the smoothing slider. */
+export function renderXOptions() {
+  /** @type {Set<string>} */
+  const fields = new Set();
+  for (const p of state.selected) {
+    for (const key of Object.keys(state.details.get(p)?.summary ?? {})) fields.add(fieldOf(key));
+  }
+  const likely = [...fields].filter((f) => X_FIELDS.has(f)).sort();
+  const others = [...fields].filter((f) => !X_FIELDS.has(f)).sort();
+  if (isFieldX() && !fields.has(state.x)) likely.unshift(state.x);
+  /**
+   * @param {string} value
+   * @param {string} label
+   */
+  const option = (value, label) => h("option", { value, selected: state.x === value }, label);
+  fill($("#x-axis"),
+    option("step", "Step"),
+    option("relative", "Relative time"),
+    option("_ts", "Wall time"),
+    likely.length ? h("optgroup", { label: "Fields" }, ...likely.map((f) => option(f, f))) : null,
+    others.length ? h("optgroup", { label: "Other fields" }, ...others.map((f) => option(f, f))) : null,
+  );
+  /** @type {HTMLInputElement} */ ($("#smoothing")).value = String(state.smoothing);
+  $("#smoothing-value").textContent = smoothingText();
+}
+
+// ─── The panel ──────────────────────────────────────────────────────────────
+
+/**
+ * The keys that pass the filter by group, in the order shown.
+ * @param {string[]} shown
+ * @returns {Map<string, string[]>}
+ */
+function groupKeys(shown) {
+  // Within a group: metrics by name, then fields that look like an x axis (epoch, tokens...).
+  /** @param {string} key */
+  const rank = (key) => (X_FIELDS.has(fieldOf(key)) ? 1 : 0);
+  shown.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b, undefined, { numeric: true }));
+  /** @type {Map<string, string[]>} */
+  const groups = new Map();
+  for (const key of shown) {
+    const group = groupOf(key);
+    const keys = groups.get(group) ?? [];
+    if (!keys.length) groups.set(group, keys);
+    keys.push(key);
+  }
+  return groups;
+}
+
+/** The chart groups, reusing the charts of keys still shown. */
+export function renderCharts() {
+  const panel = $("#panel-charts");
+  const keys = chartKeys();
+  const filter = chartFilter.toLowerCase();
+  const shown = [...keys.keys()].filter((k) => !filter || k.toLowerCase().includes(filter));
+  const groups = groupKeys(shown);
+  const order = [...groups.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b)));
+  disposeCharts(new Set(shown));
+  const loading = state.selected.some((p) => !state.details.has(p));
+  if (!shown.length) {
+    fill(panel, h("div", { class: "empty small" },
+      loading ? "Loading…" : keys.size ? "No chart matches the filter." : "The selected runs have no metrics yet."));
+    return;
+  }
+  fill(panel, ...order.map((group) => groupSection(group, groups.get(group) ?? [], keys)));
+  for (const key of shown) {
+    const view = views.get(key);
+    if (!view || !view.card.isConnected) continue;
+    syncChart(view, keys.get(key) ?? []);
+  }
+}
+
+/**
+ * A group's foldable section and its charts.
+ * @param {string} group
+ * @param {string[]} members the keys in the group
+ * @param {Map<string, string[]>} keys every key → its runs
+ * @returns {HTMLElement}
+ */
+function groupSection(group, members, keys) {
+  const id = `chart-group:${group}`;
+  const collapsed = state.collapsed.has(id);
+  return h("section", { class: `chart-group${collapsed ? " collapsed" : ""}`, dataset: { testid: "chart-group", group } },
+    h("button", {
+      type: "button",
+      class: "group-head",
+      onclick: () => {
+        toggleCollapsed(id);
+        renderCharts();
+      },
+    },
+      h("span", { class: `caret${collapsed ? "" : " open"}` }),
+      h("span", { class: "group-name" }, group || "Charts"),
+      h("span", { class: "count" }, members.length),
+    ),
+    collapsed ? null : h("div", { class: "chart-grid" }, ...members.map((key) => chartView(key, keys.get(key) ?? []).card)),
+  );
+}
+
+/**
+ * Destroys the charts of keys not in `keep`.
+ * @param {Set<string>} keep
+ */
+export function disposeCharts(keep) {
+  for (const [key, view] of views) {
+    if (keep.has(key)) continue;
+    view.chart.destroy();
+    views.delete(key);
+  }
+}
+
+// ─── One chart ──────────────────────────────────────────────────────────────
+
+/**
+ * The chart of a key, made on first use.
+ * @param {string} key
+ * @param {string[]} runs
+ * @returns {ChartView}
+ */
+function chartView(key, runs) {
+  const existing = views.get(key);
+  if (existing) return existing;
+  const group = groupOf(key);
+  const resetButton = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, "Reset zoom");
+  const logButton = h("button", { type: "button", class: "icon-button toggle", title: "Logarithmic y axis" }, "log");
+  const info = h("span", { class: "chart-info" });
+  const body = h("div", { class: "chart-body" });
+  const card = h("div", { class: "chart-card", dataset: { testid: "chart", key, group, seriesCount: "0", pointCount: "0" } },
+    h("div", { class: "chart-head" },
+      h("span", { class: "chart-title", title: key }, group ? h("span", { class: "muted" }, `${group}/`) : null, fieldOf(key)),
+      info,
+      resetButton,
+      logButton,
+    ),
+    body,
+  );
+  const chart = new LineChart(body, {
+    xKind: xKind(),
+    xLabel: xLabel(),
+    onZoom: (range) => {
+      view.zoom = range;
+      resetButton.hidden = !range;
+      view.generation++;
+      for (const p of view.runs) loadSeries(view, p);
+    },
+  });
+  chart.setSmoothing(state.smoothing);
+  resetButton.addEventListener("click", () => chart.resetZoom());
+  logButton.addEventListener("click", () => {
+    chart.setLogY(!chart.logY);
+    logButton.classList.toggle("on", chart.logY);
+  });
+  /** @type {ChartView} */
+  const view = { key, card, chart, info, resetButton, runs, data: new Map(), zoom: null, generation: 0, x: state.x };
+  views.set(key, view);
+  return view;
+}
+
+/**
+ * Brings a chart in line with the selection and x axis, fetching what it lacks.
+ * @param {ChartView} view
+ * @param {string[]} runs
+ */
+function syncChart(view, runs) {
+  view.runs = runs;
+  if (view.x !== state.x) {
+    view.x = state.x;
+    view.zoom = null;
+    view.resetButton.hidden = true;
+    view.data.clear();
+    view.generation++;
+    view.chart.setXKind(xKind(), xLabel());
+  }
+  for (const p of [...view.data.keys()]) if (!runs.includes(p)) view.data.delete(p);
+  updateChartSeries(view);
+  for (const p of runs) if (!view.data.has(p)) loadSeries(view, p);
+}
+
+/**
+ * What to subtract from a run's times on the relative axis: its creation time.
+ * @param {string} prefix
+ * @returns {number}
+ */
+function xOffset(prefix) {
+  if (state.x !== "relative") return 0;
+  const d = state.details.get(prefix);
+  const e = state.byPrefix.get(prefix);
+  return d?.metadata?.createdAt ?? e?.createdAt ?? d?.status?.startedAt ?? e?.startedAt ?? 0;
+}
+
+/**
+ * Fetches a run's series for a chart (its zoomed range, at its width) and shows it,
+ * unless the chart moved on meanwhile.
+ * @param {ChartView} view
+ * @param {string} prefix
+ */
+async function loadSeries(view, prefix) {
+  const generation = view.generation;
+  const offset = xOffset(prefix);
+  /** @type {import("./api.js").Query} */
+  const params = {
+    prefix,
+    key: view.key,
+    points: view.chart.pixelWidth,
+    x: state.x === "relative" ? "_ts" : state.x,
+  };
+  if (view.zoom) {
+    params.from = view.zoom[0] + offset;
+    params.to = view.zoom[1] + offset;
+  }
+  view.pending = (view.pending ?? 0) + 1;
+  view.card.dataset.loading = "true";
+  try {
+    /** @type {SeriesPage} */
+    const r = await fetchJson("series", params);
+    if (generation !== view.generation || !view.runs.includes(prefix)) return;
+    const x = toNumbers(r.x);
+    if (offset) for (let i = 0; i < x.length; i++) x[i] -= offset;
+    view.data.set(prefix, { x, y: toNumbers(r.value), total: r.total ?? r.x.length, downsampled: Boolean(r.downsampled) });
+    updateChartSeries(view);
+  } catch (error) {
+    view.chart.message = `Could not load: ${errorMessage(error)}`;
+    view.chart.requestDraw();
+  } finally {
+    view.pending--;
+    if (!view.pending) delete view.card.dataset.loading;
+  }
+}
+
+/**
+ * JSON values as numbers, NaN for null (a non-finite value).
+ * @param {(number | string | null)[]} values
+ * @returns {Float64Array}
+ */
+function toNumbers(values) {
+  const out = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    out[i] = typeof v === "number" ? v : v === null ? NaN : Number(v);
+  }
+  return out;
+}
+
+/**
+ * Gives the chart the series it has, in selection order, and its point counts.
+ * @param {ChartView} view
+ */
+function updateChartSeries(view) {
+  const labels = runLabels();
+  const series = [];
+  let points = 0;
+  let downsampled = false;
+  for (const p of state.selected) {
+    const d = view.data.get(p);
+    if (!d || !view.runs.includes(p)) continue;
+    series.push({ id: p, label: labels.get(p) ?? p, color: colorOf(p), x: d.x, y: d.y });
+    points += d.total;
+    downsampled ||= d.downsampled;
+  }
+  const waiting = view.runs.some((p) => !view.data.has(p));
+  view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
+  view.chart.setSeries(series);
+  view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
+  view.card.dataset.pointCount = String(points);
+  view.info.textContent = points ? `${points.toLocaleString()} pt${points === 1 ? "" : "s"}${downsampled ? " · downsampled" : ""}` : "";
+  view.info.title = downsampled ? "The server sent a min/max per pixel column; zoom in for every point" : "";
+}
