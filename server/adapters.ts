@@ -70,10 +70,11 @@ export interface ConnectionLimits {
    */
   requestTimeoutMs?: number;
   /**
-   * Most connections open at once; more are closed as soon as they are
-   * accepted (default {@linkcode DEFAULT_MAX_CONNECTIONS}). Lowered to fit the
-   * file-descriptor limit where it can be read (Linux). Bun has no such cap: it
-   * keeps the excess waiting in the kernel's queue until fds free up.
+   * Most connections open at once: at the cap the server stops listening, so
+   * new connections are refused, until one closes (default
+   * {@linkcode DEFAULT_MAX_CONNECTIONS}). Lowered to fit the file-descriptor
+   * limit where it can be read (Linux). Bun has no such cap: it keeps the
+   * excess waiting in the kernel's queue until fds free up.
    */
   maxConnections?: number;
 }
