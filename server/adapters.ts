@@ -212,7 +212,7 @@ function mayRead(file: string): boolean {
  * await listener.close();
  * ```
  */
-export const serveDeno: Adapter = (handler, port, hostname, maxBody, limits) =>
+export const serveDeno: Adapter = (handler, port, hostname, maxBody, limits): Promise<Listener> =>
   serveNode(handler, port, hostname, maxBody, limits);
 
 interface BunServer {
@@ -235,7 +235,7 @@ const BUN_MAX_IDLE_S = 255;
  * await listener.close();
  * ```
  */
-export const serveBun: Adapter = (handler, port, hostname, maxBody, limits) => {
+export const serveBun: Adapter = (handler, port, hostname, maxBody, limits): Promise<Listener> => {
   const bun = (globalThis as unknown as { Bun: { serve(o: object): BunServer } }).Bun;
   const { idleTimeoutMs } = resolveLimits(limits);
   const idleTimeout = Math.min(BUN_MAX_IDLE_S, Math.max(1, Math.ceil(idleTimeoutMs / 1000)));
@@ -256,7 +256,7 @@ export const serveBun: Adapter = (handler, port, hostname, maxBody, limits) => {
  * await listener.close();
  * ```
  */
-export const serveNode: Adapter = async (handler, port, hostname, _maxBody, limits) => {
+export const serveNode: Adapter = async (handler, port, hostname, _maxBody, limits): Promise<Listener> => {
   const http = await import("node:http");
   const { Readable } = await import("node:stream");
   const fs = await import("node:fs");
