@@ -4,9 +4,9 @@
 // framework; live updates arrive as server-sent events. This module wires the
 // others together and starts the page.
 
+import { setupChartControls } from "./charts_panel.js";
 import { connectLive, startClocks } from "./live.js";
 import { loadSelection, renderMain } from "./main_panel.js";
-import { setupChartControls } from "./charts_panel.js";
 import { onSelectionChange, renderSelectionBar } from "./selection.js";
 import { readHash } from "./state.js";
 import { setupTheme } from "./theme_button.js";
