@@ -20,13 +20,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { checkPrefix, ConfigError } from "./mod.ts";
-import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } from "./mod.ts";
+import { checkPrefix } from "./storage/backend.ts";
+import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } from "./storage/backend.ts";
+import { ConfigError } from "./storage/errors.ts";
 import { DashReader, JsonlBackend, OutsideRootError } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
+import { processId } from "./storage/runtime.ts";
 import { RequestGuard } from "./server/guard.ts";
 import { EventHub } from "./server/events.ts";
+import { pickAdapter } from "./server/adapters.ts";
+import type { ConnectionLimits, Listener } from "./server/adapters.ts";
 
 // ─── Options and types ──────────────────────────────────────────────────────
 
@@ -1037,7 +1041,7 @@ class SessionLedger {
 
   #save(prefix: string, ledger: LedgerFile): void {
     const file = this.#file(prefix);
-    const tmp = `${file}.${globalThis.process?.pid ?? 0}.tmp`;
+    const tmp = `${file}.${processId() ?? 0}.tmp`;
     try {
       fs.writeFileSync(tmp, JSON.stringify(ledger));
       fs.renameSync(tmp, file);
@@ -1378,6 +1382,8 @@ export interface ServeOptions extends HandlerOptions {
    * elsewhere, these names only, when given (else any, behind the token).
    */
   allowedHosts?: string[];
+  /** Timeouts and the connection cap (defaults: idle 60 s, headers 15 s, 1,000 connections below the file limit). */
+  limits?: ConnectionLimits;
 }
 
 /** A running server. */
@@ -1392,16 +1398,11 @@ export interface DashServer {
   close(): Promise<void>;
 }
 
-interface Listener {
-  port: number;
-  close(): Promise<void>;
-}
-
-type Adapter = (handler: (req: Request) => Promise<Response>, port: number, hostname: string, maxBody: number) => Promise<Listener>;
 
 /**
- * Runs {@linkcode createHandler} on Deno (`Deno.serve`), Bun (`Bun.serve`) or
- * Node (`node:http`), chosen from `navigator.userAgent`. Binds 127.0.0.1 by
+ * Runs {@linkcode createHandler} on `node:http` (Deno and Node) or `Bun.serve`
+ * (Bun), chosen from `navigator.userAgent`, with timeouts and a connection cap
+ * against held connections (see `server/adapters.ts`). Binds 127.0.0.1 by
  * default; without a token it refuses a non-loopback hostname unless `insecure`.
  *
  * @param options The handler's options plus port, hostname and `insecure`.
@@ -1433,7 +1434,7 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
   const adapter = pickAdapter();
   let listener: Listener;
   try {
-    listener = await adapter(handler, port, hostname, options.maxBodyBytes ?? DEFAULT_MAX_BODY);
+    listener = await adapter(handler, port, hostname, options.maxBodyBytes ?? DEFAULT_MAX_BODY, options.limits);
   } catch (error) {
     await handler.close();
     throw error;
@@ -1465,95 +1466,6 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
 function isLoopback(hostname: string): boolean {
   return hostname === "localhost" || hostname === "::1" || hostname === "[::1]" || /^127\./.test(hostname);
 }
-
-function pickAdapter(): Adapter {
-  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? "";
-  if (agent.startsWith("Deno/")) return serveDeno;
-  if (agent.startsWith("Bun/")) return serveBun;
-  return serveNode;
-}
-
-interface DenoServer {
-  addr: { port: number };
-  shutdown(): Promise<void>;
-}
-
-const serveDeno: Adapter = (handler, port, hostname) => {
-  const deno = (globalThis as unknown as { Deno: { serve(o: object, h: (r: Request) => Promise<Response>): DenoServer } }).Deno;
-  return new Promise((resolve, reject) => {
-    try {
-      const server = deno.serve({ port, hostname, onListen: () => {} }, handler);
-      resolve({ port: server.addr.port, close: () => server.shutdown() });
-    } catch (error) {
-      reject(error);
-    }
-  });
-};
-
-interface BunServer {
-  port: number;
-  stop(closeActive?: boolean): Promise<void> | void;
-}
-
-const serveBun: Adapter = (handler, port, hostname, maxBody) => {
-  const bun = (globalThis as unknown as { Bun: { serve(o: object): BunServer } }).Bun;
-  // Event streams send a ping every ~15 s; the idle timeout must be longer.
-  const server = bun.serve({ port, hostname, fetch: handler, idleTimeout: 60, maxRequestBodySize: maxBody + 1024 * 1024 });
-  return Promise.resolve({ port: server.port, close: async () => void await server.stop(true) });
-};
-
-const serveNode: Adapter = async (handler, port, hostname) => {
-  const http = await import("node:http");
-  const { Readable } = await import("node:stream");
-  const server = http.createServer((req, res) => {
-    let request: Request;
-    try {
-      // The URL comes from the socket's own address, not the client's Host header, which may be anything.
-      const url = new URL(req.url ?? "/", `http://${hostname.includes(":") ? `[${hostname}]` : hostname}`);
-      const headers = new Headers();
-      for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
-      const hasBody = req.method !== "GET" && req.method !== "HEAD";
-      request = new Request(url, {
-        method: req.method,
-        headers,
-        body: hasBody ? (Readable.toWeb(req) as unknown as ReadableStream<Uint8Array>) : undefined,
-        duplex: "half",
-      } as RequestInit);
-    } catch (error) {
-      res.writeHead(400, { "content-type": "application/json" });
-      return void res.end(JSON.stringify({ error: `Malformed request: ${error instanceof Error ? error.message : error}` }));
-    }
-    handler(request).then(async (response) => {
-      res.writeHead(response.status, Object.fromEntries(response.headers));
-      if (!response.body || req.method === "HEAD") return void res.end();
-      const reader = response.body.getReader();
-      res.on("close", () => void reader.cancel().catch(() => {}));
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (!res.write(value)) await new Promise((r) => res.once("drain", r));
-      }
-      res.end();
-    }).catch(() => {
-      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
-      res.end();
-    });
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, hostname, () => resolve());
-  });
-  const address = server.address();
-  return {
-    port: typeof address === "object" && address ? address.port : port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-};
 
 function unref(timer: unknown): void {
   if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") timer.unref();
