@@ -21,6 +21,31 @@
  *
  * @module
  */
+import {
+  byteLimitProblem,
+  checkFilePath,
+  checkMetricName,
+  checkPrefix,
+  checkUrl,
+  isValidMetricName,
+  MAX_FIELD_BYTES,
+} from "./storage/backend.ts";
+import type {
+  Backend,
+  Batch,
+  ExistingState,
+  ExperimentRecord,
+  FileInfo,
+  FileUpload,
+  LogRecord,
+  MetricRecord,
+  MetricValue,
+  ParamValue,
+  Status,
+  StatusRecord,
+} from "./storage/backend.ts";
+import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
+import { denoNamespace, hostName, nodeProcess, processId, readEnv, unrefTimer } from "./storage/runtime.ts";
 
 // ─── Facade: the Experiment API ─────────────────────────────────────────────
 
@@ -679,7 +704,7 @@ class ExperimentCore {
 
   async saveFile(path: string, data: Uint8Array, mime: string): Promise<FileInfo> {
     this.#assertOpen();
-    checkRelativePath(path, "file path", MAX_FILE_NAME_BYTES);
+    checkFilePath(path);
     const info: FileInfo = { path, size: data.byteLength, mime, _ts: nowSeconds() };
     this.#files = [...this.#files.filter((f) => f.path !== path), info];
     this.#buffer!.patch({ files: [{ ...info, data }] });
@@ -771,36 +796,6 @@ function stepOf(fields: Record<string, unknown>): number | undefined {
   return typeof step === "number" && Number.isFinite(step) ? step : undefined;
 }
 
-/** The part of `Deno` used where `process` would cost start-up time (Deno builds it lazily, in tens of ms). */
-interface DenoProcessApi {
-  pid: number;
-  hostname(): string;
-  permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } };
-  addSignalListener(signal: Signal, handler: () => void): void;
-  removeSignalListener(signal: Signal, handler: () => void): void;
-}
-
-function denoApi(): DenoProcessApi | undefined {
-  const deno = (globalThis as { Deno?: Partial<DenoProcessApi> }).Deno;
-  return typeof deno?.addSignalListener === "function" ? deno as DenoProcessApi : undefined;
-}
-
-function processId(): number | undefined {
-  return denoApi()?.pid ?? globalThis.process?.pid;
-}
-
-/** The machine's name where the runtime may tell it without asking (none in a Worker). */
-async function hostName(): Promise<string | undefined> {
-  try {
-    const deno = denoApi();
-    if (deno) return deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
-    const os: { hostname(): string } = await import("node:os");
-    return os.hostname();
-  } catch {
-    return undefined;
-  }
-}
-
 function nowSeconds(): number {
   return Date.now() / 1000;
 }
@@ -859,20 +854,6 @@ function nestsDeeper(value: unknown, levels: number): boolean {
   }
   for (const key of Object.keys(value)) if (nestsDeeper((value as Record<string, unknown>)[key], levels - 1)) return true;
   return false;
-}
-
-function describe(value: unknown): string {
-  if (value instanceof Error) return `${value.name}: ${value.message}`;
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "object" && value !== null) {
-    try {
-      return JSON.stringify(value).slice(0, 80);
-    } catch {
-      return Object.prototype.toString.call(value);
-    }
-  }
-  return String(value);
 }
 
 function guessMime(path: string): string {
@@ -953,166 +934,15 @@ function positive(name: string, option: number | undefined, envName: string, fal
   return fallback;
 }
 
-/**
- * Checks a prefix `owner/project/.../name` and throws a {@linkcode ConfigError}
- * naming the rule it breaks. Nothing it accepts can leave the root directory.
- *
- * @param prefix The prefix to check.
- *
- * @example
- * ```ts
- * import { checkPrefix } from "./mod.ts";
- * import { throws } from "node:assert/strict";
- *
- * checkPrefix("alice/project/run-1");
- * throws(() => checkPrefix("../x/y"));
- * ```
- */
-export function checkPrefix(prefix: string): void {
-  checkRelativePath(prefix, "prefix", MAX_NAME_BYTES);
-  if (prefix.split("/").length < 2) {
-    throw new ConfigError(`Invalid prefix "${prefix}": expected at least "project/name" (owner/project/.../name)`);
-  }
-}
-
-/**
- * Checks a relative path of "/"-separated names; its last segment may be at
- * most `lastSegmentBytes` long in UTF-8, the others MAX_NAME_BYTES.
- */
-function checkRelativePath(path: string, what: string, lastSegmentBytes: number): void {
-  if (typeof path !== "string") throw new ConfigError(`Invalid ${what} ${describe(path)}: expected a string`);
-  const shown = JSON.stringify(path);
-  const fail = (rule: string): never => {
-    throw new ConfigError(`Invalid ${what} ${shown}: ${rule}`);
-  };
-  if (path === "") fail("it cannot be empty");
-  if (path.includes("\0")) fail("it cannot contain a NUL character");
-  if (path.includes("\\")) fail("it cannot contain a backslash");
-  if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) fail("it cannot be absolute");
-  const segments = path.split("/");
-  for (const [i, segment] of segments.entries()) {
-    if (segment === "") fail("a segment cannot be empty");
-    if (segment === "." || segment === "..") fail(`a segment cannot be "${segment}"`);
-    if (segment.startsWith(".")) fail(`a segment cannot start with "." (found "${segment}")`);
-    checkNameBytes(segment, `${what} segment`, i === segments.length - 1 ? lastSegmentBytes : MAX_NAME_BYTES);
-  }
-}
-
-/** The most bytes a file system takes in one name of a file or directory (NAME_MAX). */
-const MAX_NAME_BYTES = 255;
-
-/** The most bytes of a metric's name: its file, `metrics/<name>.jsonl`, has a name of at most MAX_NAME_BYTES. */
-const MAX_METRIC_NAME_BYTES = MAX_NAME_BYTES - ".jsonl".length;
-
-/** The most bytes of a saved file's name: it is written as `<name>.<pid>.<random>.tmp` first, then renamed. */
-const MAX_FILE_NAME_BYTES = MAX_NAME_BYTES - 32;
-
-/** The most bytes of a metric field's name (what the server stores). */
-const MAX_FIELD_BYTES = 255;
+// The path rules, the URL rule and the environment are shared with the backends; public since
+// the first release.
+export { checkPrefix, checkUrl, readEnv };
 
 /** Strings of at most this many UTF-16 code units fit in MAX_FIELD_BYTES (a code unit is at most 3 bytes of UTF-8). */
 const SHORT_FIELD_UNITS = Math.floor(MAX_FIELD_BYTES / 3);
 
 /** How deep params and metadata may nest objects and arrays (deeper input would overflow stacks here and on the server). */
 const MAX_NESTING = 64;
-
-function checkNameBytes(name: string, what: string, limit: number): void {
-  const problem = byteLimitProblem(name, limit);
-  if (problem) throw new ConfigError(`Invalid ${what} ${shorten(name)}: ${problem}`);
-}
-
-/** Why `text` is too long for `limit` bytes of UTF-8, or undefined if it fits. */
-function byteLimitProblem(text: string, limit: number): string | undefined {
-  if (text.length * 3 <= limit) return undefined;
-  const bytes = utf8Length(text);
-  return bytes > limit ? `${bytes} bytes, the limit is ${limit}` : undefined;
-}
-
-/** The length of `text` in UTF-8, as TextEncoder encodes it (a lone surrogate becomes 3 bytes), without encoding it. */
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
-/** A value for a message: JSON-quoted, cut after 40 characters. */
-function shorten(text: string): string {
-  return text.length > 40 ? `${JSON.stringify(text.slice(0, 40)).slice(0, -1)}…"` : JSON.stringify(text);
-}
-
-const METRIC_NAME = /^[^/\\\0.][^/\\\0]*$/;
-
-function isValidMetricName(name: string): boolean {
-  return METRIC_NAME.test(name) && byteLimitProblem(name, MAX_METRIC_NAME_BYTES) === undefined;
-}
-
-function checkMetricName(name: string): void {
-  if (typeof name !== "string" || !METRIC_NAME.test(name)) {
-    throw new ConfigError(
-      `Invalid metric name ${describe(name)}: expected a non-empty name without "/", "\\" or NUL that does not start with "."`,
-    );
-  }
-  checkNameBytes(name, "metric name", MAX_METRIC_NAME_BYTES);
-}
-
-/**
- * Checks a server URL and throws a {@linkcode ConfigError} unless it is http(s).
- *
- * @param url The URL, e.g. `http://127.0.0.1:8787`.
- *
- * @example
- * ```ts
- * import { checkUrl } from "./mod.ts";
- * import { throws } from "node:assert/strict";
- *
- * checkUrl("http://127.0.0.1:8787");
- * throws(() => checkUrl("ftp://x"));
- * ```
- */
-export function checkUrl(url: string): void {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(`Invalid dashUrl ${describe(url)}: expected an http:// or https:// URL`);
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new ConfigError(`Invalid dashUrl ${describe(url)}: expected an http:// or https:// URL`);
-  }
-}
-
-/**
- * Reads an environment variable on any runtime; `undefined` where it is unset,
- * where there is no environment (a Worker), or where access is denied (Deno
- * without `--allow-env`).
- *
- * @param name The variable's name.
- * @returns Its value, or undefined.
- *
- * @example
- * ```ts
- * import { readEnv } from "./mod.ts";
- *
- * const interval = Number(readEnv("ML_DASH_FLUSH_INTERVAL") ?? 5);
- * ```
- */
-export function readEnv(name: string): string | undefined {
-  try {
-    const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
-    if (deno) return deno.env.get(name);
-    return globalThis.process?.env?.[name];
-  } catch {
-    return undefined;
-  }
-}
 
 type JsonlModule = typeof import("./storage/jsonl.ts");
 type HttpModule = typeof import("./storage/http.ts");
@@ -1274,10 +1104,21 @@ interface ExitEvents {
 
 let exitEvents: ExitEvents | undefined;
 
+/** The part of `Deno` used where `process` would cost start-up time (Deno builds it lazily, in tens of ms). */
+interface DenoSignalApi {
+  addSignalListener(signal: Signal, handler: () => void): void;
+  removeSignalListener(signal: Signal, handler: () => void): void;
+}
+
+function denoSignals(): DenoSignalApi | undefined {
+  const deno = denoNamespace<Partial<DenoSignalApi>>();
+  return typeof deno?.addSignalListener === "function" ? deno as DenoSignalApi : undefined;
+}
+
 /** Installs exit and signal hooks while at least one experiment is open. */
 function installExitHooks(): void {
   if (exitEvents) return;
-  const deno = denoApi();
+  const deno = denoSignals();
   const events = deno ? denoExitEvents(deno) : processExitEvents();
   if (!events) return;
   events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal, crash: failAllAtCrash });
@@ -1320,7 +1161,7 @@ async function endOnSignal(signal: Signal): Promise<void> {
   }
   await Promise.allSettled(cores.map((c) => c.close("CANCELLED")));
   // Read only now: on Deno the first use of `process` costs tens of milliseconds.
-  globalThis.process.exit(signal === "SIGINT" ? 130 : 143);
+  nodeProcess()!.exit(signal === "SIGINT" ? 130 : 143);
 }
 
 type Listener = (event: never) => void;
@@ -1348,7 +1189,7 @@ const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
 /** Node and Bun: the `process` events. */
 function processExitEvents(): ExitEvents | undefined {
-  const proc = globalThis.process;
+  const proc = nodeProcess();
   if (typeof proc?.on !== "function") return undefined;
   const listeners = listenerList(
     (name, listener) => proc.on(name, listener as (...args: unknown[]) => void),
@@ -1376,7 +1217,7 @@ function processExitEvents(): ExitEvents | undefined {
  * a signal listener here runs beside the user's `process.on` handlers, and
  * defers to them when the signal comes.
  */
-function denoExitEvents(deno: DenoProcessApi): ExitEvents {
+function denoExitEvents(deno: DenoSignalApi): ExitEvents {
   const isSignal = (name: string): name is Signal => (SIGNALS as readonly string[]).includes(name);
   const listeners = listenerList(
     (name, listener) => isSignal(name) ? deno.addSignalListener(name, listener as () => void) : globalThis.addEventListener(name, listener as EventListener),
@@ -1406,7 +1247,7 @@ function denoExitEvents(deno: DenoProcessApi): ExitEvents {
     },
     remove: () => listeners.removeAll(),
     // Read only now: on Deno the first use of `process` costs tens of milliseconds.
-    userHandles: (signal) => globalThis.process.listenerCount(signal) > 0,
+    userHandles: (signal) => nodeProcess()!.listenerCount(signal) > 0,
   };
 }
 
@@ -1684,107 +1525,19 @@ function dropUndefined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
-function unrefTimer(timer: unknown): void {
-  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") {
-    timer.unref();
-    return;
-  }
-  const deno = (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno;
-  if (typeof timer === "number") deno?.unrefTimer?.(timer);
-}
-
 // ─── Errors ─────────────────────────────────────────────────────────────────
 
-/**
- * The base class of every error ml-dash throws.
- *
- * @example
- * ```ts
- * import { MlDashError } from "./mod.ts";
- * try { /* ... *\/ } catch (e) { if (e instanceof MlDashError) console.error(e.message); }
- * ```
- */
-export class MlDashError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What was expected and what was received.
-   * @param options The underlying cause, if any.
-   */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
-
-/**
- * A configuration error: a bad prefix, URL or option. Always thrown, at once.
- *
- * @example
- * ```ts
- * import { ConfigError, Experiment } from "./mod.ts";
- * import { throws } from "node:assert/strict";
- *
- * throws(() => new Experiment({ prefix: "../x/y" }), ConfigError);
- * ```
- */
-export class ConfigError extends MlDashError {}
-
-/**
- * A bad metric value or key (NaN, ±Infinity, a non-number, an empty key).
- * A warning by default; thrown from `log()` with `strict: true`.
- *
- * @example
- * ```ts ignore
- * import { InvalidMetricError, startRun } from "./mod.ts";
- *
- * const run = await startRun("exp", { strict: true }).start();
- * try { run.log({ loss: NaN }); } catch (e) { console.log(e instanceof InvalidMetricError); }
- * ```
- */
-export class InvalidMetricError extends MlDashError {}
-
-/**
- * Data could not be made durable (disk full, permission denied, server down).
- * The data stays buffered; `flush()` and `finish()` reject with this error.
- *
- * @example
- * ```ts ignore
- * import { StorageError } from "./mod.ts";
- * try { await exp.flush(); } catch (e) { if (e instanceof StorageError) console.error(e.message); }
- * ```
- */
-export class StorageError extends MlDashError {}
-
-/**
- * The API was used in the wrong order, e.g. logging before the run started.
- *
- * @example
- * ```ts
- * import { Experiment, UsageError } from "./mod.ts";
- * import { throws } from "node:assert/strict";
- *
- * throws(() => new Experiment({ prefix: "a/b/c" }).log("too early"), UsageError);
- * ```
- */
-export class UsageError extends MlDashError {}
+// Defined in storage/errors.ts, which the backends and the server share.
+export { ConfigError, InvalidMetricError, MlDashError, StorageError, UsageError };
+export type { StorageErrorOptions } from "./storage/errors.ts";
 
 // ─── Types ──────────────────────────────────────────────────────────────────
-
-/** The status of an experiment. */
-export type Status = "RUNNING" | "COMPLETED" | "FAILED" | "CANCELLED";
 
 /** The statuses `run.finish()` accepts; `interrupted` is stored as CANCELLED. */
 export type RunStatus = "completed" | "failed" | "interrupted";
 
 /** Log levels, from least to most severe. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "fatal";
-
-/** A stored metric value: a finite number, or the name of a non-finite one. */
-export type MetricValue = number | "NaN" | "Infinity" | "-Infinity";
-
-/** A parameter value after flattening. */
-export type ParamValue = string | number | boolean | null | ParamValue[] | { [key: string]: ParamValue };
 
 /** Options of {@linkcode Experiment}. */
 export interface ExperimentOptions {
@@ -1890,18 +1643,6 @@ export interface Metrics {
   log(values: GroupedMetrics): void;
 }
 
-/** A saved file's index entry (a line of files.jsonl). */
-export interface FileInfo {
-  /** Path under the experiment's `files/`. */
-  path: string;
-  /** Size in bytes. */
-  size: number;
-  /** MIME type. */
-  mime: string;
-  /** When it was saved, in epoch seconds. */
-  _ts: number;
-}
-
 /** `exp.files`. */
 export interface Files {
   /** Saves text as a file. */
@@ -1928,123 +1669,18 @@ export interface RunConfig {
   user: string;
 }
 
-/** One row of `metrics/<name>.jsonl`. */
-export interface MetricRecord {
-  /** Wall-clock time in epoch seconds. */
-  _ts: number;
-  /** The step. */
-  step: number;
-  /** Field values. */
-  [field: string]: MetricValue;
-}
-
-/** One row of `logs.jsonl`. */
-export interface LogRecord {
-  /** Wall-clock time in epoch seconds. */
-  _ts: number;
-  /** The level. */
-  level: string;
-  /** The text. */
-  message: string;
-  /** Metadata. */
-  [meta: string]: unknown;
-}
-
-/** The content of `status.json`, or a patch of it. */
-export interface StatusRecord {
-  /** The status. */
-  status?: Status;
-  /** When the run (last) started, epoch seconds. */
-  startedAt?: number;
-  /** When it ended; `null` while running. */
-  endedAt?: number | null;
-  /** Last sign of life, epoch seconds. */
-  heartbeatAt?: number;
-  /** Seconds between heartbeats, so a reader can tell a stale run. */
-  heartbeatInterval?: number;
-  /** Process id of the writer. */
-  pid?: number;
-  /** Host name of the writer. */
-  host?: string;
-  /** The error of a FAILED run. */
-  error?: string;
-}
-
-/** The content of `experiment.json`, or a patch of it. */
-export interface ExperimentRecord {
-  /** The prefix. */
-  prefix?: string;
-  /** A description. */
-  readme?: string;
-  /** Tags. */
-  tags?: string[];
-  /** Any metadata. */
-  metadata?: Record<string, unknown>;
-}
-
-/** A file in a batch: its index entry and its bytes. */
-export interface FileUpload extends FileInfo {
-  /** The content. */
-  data: Uint8Array;
-}
-
-/**
- * A batch: what one write sends to a backend. State fields are patches (merged
- * into what is stored); metric and log records are appended.
- */
-export interface Batch {
-  /** Patch of experiment.json. */
-  metadata?: ExperimentRecord;
-  /** Patch of status.json. */
-  status?: StatusRecord;
-  /** Flattened parameters to merge. */
-  params?: Record<string, ParamValue>;
-  /**
-   * Metric records by metric name, as chunks of JSON text: each chunk holds
-   * one or more records (see {@linkcode MetricRecord}) separated by `\n`, with
-   * no newline at the end. The buffer serializes at `log()` time; the server
-   * passes on the UTF-8 bytes it received, checked but not decoded.
-   */
-  metrics?: Record<string, (string | Uint8Array)[]>;
-  /** Log records, each one serialized as JSON text (see {@linkcode LogRecord}). */
-  logs?: string[];
-  /** Files to save. */
-  files?: FileUpload[];
-}
-
-/** What a backend knows of an experiment when it is opened (resume). */
-export interface ExistingState {
-  /** Parameters recorded before. */
-  params: Record<string, ParamValue>;
-  /** Files saved before. */
-  files: FileInfo[];
-  /** The last step recorded in each metric, from which a resumed run continues. */
-  steps?: Record<string, number>;
-  /** Why the backend could not be reached, if it could not: then nothing of the above is known. */
-  unreachable?: string;
-}
-
-/**
- * Where batches go: the JSONL directory, a server, or both. Implemented by
- * `storage/jsonl.ts` and `storage/http.ts`.
- */
-export interface Backend {
-  /** Where the data goes, for error messages (e.g. `.dash` or a URL). */
-  readonly description: string;
-  /** Prepares an experiment and returns what it already holds. */
-  open(prefix: string): Promise<ExistingState>;
-  /** Stores a batch durably; rejects if it could not. */
-  write(prefix: string, batch: Batch): Promise<void>;
-  /** Stores a batch before returning, where the backend can (used at exit and when the caller never yields). */
-  writeSync?: (prefix: string, batch: Batch) => void;
-  /** At process exit, where `writeSync` is missing: keeps synchronously what it can (the HTTP backend: in its outbox). */
-  writeAtExit?: (prefix: string, batch: Batch) => void;
-  /**
-   * Keeps a batch that failed and the batches waiting behind it (oldest first)
-   * where they outlive the process (the HTTP backend's outbox), without trying
-   * to send them now.
-   */
-  keep?: (prefix: string, batches: Batch[]) => Promise<void>;
-  /** Releases files and connections. */
-  close(): Promise<void>;
-}
+// The records a batch holds and the backend contract, defined in storage/backend.ts.
+export type {
+  Backend,
+  Batch,
+  ExistingState,
+  ExperimentRecord,
+  FileInfo,
+  FileUpload,
+  LogRecord,
+  MetricRecord,
+  MetricValue,
+  ParamValue,
+  Status,
+  StatusRecord,
+};

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { denoNamespace } from "./runtime.ts";
 
 /** A file opened for appending. */
 export interface AppendFile {
@@ -232,7 +233,7 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
   };
 }
 
-const deno = (globalThis as { Deno?: DenoFileApi }).Deno;
+const deno = denoNamespace<DenoFileApi>();
 
 /**
  * The file operations of this runtime: `Deno.*` on Deno, `node:fs` on Node and Bun.

@@ -22,8 +22,10 @@
  *
  * @module
  */
-import { checkUrl, readEnv, StorageError } from "../mod.ts";
-import type { Backend, Batch, ExistingState } from "../mod.ts";
+import { checkUrl } from "./backend.ts";
+import type { Backend, Batch, ExistingState } from "./backend.ts";
+import { StorageError } from "./errors.ts";
+import { permissionGranted, readEnv } from "./runtime.ts";
 
 /** Options of {@linkcode HttpBackend}. */
 export interface HttpBackendOptions {
@@ -72,7 +74,15 @@ interface Envelope {
 interface Failure {
   message: string;
   retryable: boolean;
+  /** The HTTP status the server answered, if it answered. */
+  status?: number;
   retryAfterMs?: number;
+}
+
+/** The error for a failed request: the server's status, if it answered, and whether a retry can help. */
+function failureError(message: string, failure: Failure, cause?: unknown): StorageError {
+  const { status, retryable } = failure;
+  return new StorageError(message, cause === undefined ? { status, retryable } : { cause, status, retryable });
 }
 
 type FileSystem = typeof import("./file_system.ts").fileSystem;
@@ -139,7 +149,9 @@ export class HttpBackend implements Backend {
     } catch (error) {
       const message = `Could not open "${prefix}" on ${this.#base}: ${errorText(error)}`;
       if (this.#down && this.#options.openWhenUnreachable) return { params: {}, files: [], steps: {}, unreachable: message };
-      throw new StorageError(message, { cause: error });
+      throw error instanceof StorageError
+        ? new StorageError(message, { cause: error, status: error.status, retryable: error.retryable })
+        : new StorageError(message, { cause: error });
     }
   }
 
@@ -165,7 +177,7 @@ export class HttpBackend implements Backend {
       if (!result.retryable || waited >= this.#giveUpAfterMs) {
         // Out for the whole bound: later batches are tried once and kept, as after a failed batch.
         if (result.retryable) this.#down = true;
-        throw new StorageError(result.message);
+        throw failureError(result.message, result);
       }
       await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
     }
@@ -195,7 +207,7 @@ export class HttpBackend implements Backend {
         refused.acked = true;
         this.#pending.delete(refused);
         if (!refused.spooled) {
-          throw new StorageError(`Could not send a batch to ${this.#base}: ${failure.message}; the server refused it and there is no outbox to keep it in, so it was dropped`);
+          throw failureError(`Could not send a batch to ${this.#base}: ${failure.message}; the server refused it and there is no outbox to keep it in, so it was dropped`, failure);
         }
       }
       throw error;
@@ -306,19 +318,22 @@ export class HttpBackend implements Backend {
       try {
         this.#spool(fs, envelopes);
         if (!failure.retryable) {
-          return new StorageError(
+          return failureError(
             `${reason}; the server refused it, so it is not sent again: it is saved in the outbox ${dir} (${envelopes[0].spooled}), and later batches go on`,
+            failure,
           );
         }
-        return new StorageError(
+        return failureError(
           `${reason}; ${envelopes.length} batch(es) saved in the outbox ${dir} — they are retried at the next flush, or send them with "ml-dash sync --outbox-only --url ${this.#base} --root ${this.#outboxRoot()}"`,
+          failure,
         );
       } catch (error) {
-        return new StorageError(`${reason}; could not write the outbox ${dir} (${errorText(error)}): the data is kept in memory and retried at the next flush`);
+        return failureError(`${reason}; could not write the outbox ${dir} (${errorText(error)}): the data is kept in memory and retried at the next flush`, failure, error);
       }
     }
-    return new StorageError(
+    return failureError(
       `${reason}; no filesystem for an outbox: ${this.#pending.size} batch(es) are kept in memory (at most ${this.#options.maxQueuedBatches ?? 1000}) and retried at the next flush`,
+      failure,
     );
   }
 
@@ -358,7 +373,7 @@ export class HttpBackend implements Backend {
   #filesystem(): Promise<FileSystem | undefined> {
     if (this.#options.outbox === false) return Promise.resolve(undefined);
     return this.#fs ??= (async () => {
-      if (!permitted("write", this.#outboxRoot())) return undefined;
+      if (!permissionGranted("write", this.#outboxRoot())) return undefined;
       try {
         return this.#loadedFs = (await import("./file_system.ts")).fileSystem;
       } catch {
@@ -402,7 +417,7 @@ export class HttpBackend implements Backend {
       try {
         return { value: JSON.parse(text) };
       } catch {
-        return { message: `the server answered ${response.status} with a body that is not JSON`, retryable: true };
+        return { message: `the server answered ${response.status} with a body that is not JSON`, retryable: true, status: response.status };
       }
     }
     let detail = text.slice(0, 300);
@@ -415,6 +430,7 @@ export class HttpBackend implements Backend {
     return {
       message: `the server answered ${status}${detail ? `: ${detail}` : ""}`,
       retryable: status >= 500 || status === 429 || status === 408,
+      status,
       retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
     };
   }
@@ -513,7 +529,7 @@ export async function resolveToken(url: string, token?: string): Promise<string 
   const fromEnv = readEnv("ML_DASH_TOKEN");
   if (fromEnv) return fromEnv;
   const file = credentialsPath();
-  if (!file || !permitted("read", file)) return undefined;
+  if (!file || !permissionGranted("read", file)) return undefined;
   try {
     const fs = await import("node:fs/promises");
     const all = JSON.parse(await fs.readFile(file, "utf8")) as Record<string, { token?: string }>;
@@ -675,14 +691,3 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
-/** Whether Deno grants a permission without prompting; true on other runtimes. */
-function permitted(name: "read" | "write", path: string): boolean {
-  const deno = (globalThis as { Deno?: { permissions?: { querySync?(d: { name: string; path: string }): { state: string } } } }).Deno;
-  const query = deno?.permissions?.querySync;
-  if (!query) return true;
-  try {
-    return query.call(deno!.permissions, { name, path }).state === "granted";
-  } catch {
-    return false;
-  }
-}

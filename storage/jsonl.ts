@@ -18,9 +18,7 @@
  *
  * @module
  */
-import { checkPrefix, StorageError } from "../mod.ts";
-import { fileSystem, PartialWriteError } from "./file_system.ts";
-import type { AppendFile, DirectoryEntry } from "./file_system.ts";
+import { checkFilePath, checkPrefix } from "./backend.ts";
 import type {
   Backend,
   Batch,
@@ -32,7 +30,11 @@ import type {
   ParamValue,
   Status,
   StatusRecord,
-} from "../mod.ts";
+} from "./backend.ts";
+import { StorageError } from "./errors.ts";
+import { fileSystem, PartialWriteError } from "./file_system.ts";
+import type { AppendFile, DirectoryEntry } from "./file_system.ts";
+import { processId } from "./runtime.ts";
 
 // ─── Writer ─────────────────────────────────────────────────────────────────
 
@@ -351,7 +353,7 @@ export class JsonlBackend implements Backend {
   }
 
   #saveFile(dir: string, file: FileInfo & { data: Uint8Array }): void {
-    checkPrefix(`files/${file.path}`);
+    checkFilePath(file.path);
     const target = join(dir, "files", ...file.path.split("/"));
     this.#mkdir(target.slice(0, target.lastIndexOf("/")));
     const tmp = tempName(target);
@@ -409,8 +411,25 @@ function lastByte(file: string): number | undefined {
 /**
  * A write refused because a link planted in the root would lead it outside:
  * the request is at fault, not the disk, so retrying it cannot help.
+ *
+ * @example Answer 403 rather than retry
+ * ```ts
+ * import { OutsideRootError } from "./jsonl.ts";
+ *
+ * const error = new OutsideRootError("Refusing to write \".dash/a/b/x\": expected a path inside the root \".dash\", found a link");
+ * console.log(error.retryable); // false
+ * ```
  */
-export class OutsideRootError extends StorageError {}
+export class OutsideRootError extends StorageError {
+  /**
+   * Creates the error, never retryable.
+   *
+   * @param message The path refused, the root, and where the link leads.
+   */
+  constructor(message: string) {
+    super(message, { retryable: false });
+  }
+}
 
 /** The error for a write that a link would lead outside the root. */
 function outsideRoot(path: string, root: string, found: string): StorageError {
@@ -486,9 +505,7 @@ function writeJsonAtomic(file: string, value: unknown): void {
 }
 
 function tempName(file: string): string {
-  // Deno.pid first: on Deno the first use of `process` costs tens of milliseconds.
-  const pid = (globalThis as { Deno?: { pid: number } }).Deno?.pid ?? globalThis.process?.pid ?? 0;
-  return `${file}.${pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  return `${file}.${processId() ?? 0}.${Math.random().toString(36).slice(2)}.tmp`;
 }
 
 function readJson<T>(file: string): T | undefined {
@@ -841,7 +858,7 @@ export class DashReader {
    * @returns The path on disk.
    */
   filePath(prefix: string, file: string): string {
-    checkPrefix(`files/${file}`);
+    checkFilePath(file);
     return join(this.#dir(prefix), "files", ...file.split("/"));
   }
 

@@ -1,0 +1,237 @@
+/**
+ * The one place that asks which runtime the code runs on and reaches for its
+ * globals (`Deno`, `Bun`, `process`, `navigator`). Everything else imports
+ * these probes instead of casting `globalThis` itself, so that the code runs
+ * where a global is missing (a Worker, an edge runtime, a browser) and type
+ * checks without any runtime's type declarations.
+ *
+ * On Deno, `process` is built on first use, which costs tens of milliseconds
+ * at start-up: the probes here ask `Deno` first and touch `process` only when
+ * called, never when this module loads.
+ *
+ * @example Pick what differs per runtime in one place
+ * ```ts
+ * import { readEnv, runtimeKey } from "./runtime.ts";
+ *
+ * const where = runtimeKey(); // "deno", "bun", "node", ...
+ * console.log(where, readEnv("ML_DASH_ROOT") ?? ".dash");
+ * ```
+ *
+ * @module
+ */
+
+/** The runtimes told apart by {@linkcode runtimeKey}. */
+export type RuntimeKey = "deno" | "bun" | "node" | "workerd" | "edge-light" | "other";
+
+/**
+ * The runtime this code runs on: from `navigator.userAgent` first (Deno and
+ * Bun both claim to be Node in `process.release`), then from the globals an
+ * edge runtime or Node 20 (which has no `navigator`) defines.
+ *
+ * @returns `"deno"`, `"bun"`, `"node"`, `"workerd"` (Cloudflare Workers),
+ * `"edge-light"` (Vercel Edge) or `"other"` (a browser, say).
+ *
+ * @example
+ * ```ts
+ * import { runtimeKey } from "./runtime.ts";
+ * import { ok } from "node:assert/strict";
+ *
+ * ok(["deno", "bun", "node", "workerd", "edge-light", "other"].includes(runtimeKey()));
+ * ```
+ */
+export function runtimeKey(): RuntimeKey {
+  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? "";
+  if (agent.startsWith("Deno/")) return "deno";
+  if (agent.startsWith("Bun/")) return "bun";
+  if (agent.startsWith("Node.js/")) return "node";
+  if (agent === "Cloudflare-Workers") return "workerd";
+  const globals = globalThis as { EdgeRuntime?: unknown; Deno?: unknown; Bun?: unknown };
+  if (typeof globals.EdgeRuntime === "string") return "edge-light";
+  if (globals.Deno !== undefined) return "deno";
+  if (globals.Bun !== undefined) return "bun";
+  if (nodeProcess()?.release?.name === "node") return "node";
+  return "other";
+}
+
+/**
+ * The `Deno` namespace on Deno, typed as the part of it the caller uses;
+ * undefined on every other runtime.
+ *
+ * @typeParam T The members of `Deno` the caller uses.
+ * @returns The namespace, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { denoNamespace } from "./runtime.ts";
+ *
+ * const deno = denoNamespace<{ pid: number }>();
+ * console.log(deno ? `Deno, pid ${deno.pid}` : "not Deno");
+ * ```
+ */
+export function denoNamespace<T extends object>(): T | undefined {
+  return (globalThis as unknown as { Deno?: T }).Deno;
+}
+
+/**
+ * The `Bun` namespace on Bun, typed as the part of it the caller uses;
+ * undefined on every other runtime.
+ *
+ * @typeParam T The members of `Bun` the caller uses.
+ * @returns The namespace, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { bunNamespace } from "./runtime.ts";
+ *
+ * const bun = bunNamespace<{ version: string }>();
+ * console.log(bun ? `Bun ${bun.version}` : "not Bun");
+ * ```
+ */
+export function bunNamespace<T extends object>(): T | undefined {
+  return (globalThis as unknown as { Bun?: T }).Bun;
+}
+
+/**
+ * The global `process` where there is one (Node, Bun, Deno), else undefined
+ * (a Worker, an edge runtime, a browser). Read at each call: on Deno the
+ * first read builds it, which costs tens of milliseconds.
+ *
+ * @returns The process object, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { nodeProcess } from "./runtime.ts";
+ *
+ * console.log(nodeProcess()?.platform ?? "no process");
+ * ```
+ */
+export function nodeProcess(): typeof globalThis.process | undefined {
+  return globalThis.process;
+}
+
+/**
+ * Reads an environment variable on any runtime; `undefined` where it is unset,
+ * where there is no environment (a Worker), or where access is denied (Deno
+ * without `--allow-env`). It never throws.
+ *
+ * @param name The variable's name.
+ * @returns Its value, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { readEnv } from "./runtime.ts";
+ *
+ * const interval = Number(readEnv("ML_DASH_FLUSH_INTERVAL") ?? 5);
+ * console.log(interval);
+ * ```
+ */
+export function readEnv(name: string): string | undefined {
+  try {
+    const deno = denoNamespace<{ env: { get(n: string): string | undefined } }>();
+    if (deno) return deno.env.get(name);
+    return nodeProcess()?.env?.[name];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The id of this process, where the runtime has one (not in a browser).
+ * On Deno it is read from `Deno.pid`, without building `process`.
+ *
+ * @returns The pid, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { processId } from "./runtime.ts";
+ *
+ * const tmp = `data.json.${processId() ?? 0}.tmp`;
+ * console.log(tmp);
+ * ```
+ */
+export function processId(): number | undefined {
+  return denoNamespace<{ pid?: number }>()?.pid ?? nodeProcess()?.pid;
+}
+
+/** The part of `Deno` that tells the host name, if the permission is granted. */
+interface DenoHostApi {
+  hostname(): string;
+  permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } };
+}
+
+/**
+ * The machine's name where the runtime may tell it without asking (on Deno:
+ * where `--allow-sys=hostname` is granted; never a prompt), else undefined
+ * (a Worker, a browser).
+ *
+ * @returns The host name, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { hostName } from "./runtime.ts";
+ *
+ * console.log((await hostName()) ?? "unknown host");
+ * ```
+ */
+export async function hostName(): Promise<string | undefined> {
+  try {
+    const deno = denoNamespace<Partial<DenoHostApi>>();
+    if (typeof deno?.hostname === "function") {
+      return deno.permissions!.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
+    }
+    const os: { hostname(): string } = await import("node:os");
+    return os.hostname();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the runtime grants access to `path` without prompting: Deno's
+ * permission state is asked (a denied or unknown permission is false); other
+ * runtimes have no permissions, so it is true there.
+ *
+ * @param name The kind of access.
+ * @param path The file or directory.
+ * @returns Whether the access is granted.
+ *
+ * @example
+ * ```ts
+ * import { permissionGranted } from "./runtime.ts";
+ *
+ * if (permissionGranted("write", ".dash")) console.log("the outbox can be written");
+ * ```
+ */
+export function permissionGranted(name: "read" | "write", path: string): boolean {
+  const deno = denoNamespace<{ permissions?: { querySync?(d: { name: string; path: string }): { state: string } } }>();
+  const query = deno?.permissions?.querySync;
+  if (!query) return true;
+  try {
+    return query.call(deno!.permissions, { name, path }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Lets the process end while `timer` is still scheduled: `.unref()` where the
+ * timer has it (Node, Bun, Deno ≥ 2.8), `Deno.unrefTimer` for a numeric id.
+ *
+ * @param timer What `setInterval` or `setTimeout` returned.
+ *
+ * @example
+ * ```ts
+ * import { unrefTimer } from "./runtime.ts";
+ *
+ * const timer = setInterval(() => console.log("tick"), 60_000);
+ * unrefTimer(timer);
+ * clearInterval(timer);
+ * ```
+ */
+export function unrefTimer(timer: unknown): void {
+  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") {
+    timer.unref();
+    return;
+  }
+  if (typeof timer === "number") denoNamespace<{ unrefTimer?(id: number): void }>()?.unrefTimer?.(timer);
+}
