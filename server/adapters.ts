@@ -25,6 +25,7 @@
  */
 
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { bunNamespace, denoNamespace, runtimeKey } from "../storage/runtime.ts";
 
 /** Default {@linkcode ConnectionLimits.idleTimeoutMs}: event streams ping every 15 s, so well above that. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
@@ -124,9 +125,9 @@ export type Adapter = (
  * ```
  */
 export function pickAdapter(): Adapter {
-  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent ?? "";
-  if (agent.startsWith("Deno/")) return serveDeno;
-  if (agent.startsWith("Bun/")) return serveBun;
+  const runtime = runtimeKey();
+  if (runtime === "deno") return serveDeno;
+  if (runtime === "bun") return serveBun;
   return serveNode;
 }
 
@@ -194,7 +195,7 @@ interface DenoPermissions {
 }
 
 function mayRead(file: string): boolean {
-  const deno = (globalThis as { Deno?: DenoPermissions }).Deno;
+  const deno = denoNamespace<DenoPermissions>();
   // Deno would prompt on a terminal for a path it may not read.
   return deno === undefined || deno.permissions.querySync({ name: "read", path: file }).state === "granted";
 }
@@ -236,7 +237,7 @@ const BUN_MAX_IDLE_S = 255;
  * ```
  */
 export const serveBun: Adapter = (handler, port, hostname, maxBody, limits): Promise<Listener> => {
-  const bun = (globalThis as unknown as { Bun: { serve(o: object): BunServer } }).Bun;
+  const bun = bunNamespace<{ serve(o: object): BunServer }>()!;
   const { idleTimeoutMs } = resolveLimits(limits);
   const idleTimeout = Math.min(BUN_MAX_IDLE_S, Math.max(1, Math.ceil(idleTimeoutMs / 1000)));
   const server = bun.serve({ port, hostname, fetch: handler, idleTimeout, maxRequestBodySize: maxBody + 1024 * 1024 });

@@ -22,7 +22,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Batch } from "../mod.ts";
+import type { Batch } from "../storage/backend.ts";
 import type { DashReader } from "../storage/jsonl.ts";
 
 interface Snapshot {
