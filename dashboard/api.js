@@ -161,7 +161,7 @@ export function fileUrl(prefix, path) {
  * @param {StreamListeners} listeners
  */
 export function openEventStream(listeners) {
-  if (!("EventSource" in window)) return;
+  if (!("EventSource" in globalThis)) return;
   const source = new EventSource(apiUrl("events"));
   source.addEventListener("open", listeners.onOpen);
   source.addEventListener("error", listeners.onError);

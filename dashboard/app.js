@@ -24,7 +24,7 @@ async function main() {
   setupFilters();
   setupChartControls();
   onSelectionChange(showSelection);
-  window.addEventListener("hashchange", () => {
+  globalThis.addEventListener("hashchange", () => {
     readHash();
     showSelection();
   });

@@ -21,7 +21,7 @@ const ROWS = [
   ["Status", (d, e) => statusBadge(statusOf(e ?? { status: d.status?.status ?? "UNKNOWN", stale: d.status?.stale }))],
   ["Started", (d, e) => fmt.dateTime(d.status?.startedAt ?? e?.startedAt)],
   ["Ended", (d, e) => fmt.dateTime(d.status?.endedAt ?? e?.endedAt)],
-  ["Duration", (d, e) => e ? fmt.duration(runTimes(e).seconds) : "—"],
+  ["Duration", (_d, e) => e ? fmt.duration(runTimes(e).seconds) : "—"],
   ["Last heartbeat", (d) => d.status?.heartbeatAt ? `${fmt.dateTime(d.status.heartbeatAt)} (${fmt.ago(d.status.heartbeatAt)})` : "—"],
   ["Host", (d) => [d.status?.host, d.status?.pid ? `pid ${d.status.pid}` : null].filter(Boolean).join(" · ") || "—"],
   ["Tags", (d) => (d.metadata?.tags ?? []).length ? h("span", {}, ...(d.metadata?.tags ?? []).map((t) => h("span", { class: "tag" }, t))) : "—"],
