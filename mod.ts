@@ -7,7 +7,7 @@
  * `exp.run(...)`, `RUN`, `dxp`) and the Run API (`startRun(name, options)`).
  *
  * @example Log a training run to `.dash/`
- * ```ts ignore
+ * ```ts
  * import { Experiment } from "./mod.ts";
  *
  * await new Experiment({ prefix: "alice/mnist/baseline" }).run(async (exp) => {
@@ -54,7 +54,7 @@ import { denoNamespace, hostName, nodeProcess, processId, readEnv, unrefTimer } 
  * parameters, metrics, logs and files. Opening the same prefix again resumes it.
  *
  * @example Callback form: the status follows how the callback ends
- * ```ts ignore
+ * ```ts
  * import { Experiment } from "./mod.ts";
  *
  * await new Experiment({ prefix: "alice/demo/exp1" }).run(async (exp) => {
@@ -63,7 +63,7 @@ import { denoNamespace, hostName, nodeProcess, processId, readEnv, unrefTimer } 
  * ```
  *
  * @example Manual control and `await using`
- * ```ts ignore
+ * ```ts
  * import { Experiment } from "./mod.ts";
  *
  * const exp = new Experiment({ prefix: "alice/demo/exp2" });
@@ -229,7 +229,7 @@ function makeFiles(core: () => ExperimentCore): Files {
  * A run of the Run API (stonks / wandb style): `run.log({ "train/loss": x }, step)`.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { startRun } from "./mod.ts";
  *
  * const run = startRun("my-exp", { runName: "baseline", config: { lr: 0.1 } });
@@ -334,7 +334,7 @@ export class Run implements AsyncDisposable {
  * @returns The run, or the callback's result.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { startRun } from "./mod.ts";
  *
  * await startRun("resnet-cifar10", { config: { lr: 0.1 } }, async (run) => {
@@ -353,7 +353,7 @@ export function startRun(experiment: string, options?: RunOptions): Run;
  * @returns The callback's result.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { startRun } from "./mod.ts";
  *
  * await startRun("mnist", { config: { lr: 0.1 } }, (run) => run.log({ "train/loss": 0.3 }));
@@ -394,7 +394,7 @@ function uniqueRunName(): string {
  * `ML_DASH_URL` and `ML_DASH_USER`, and settable. {@linkcode dxp} is built from it.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { dxp, RUN } from "./mod.ts";
  *
  * RUN.prefix = "geyang/scratch/x";
@@ -434,7 +434,7 @@ const runOverrides: Partial<RunConfig> = {};
  * The experiment built from {@linkcode RUN}: its prefix and storage are read when it starts.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { dxp, RUN } from "./mod.ts";
  *
  * RUN.prefix = "geyang/scratch/some-experiment";

@@ -184,7 +184,7 @@ export interface ExistingState {
  * any that came after it.
  *
  * @example Write a batch and retry the same object after a failure
- * ```ts ignore
+ * ```ts
  * import type { Backend, Batch } from "./backend.ts";
  *
  * async function store(backend: Backend, batch: Batch): Promise<void> {

@@ -59,12 +59,21 @@ export class ConfigError extends MlDashError {}
  * A bad metric value or key (NaN, ±Infinity, a non-number, an empty key).
  * A warning by default; thrown from `log()` with `strict: true`.
  *
- * @example
- * ```ts ignore
- * import { InvalidMetricError, startRun } from "../mod.ts";
+ * @example Strict mode throws it from `log()`
+ * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { startRun } from "../mod.ts";
+ * import { InvalidMetricError } from "./errors.ts";
  *
- * const run = await startRun("exp", { strict: true }).start();
- * try { run.log({ loss: NaN }); } catch (e) { console.log(e instanceof InvalidMetricError); }
+ * await startRun("exp", { strict: true, dashRoot: mkdtempSync(join(tmpdir(), "dash-")) }, (run) => {
+ *   try {
+ *     run.log({ loss: NaN });
+ *   } catch (e) {
+ *     console.log(e instanceof InvalidMetricError); // true
+ *   }
+ * });
  * ```
  */
 export class InvalidMetricError extends MlDashError {}
@@ -124,7 +133,7 @@ function isRetryableStatus(status: number | undefined): boolean {
  * The API was used in the wrong order, e.g. logging before the run started.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { Experiment, UsageError } from "../mod.ts";
  * import { throws } from "node:assert/strict";
  *

@@ -5,14 +5,19 @@
  * short script or a serverless job pays in full.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { fileSystem } from "./file_system.ts";
  *
- * fileSystem.makeDirectory(".dash/alice/x");
- * const file = fileSystem.openAppend(".dash/alice/x/logs.jsonl");
+ * const dir = join(mkdtempSync(join(tmpdir(), "dash-")), "alice/x");
+ * fileSystem.makeDirectory(dir);
+ * const file = fileSystem.openAppend(`${dir}/logs.jsonl`);
  * const line = new TextEncoder().encode("{}\n");
  * file.write(line, line.length);
  * file.close();
+ * console.log(fileSystem.size(`${dir}/logs.jsonl`)); // 3
  * ```
  *
  * @module
@@ -35,9 +40,20 @@ export interface AppendFile {
  * A write that failed after part of its bytes landed (a disk that filled up):
  * `bytesWritten` of them are in the file.
  *
- * @example
- * ```ts ignore
- * try { file.write(bytes, bytes.length); } catch (e) { if (e instanceof PartialWriteError) console.log(e.bytesWritten); }
+ * @example Resume a write after the bytes that landed
+ * ```ts
+ * import { PartialWriteError } from "./file_system.ts";
+ * import type { AppendFile } from "./file_system.ts";
+ *
+ * function bytesLanded(file: AppendFile, bytes: Uint8Array): number {
+ *   try {
+ *     file.write(bytes, bytes.length);
+ *     return bytes.length;
+ *   } catch (e) {
+ *     if (e instanceof PartialWriteError) return e.bytesWritten; // write bytes.subarray(e.bytesWritten) later
+ *     throw e;
+ *   }
+ * }
  * ```
  */
 export class PartialWriteError extends Error {
@@ -239,9 +255,10 @@ const deno = denoNamespace<DenoFileApi>();
  * The file operations of this runtime: `Deno.*` on Deno, `node:fs` on Node and Bun.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { fileSystem } from "./file_system.ts";
- * console.log(fileSystem.size("package.json"));
+ *
+ * console.log(fileSystem.size("package.json")); // 0 where there is none
  * ```
  */
 export const fileSystem: FileSystem = deno ? denoFileSystem(deno) : nodeFileSystem(await import("node:fs"));

@@ -91,13 +91,14 @@ type FileSystem = typeof import("./file_system.ts").fileSystem;
  * Sends batches to an ml-dash server. Used by `mod.ts` when `dashUrl` is set
  * (with `dashRoot` too, records go to both).
  *
- * @example Use the backend directly
+ * @example Use the backend directly (a server must listen on the URL)
  * ```ts ignore
- * import { HttpBackend } from "./storage/http.ts";
+ * import { HttpBackend } from "./http.ts";
  *
  * const backend = new HttpBackend({ url: "http://127.0.0.1:8787" });
  * await backend.open("alice/demo/x");
- * await backend.write("alice/demo/x", { metrics: { train: [{ _ts: 1, step: 0, loss: 1 }] } });
+ * // Metric records travel as JSON text, one record a line.
+ * await backend.write("alice/demo/x", { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] } });
  * await backend.close();
  * ```
  */
@@ -455,9 +456,9 @@ export class HttpBackend implements Backend {
  * @returns Whether the server already had the batch.
  * @throws {StorageError} When the server refuses it or stays unreachable.
  *
- * @example Re-send an outbox file
+ * @example Re-send an outbox file (a server must listen on the URL)
  * ```ts ignore
- * import { postEnvelope } from "./storage/http.ts";
+ * import { postEnvelope } from "./http.ts";
  * import { readFileSync } from "node:fs";
  *
  * await postEnvelope("http://127.0.0.1:8787", readFileSync("file.json", "utf8"));
@@ -482,8 +483,9 @@ export async function postEnvelope(
  * @returns The path, or undefined.
  *
  * @example
- * ```ts ignore
- * import { credentialsPath } from "./storage/http.ts";
+ * ```ts
+ * import { credentialsPath } from "./http.ts";
+ *
  * console.log(credentialsPath()); // "/home/alice/.dash/credentials.json"
  * ```
  */
@@ -500,7 +502,8 @@ export function credentialsPath(): string | undefined {
  *
  * @example
  * ```ts
- * import { credentialsKey } from "./storage/http.ts";
+ * import { credentialsKey } from "./http.ts";
+ *
  * console.log(credentialsKey("http://127.0.0.1:8787/")); // "http://127.0.0.1:8787"
  * ```
  */
@@ -519,9 +522,11 @@ export function credentialsKey(url: string): string {
  * @returns The token, or undefined.
  *
  * @example
- * ```ts ignore
- * import { resolveToken } from "./storage/http.ts";
- * const token = await resolveToken("http://127.0.0.1:8787");
+ * ```ts
+ * import { resolveToken } from "./http.ts";
+ *
+ * const token = await resolveToken("http://127.0.0.1:8787", "explicit-token");
+ * console.log(token); // "explicit-token": an explicit token wins over ML_DASH_TOKEN and the file
  * ```
  */
 export async function resolveToken(url: string, token?: string): Promise<string | undefined> {

@@ -9,8 +9,8 @@
  * ```
  *
  * @example Read what a script logged
- * ```ts ignore
- * import { DashReader } from "./storage/jsonl.ts";
+ * ```ts
+ * import { DashReader } from "./jsonl.ts";
  *
  * const reader = new DashReader(".dash");
  * for (const e of await reader.listExperiments()) console.log(e.prefix, e.status);
@@ -57,13 +57,19 @@ const NEWLINE = new Uint8Array([10]);
  * whole lines on files opened with `O_APPEND`, so several processes can append
  * to one experiment at once; JSON state is replaced by temp file + rename.
  *
- * @example
- * ```ts ignore
- * import { JsonlBackend } from "./storage/jsonl.ts";
+ * @example Write a batch: metric records travel as JSON text, one record a line
+ * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { JsonlBackend } from "./jsonl.ts";
  *
- * const backend = new JsonlBackend(".dash");
+ * const backend = new JsonlBackend(mkdtempSync(join(tmpdir(), "dash-")));
  * await backend.open("alice/demo/x");
- * await backend.write("alice/demo/x", { metrics: { train: [{ _ts: 1, step: 0, loss: 1 }] } });
+ * await backend.write("alice/demo/x", {
+ *   metrics: { train: ['{"_ts":1,"step":0,"loss":1}\n{"_ts":2,"step":1,"loss":0.5}'] },
+ *   logs: ['{"_ts":2,"level":"info","message":"epoch done"}'],
+ * });
  * await backend.close();
  * ```
  */
@@ -445,9 +451,10 @@ function outsideRoot(path: string, root: string, found: string): StorageError {
  * @returns Flattened parameters (empty if none).
  *
  * @example
- * ```ts ignore
- * import { readParams } from "./storage/jsonl.ts";
- * console.log(readParams(".dash/alice/demo/x"));
+ * ```ts
+ * import { readParams } from "./jsonl.ts";
+ *
+ * console.log(readParams(".dash/alice/demo/x")); // {} where nothing was recorded
  * ```
  */
 export function readParams(dir: string): Record<string, ParamValue> {
@@ -474,9 +481,15 @@ function setOwn<T>(object: Record<string, T>, key: string, value: T): void {
  * @returns The content.
  *
  * @example
- * ```ts ignore
- * import { readLocalFile } from "./storage/jsonl.ts";
- * const bytes = await readLocalFile("model.bin");
+ * ```ts
+ * import { mkdtempSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { readLocalFile } from "./jsonl.ts";
+ *
+ * const file = join(mkdtempSync(join(tmpdir(), "dash-")), "model.bin");
+ * writeFileSync(file, new Uint8Array([1, 2, 3]));
+ * console.log((await readLocalFile(file)).length); // 3
  * ```
  */
 export async function readLocalFile(file: string): Promise<Uint8Array> {
@@ -629,13 +642,22 @@ const DEFAULT_METRIC = "default";
  * Reads the `.dash/` layout: experiments with their status, metadata, params,
  * logs, metric keys, series and summaries. Tolerates a torn last line.
  *
- * @example
- * ```ts ignore
- * import { DashReader } from "./storage/jsonl.ts";
+ * @example Read back a series the writer stored
+ * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { DashReader, JsonlBackend } from "./jsonl.ts";
  *
- * const reader = new DashReader(".dash");
+ * const root = mkdtempSync(join(tmpdir(), "dash-"));
+ * const backend = new JsonlBackend(root);
+ * await backend.write("alice/mnist/baseline", { metrics: { train: ['{"_ts":1,"step":0,"loss":1}\n{"_ts":2,"step":1,"loss":0.5}'] } });
+ * await backend.close();
+ *
+ * const reader = new DashReader(root);
  * const series = await reader.series("alice/mnist/baseline", "train/loss");
- * console.log(series.step.length, await reader.summary("alice/mnist/baseline"));
+ * console.log(series.step, series.value); // [0, 1] [1, 0.5]
+ * console.log(await reader.summary("alice/mnist/baseline"));
  * ```
  */
 export class DashReader {
