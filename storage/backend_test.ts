@@ -8,6 +8,9 @@ import { checkFilePath, checkPrefix, MAX_FILE_NAME_BYTES } from "./backend.ts";
 import { ConfigError, StorageError } from "./errors.ts";
 import * as mod from "../mod.ts";
 import { runScript } from "../testing/run_script.ts";
+import { HttpBackend } from "./http.ts";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 
 /** The repository: the nearest folder up from this test that holds mod.ts (from `.build/storage/` too). */
 function repoRoot(): string {
@@ -269,6 +272,61 @@ describe("StorageError", () => {
     assert.equal(mod.StorageError, StorageError);
     assert.equal(mod.ConfigError, ConfigError);
     assert.equal(mod.checkPrefix, checkPrefix);
+  });
+});
+
+describe("StorageError from the HTTP backend", () => {
+  /** A server that answers every request with `status` and a JSON error. */
+  async function answering(status: number, work: (url: string) => Promise<void>): Promise<void> {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: `refused with ${status}` }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      await work(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  it("carries the status a server answered, not retryable for a 401", async () => {
+    await answering(401, async (url) => {
+      const backend = new HttpBackend({ url, token: "t", outbox: false, giveUpAfterMs: 0 });
+      await assert.rejects(backend.open("alice/demo/x"), (e: unknown) => {
+        assert.ok(e instanceof StorageError);
+        assert.equal(e.status, 401);
+        assert.equal(e.retryable, false);
+        assert.match(e.message, /answered 401: refused with 401/);
+        return true;
+      });
+    });
+  });
+
+  it("carries the status a server answered, retryable for a 503", async () => {
+    await answering(503, async (url) => {
+      const backend = new HttpBackend({ url, token: "t", outbox: false, giveUpAfterMs: 0 });
+      await assert.rejects(backend.write("alice/demo/x", { logs: ['{"_ts":1,"level":"info","message":"m"}'] }), (e: unknown) => {
+        assert.ok(e instanceof StorageError);
+        assert.equal(e.status, 503);
+        assert.equal(e.retryable, true);
+        return true;
+      });
+    });
+  });
+
+  it("has no status when no server answered", async () => {
+    const backend = new HttpBackend({ url: "http://127.0.0.1:1", token: "t", outbox: false, giveUpAfterMs: 0 });
+    await assert.rejects(backend.open("alice/demo/x"), (e: unknown) => {
+      assert.ok(e instanceof StorageError);
+      assert.equal(e.status, undefined);
+      assert.equal(e.retryable, true);
+      return true;
+    });
   });
 });
 
