@@ -1,4 +1,4 @@
-// The live-event hub over a real root: what it sends for a script writing into
+// The watcher of a real JSONL root: what it reports for a script writing into
 // the root directly, and that each tick looks only at what changed.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -6,7 +6,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { DashReader } from "../storage/jsonl.ts";
-import { EventHub } from "./events.ts";
+import { RootWatcher } from "./jsonl_watch.ts";
+import type { Change } from "./store.ts";
 
 function writeExperiment(root: string, prefix: string): string {
   const dir = path.join(root, ...prefix.split("/"));
@@ -16,39 +17,42 @@ function writeExperiment(root: string, prefix: string): string {
   return dir;
 }
 
-/** Reads events from a stream until `until` returns true for the text read so far. */
-async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, until: (text: string) => boolean): Promise<string> {
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!until(text)) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value);
-  }
-  return text;
+/** Collects changes; `until` resolves once one matches. */
+function collector(): { onChange(change: Change): void; changes: Change[]; until(match: (c: Change) => boolean): Promise<void> } {
+  const changes: Change[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    changes,
+    onChange(change) {
+      changes.push(change);
+      wake?.();
+    },
+    async until(match) {
+      while (!changes.some(match)) await new Promise<void>((resolve) => (wake = resolve));
+    },
+  };
 }
 
 test("with 300 experiments and a client connected, a tick looks only at the experiment a script wrote to, and its events arrive", async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-events-"));
   for (let i = 0; i < 300; i++) writeExperiment(root, `alice/sweep/run-${i}`);
   const interval = 20;
-  const hub = new EventHub(root, new DashReader(root), interval, 1_000_000);
-  const stream = hub.subscribe().body!.getReader();
+  const watcher = new RootWatcher(root, new DashReader(root), interval, 1_000_000);
+  const seen = collector();
   try {
-    await readUntil(stream, (t) => t.includes(": connected"));
-    const afterStart = hub.experimentsScanned;
+    await watcher.start(seen.onChange);
+    const afterStart = watcher.experimentsScanned;
     assert.equal(afterStart, 300, "the first scan looks at every experiment");
     const dir = path.join(root, "alice", "sweep", "run-7");
     fs.appendFileSync(path.join(dir, "metrics", "train.jsonl"), '{"_ts":1,"step":0,"loss":1}\n');
-    const text = await readUntil(stream, (t) => t.includes('"prefix":"alice/sweep/run-7"'));
-    assert.match(text, /event: metrics\ndata: \{"prefix":"alice\/sweep\/run-7"\}/);
+    await seen.until((c) => c.prefix === "alice/sweep/run-7");
+    assert.deepEqual(seen.changes, [{ kind: "metrics", prefix: "alice/sweep/run-7" }]);
     // Ten more ticks with nothing changed.
     await new Promise((resolve) => setTimeout(resolve, interval * 10));
-    const scanned = hub.experimentsScanned - afterStart;
+    const scanned = watcher.experimentsScanned - afterStart;
     assert.ok(scanned >= 1 && scanned < 300, `the ticks looked at ${scanned} experiments, not all 300 each`);
   } finally {
-    await stream.cancel();
-    hub.close();
+    watcher.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
@@ -56,16 +60,15 @@ test("with 300 experiments and a client connected, a tick looks only at the expe
 test("a new experiment written by a script is announced, and a full scan every few ticks catches what a watch may miss", async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-events-"));
   writeExperiment(root, "alice/a/one");
-  const hub = new EventHub(root, new DashReader(root), 20, 5);
-  const stream = hub.subscribe().body!.getReader();
+  const watcher = new RootWatcher(root, new DashReader(root), 20, 5);
+  const seen = collector();
   try {
-    await readUntil(stream, (t) => t.includes(": connected"));
+    await watcher.start(seen.onChange);
     writeExperiment(root, "alice/a/two");
-    const text = await readUntil(stream, (t) => t.includes('"prefix":"alice/a/two"'));
-    assert.match(text, /event: experiment\ndata: \{"prefix":"alice\/a\/two","status":"RUNNING"\}/);
+    await seen.until((c) => c.prefix === "alice/a/two");
+    assert.deepEqual(seen.changes[0], { kind: "experiment", prefix: "alice/a/two", status: "RUNNING" });
   } finally {
-    await stream.cancel();
-    hub.close();
+    watcher.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
 });

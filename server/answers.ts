@@ -1,0 +1,46 @@
+/**
+ * Answers of the server: JSON bodies, and the error that carries its status.
+ *
+ * @example
+ * ```ts
+ * import { HttpError, json } from "./answers.ts";
+ *
+ * console.log(json({ ok: true }).status); // 200
+ * console.log(new HttpError(404, "Unknown experiment").status); // 404
+ * ```
+ *
+ * @module
+ */
+
+/** An error the handler answers with its status and message. */
+export class HttpError extends Error {
+  /**
+   * @param status The HTTP status.
+   * @param message What was wrong, for the client.
+   */
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * A JSON answer.
+ *
+ * @param value The body.
+ * @param status The HTTP status (default 200).
+ * @returns The response.
+ */
+export function json(value: unknown, status = 200): Response {
+  return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
+}
+
+/**
+ * An error answer `{"error": message}`.
+ *
+ * @param status The HTTP status.
+ * @param message What was wrong.
+ * @returns The response.
+ */
+export function errorJson(status: number, message: string): Response {
+  return json({ error: message }, status);
+}
