@@ -22,9 +22,10 @@ import { parseArgs } from "node:util";
 import type { ParseArgsOptionsConfig } from "node:util";
 import { checkUrl } from "./storage/backend.ts";
 import { readEnv } from "./storage/runtime.ts";
+import type { ExperimentRecord, ParamValue, StatusRecord } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer, ServeOptions } from "./server.ts";
-import { DashReader, readParams } from "./storage/jsonl.ts";
+import { DashReader } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToken } from "./storage/http.ts";
 
@@ -302,7 +303,7 @@ function urlFlag(url: string | undefined): string {
 // ─── serve ──────────────────────────────────────────────────────────────────
 
 /** What the CLI passes to `serve()`: the options server.ts may not declare yet are typed here too. */
-type CliServeOptions = ServeOptions & { allowedHosts?: string[]; corsOrigins?: string[]; cacheMb?: number };
+type CliServeOptions = ServeOptions & { root: string };
 
 async function runServe(args: ParsedArgs): Promise<number> {
   const options = serveOptions(args);
@@ -413,11 +414,12 @@ async function runSync(args: ParsedArgs): Promise<number> {
   if (outbox.files > 0) console.log(`outbox: ${outbox.files} batch(es) sent, ${outbox.duplicates} of them already on the server`);
   if (outbox.refused > 0) console.error(`outbox: ${outbox.refused} batch(es) refused by the server, left in ${JSON.stringify(path.join(root, ".outbox"))}`);
   if (args.flags["outbox-only"] === true) return outbox.refused > 0 ? 1 : 0;
-  const experiments = await new DashReader(root).listExperiments();
+  const reader = new DashReader(root);
+  const experiments = await reader.listExperiments();
   const skipped: string[] = [];
   for (const e of experiments) {
     try {
-      const sent = await syncExperiment(client, root, e.prefix, skipped);
+      const sent = await syncExperiment(client, reader, e.prefix, skipped);
       console.log(`${e.prefix}: ${sent.lines} new line(s), ${sent.files} file(s) sent; ${e.status}`);
     } catch (error) {
       skipRefused(skipped, `${e.prefix}: the whole experiment`, error);
@@ -432,14 +434,21 @@ async function runSync(args: ParsedArgs): Promise<number> {
 
 /**
  * The status of an answer that says "never" for this request: a 4xx other than 408 and 429
- * (which mean "later", and the client retries them). Read from the error's `status` where
- * it has one, else from its message ("the server answered 413: ...").
+ * (which mean "later", and the client retries them).
  */
 function refusalStatus(error: unknown): number | undefined {
+  const status = answeredStatus(error);
+  return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? status : undefined;
+}
+
+/** The HTTP status of the server's answer that an error reports, if it reports one. */
+function answeredStatus(error: unknown): number | undefined {
   if (!(error instanceof Error)) return undefined;
-  const field = (error as { status?: unknown }).status;
-  const status = typeof field === "number" ? field : Number(/answered (\d{3})\b/.exec(error.message)?.[1]);
-  return status >= 400 && status < 500 && status !== 408 && status !== 429 ? status : undefined;
+  const field = (error as { status?: number }).status;
+  if (typeof field === "number") return field;
+  // Errors made without a `status` field still say it in their message: "the server answered 413: ...".
+  const match = /answered (\d{3})\b/.exec(error.message);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** Whether sync passes over the part that met this error: a refusal, but not of the token (401), which every other part would meet too. */
@@ -528,6 +537,7 @@ type Send = (session: string, seq: number, batch: Record<string, unknown>) => Pr
 /** One experiment's sync: where its files are, how to send, and what the server refused. */
 interface ExperimentSync {
   prefix: string;
+  reader: DashReader;
   dir: string;
   send: Send;
   skipped: string[];
@@ -537,9 +547,9 @@ interface ExperimentSync {
  * Sends one local experiment: state, then every JSONL file from where the server's copy ends,
  * then the status. A part the server refuses is reported, noted in `skipped`, and the rest goes on.
  */
-async function syncExperiment(client: HttpBackend, root: string, prefix: string, skipped: string[]): Promise<{ lines: number; files: number }> {
-  const dir = path.join(root, ...prefix.split("/"));
-  const experiment = readJson<Record<string, unknown>>(path.join(dir, "experiment.json")) ?? {};
+async function syncExperiment(client: HttpBackend, reader: DashReader, prefix: string, skipped: string[]): Promise<{ lines: number; files: number }> {
+  const dir = experimentDir(reader.root, prefix);
+  const experiment = await experimentRecord(reader, prefix);
   // The session ids derive from the experiment, so a rerun finds what the last run sent.
   const base = `sync-${fnv1a(`${prefix}|${experiment.createdAt ?? ""}`)}`;
   const streams = streamsOf(dir, base);
@@ -552,6 +562,7 @@ async function syncExperiment(client: HttpBackend, root: string, prefix: string,
   const stored = opened.sessions ?? {};
   const sync: ExperimentSync = {
     prefix,
+    reader,
     dir,
     skipped,
     send: async (session, seq, batch) => {
@@ -559,7 +570,8 @@ async function syncExperiment(client: HttpBackend, root: string, prefix: string,
     },
   };
 
-  await attempt(sync, "metadata and parameters", () => sendVersioned(sync, stateSession, stored[stateSession], stateOf(prefix, dir, experiment)));
+  const state = stateOf(prefix, experiment, await reader.params(prefix));
+  await attempt(sync, "metadata and parameters", () => sendVersioned(sync, stateSession, stored[stateSession], state));
   let lines = 0;
   let files = 0;
   for (const stream of streams) {
@@ -567,33 +579,74 @@ async function syncExperiment(client: HttpBackend, root: string, prefix: string,
     if (stream.kind === "files") files += await syncFiles(sync, stream, from);
     else lines += await syncLines(sync, stream, from);
   }
-  const status = readJson<Record<string, unknown>>(path.join(dir, "status.json"));
+  const status = storedStatus(await reader.status(prefix));
   if (status) await attempt(sync, "status", () => sendVersioned(sync, statusSession, stored[statusSession], { status }));
   return { lines, files };
 }
 
-function streamsOf(dir: string, base: string): Stream[] {
-  const streams: Stream[] = [];
-  let metricNames: string[] = [];
+/**
+ * experiment.json, or {} for a prefix the reader refuses (one segment, a backslash): the
+ * server refuses it too, and sync reports that refusal when it opens the experiment.
+ */
+async function experimentRecord(reader: DashReader, prefix: string): Promise<ExperimentRecord & { createdAt?: number }> {
   try {
-    metricNames = fs.readdirSync(path.join(dir, "metrics")).filter((n) => n.endsWith(".jsonl")).map((n) => n.slice(0, -6)).sort();
+    return (await reader.experiment(prefix)) ?? {};
   } catch {
-    // No metrics.
+    return {};
   }
-  for (const name of metricNames) {
-    streams.push({ session: `${base}-m${fnv1a(name)}`, file: path.join(dir, "metrics", `${name}.jsonl`), kind: "metric", name });
-  }
-  streams.push({ session: `${base}-logs`, file: path.join(dir, "logs.jsonl"), kind: "logs" });
-  streams.push({ session: `${base}-files`, file: path.join(dir, "files.jsonl"), kind: "files" });
+}
+
+function streamsOf(dir: string, base: string): Stream[] {
+  const streams: Stream[] = metricNames(dir).map((name) => ({ session: `${base}-m${fnv1a(name)}`, file: metricFile(dir, name), kind: "metric", name }));
+  streams.push({ session: `${base}-logs`, file: logsFile(dir), kind: "logs" });
+  streams.push({ session: `${base}-files`, file: filesIndexFile(dir), kind: "files" });
   return streams;
 }
 
-function stateOf(prefix: string, dir: string, experiment: Record<string, unknown>): Record<string, unknown> {
+// Where an experiment's files are, for the reads the reader has no method for: sync sends
+// the raw lines of its JSONL files from a line number on, and export takes whole records.
+
+function experimentDir(root: string, prefix: string): string {
+  return path.join(root, ...prefix.split("/"));
+}
+
+function metricsDir(dir: string): string {
+  return path.join(dir, "metrics");
+}
+
+function metricFile(dir: string, name: string): string {
+  return path.join(metricsDir(dir), `${name}.jsonl`);
+}
+
+function logsFile(dir: string): string {
+  return path.join(dir, "logs.jsonl");
+}
+
+function filesIndexFile(dir: string): string {
+  return path.join(dir, "files.jsonl");
+}
+
+/** The names of the metric files, sorted: every file is sent, also one whose records the reader would not count. */
+function metricNames(dir: string): string[] {
+  try {
+    return fs.readdirSync(metricsDir(dir)).filter((n) => n.endsWith(".jsonl")).map((n) => n.slice(0, -6)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** The status as status.json holds it: the server works out `stale` for itself, and the patch's hash must not change with it. */
+function storedStatus(status: (StatusRecord & { stale: boolean }) | undefined): StatusRecord | undefined {
+  if (!status) return undefined;
+  const { stale: _stale, ...stored } = status;
+  return stored;
+}
+
+function stateOf(prefix: string, experiment: ExperimentRecord, params: Record<string, ParamValue>): Record<string, unknown> {
   const state: Record<string, unknown> = {};
-  const { readme, tags, metadata } = experiment as { readme?: string; tags?: string[]; metadata?: Record<string, unknown> };
+  const { readme, tags, metadata } = experiment;
   state.metadata = dropUndefined({ prefix, readme, tags, metadata });
-  // parameters.jsonl holds every patch (parameters.json is a snapshot that concurrent writers may leave short).
-  const params = readParams(dir);
+  // The reader folds parameters.jsonl, which holds every patch (parameters.json is a snapshot that concurrent writers may leave short).
   if (Object.keys(params).length > 0) state.params = params;
   return state;
 }
@@ -668,12 +721,12 @@ interface FileLine {
   upload?: Upload;
 }
 
-function fileLine(dir: string, line: string, seq: number): FileLine {
+function fileLine(sync: ExperimentSync, line: string, seq: number): FileLine {
   if (!isJsonObject(line)) return { seq };
   const info = JSON.parse(line) as { path: string; mime: string; _ts: number };
   let data: Uint8Array;
   try {
-    data = fs.readFileSync(path.join(dir, "files", ...info.path.split("/")));
+    data = fs.readFileSync(sync.reader.filePath(sync.prefix, info.path));
   } catch {
     return { seq };
   }
@@ -687,7 +740,7 @@ async function syncFiles(sync: ExperimentSync, stream: Stream, from: number): Pr
   let group: FileLine[] = [];
   let bytes = 0;
   for (let i = Math.min(from, all.length); i < all.length; i++) {
-    const line = fileLine(sync.dir, all[i], i + 1);
+    const line = fileLine(sync, all[i], i + 1);
     const size = line.upload?.size ?? 0;
     if (group.length > 0 && (bytes + size > SYNC_CHUNK_FILE_BYTES || i % SYNC_CHUNK_LINES === 0)) {
       sent += await sendFiles(sync, stream, group);
@@ -742,11 +795,16 @@ function completeLines(file: string): string[] {
 }
 
 function isJsonObject(line: string): boolean {
+  return jsonObject(line) !== undefined;
+}
+
+/** The JSON object a line holds; undefined if it is not JSON or not an object. */
+function jsonObject(line: string): Record<string, unknown> | undefined {
   try {
     const value = JSON.parse(line);
-    return typeof value === "object" && value !== null && !Array.isArray(value);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -767,6 +825,9 @@ function dropUndefined(value: Record<string, unknown>): Record<string, unknown> 
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
 }
 
+// ─── login / logout ─────────────────────────────────────────────────────────
+
+/** A JSON file's content; undefined if it is missing or not JSON. */
 function readJson<T>(file: string): T | undefined {
   try {
     return JSON.parse(fs.readFileSync(file, "utf8")) as T;
@@ -774,8 +835,6 @@ function readJson<T>(file: string): T | undefined {
     return undefined;
   }
 }
-
-// ─── login / logout ─────────────────────────────────────────────────────────
 
 function credentialsFile(): string {
   const file = credentialsPath();
@@ -955,35 +1014,7 @@ async function runExport(args: ParsedArgs): Promise<number> {
   const root = rootOf(args);
   const reader = new DashReader(root);
   await existing(reader, prefix, root);
-  const dir = path.join(root, ...prefix.split("/"), "metrics");
-  const rows = new Map<number, Record<string, unknown>>();
-  const keys = new Set<string>();
-  let names: string[] = [];
-  try {
-    names = fs.readdirSync(dir).filter((n) => n.endsWith(".jsonl")).map((n) => n.slice(0, -6)).sort();
-  } catch {
-    // No metrics: an empty export.
-  }
-  for (const name of names) {
-    for (const line of completeLines(path.join(dir, `${name}.jsonl`))) {
-      let record: Record<string, unknown>;
-      try {
-        record = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      const step = typeof record.step === "number" ? record.step : NaN;
-      if (Number.isNaN(step)) continue;
-      let row = rows.get(step);
-      if (!row) rows.set(step, row = {});
-      for (const field in record) {
-        if (field === "_ts" || field === "step") continue;
-        const key = name === "default" ? field : `${name}/${field}`;
-        keys.add(key);
-        row[key] = record[field];
-      }
-    }
-  }
+  const { rows, keys } = rowsByStep(experimentDir(root, prefix));
   const columns = [...keys].sort();
   const steps = [...rows.keys()].sort((a, b) => a - b);
   let text: string;
@@ -1004,6 +1035,33 @@ async function runExport(args: ParsedArgs): Promise<number> {
     console.error(`Wrote ${steps.length} row(s) and ${columns.length} key(s) of "${prefix}" to ${out}`);
   }
   return 0;
+}
+
+/**
+ * Every metric key's values by step (a step's last value per key, fields in the order written),
+ * and the keys that have any. Read from the metric files' whole JSON records, not through the
+ * reader's series(): that also takes numbers out of a torn line a resumed run closed, which
+ * the reader's summary (and so `show`) leaves out.
+ */
+function rowsByStep(dir: string): { rows: Map<number, Record<string, unknown>>; keys: Set<string> } {
+  const rows = new Map<number, Record<string, unknown>>();
+  const keys = new Set<string>();
+  for (const name of metricNames(dir)) {
+    for (const line of completeLines(metricFile(dir, name))) {
+      const record = jsonObject(line);
+      const step = typeof record?.step === "number" ? record.step : NaN;
+      if (!record || Number.isNaN(step)) continue;
+      let row = rows.get(step);
+      if (!row) rows.set(step, row = {});
+      for (const field in record) {
+        if (field === "_ts" || field === "step") continue;
+        const key = name === "default" ? field : `${name}/${field}`;
+        keys.add(key);
+        row[key] = record[field];
+      }
+    }
+  }
+  return { rows, keys };
 }
 
 function csvField(text: string): string {

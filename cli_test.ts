@@ -600,3 +600,44 @@ test("options: --name=value and --name value, repeated list options, -h; a flag 
     assert.match(result.stderr, message, argv.join(" "));
   }
 });
+
+test("ml-dash export writes non-finite values as the metric file holds them and leaves out a torn line that a resumed run closed, as show does", async () => {
+  const root = tempDir();
+  const prefix = "alice/nonfinite/run";
+  await new Experiment({ prefix, dashRoot: root }).run((exp) => {
+    exp.metrics("train").log({ step: 0, loss: NaN, acc: Infinity });
+    exp.metrics("train").log({ step: 1, loss: 0.5, acc: -Infinity });
+  });
+  // A crash mid-write, then the next run's newline before its own records.
+  const file = path.join(root, ...prefix.split("/"), "metrics", "train.jsonl");
+  fs.appendFileSync(file, '{"_ts":1,"step":2,"loss":0.12\n{"_ts":1,"step":3,"loss":0.25,"acc":1}\n');
+  const csv = await cli(["export", prefix, "--root", root]);
+  assert.equal(csv.code, 0, csv.stderr);
+  assert.equal(csv.stdout, "step,train/acc,train/loss\n0,Infinity,NaN\n1,-Infinity,0.5\n3,1,0.25\n");
+  const jsonl = await cli(["export", prefix, "--format", "jsonl", "--root", root]);
+  assert.equal(jsonl.stdout, ['{"step":0,"train/loss":"NaN","train/acc":"Infinity"}', '{"step":1,"train/loss":0.5,"train/acc":"-Infinity"}', '{"step":3,"train/loss":0.25,"train/acc":1}', ""].join("\n"));
+  const shown = JSON.parse((await cli(["show", prefix, "--json", "--root", root])).stdout);
+  assert.equal(shown.summary["train/loss"].count, 3, "show counts the same records");
+});
+
+test("ml-dash sync sends status.json as it is (no reader-computed field), and skips an experiment whose prefix the server refuses", async () => {
+  const root = tempDir();
+  await writeFixtures(root);
+  // An experiment.json in a folder of one segment: no prefix the library or the server takes.
+  fs.mkdirSync(path.join(root, "solo"));
+  fs.copyFileSync(path.join(root, "alice", "mnist", "baseline", "experiment.json"), path.join(root, "solo", "experiment.json"));
+  const serverRoot = tempDir();
+  const server = await serve({ root: serverRoot, port: 0, quiet: true });
+  try {
+    const sync = await cli(["sync", "--url", server.url, "--root", root]);
+    assert.equal(sync.code, 1, sync.stderr);
+    assert.match(sync.stderr, /skipped:\n {2}solo: the whole experiment: the server answered 400: Invalid prefix "solo"/);
+    assert.match(sync.stdout, /synced 4 experiment\(s\)/);
+    for (const prefix of ["alice/mnist/baseline", "alice/mnist/broken", "bob/cifar/stopped"]) {
+      const statusFile = (dir: string): unknown => JSON.parse(fs.readFileSync(path.join(dir, ...prefix.split("/"), "status.json"), "utf8"));
+      assert.deepEqual(statusFile(serverRoot), statusFile(root), prefix);
+    }
+  } finally {
+    await server.close();
+  }
+});
