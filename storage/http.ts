@@ -25,6 +25,7 @@
 import { checkUrl } from "./backend.ts";
 import type { Backend, Batch, ExistingState } from "./backend.ts";
 import { StorageError } from "./errors.ts";
+import { encodeJson, encodeNdjson, JSON_TYPE, NDJSON_TYPE, textOf } from "./protocol.ts";
 import { permissionGranted, readEnv } from "./runtime.ts";
 
 /** Options of {@linkcode HttpBackend}. */
@@ -167,18 +168,29 @@ export class HttpBackend implements Backend {
    * @throws {StorageError} When the server refuses it or stays unreachable.
    */
   async post(pathname: string, body: string): Promise<unknown> {
+    const result = await this.#postRetrying(pathname, body, JSON_TYPE, false);
+    if ("value" in result) return result.value;
+    throw failureError(result.message, result);
+  }
+
+  /**
+   * Posts with retries (network errors, 5xx, 408, 429) up to the bound, or once
+   * when `onceWhileDown` and the server has been out for a whole bound already.
+   * Returns the answer, or the last failure.
+   */
+  async #postRetrying(pathname: string, body: string, type: string, onceWhileDown: boolean): Promise<{ value: unknown } | Failure> {
     const started = Date.now();
     for (let attempt = 0;; attempt++) {
-      const result = await this.#post(pathname, body);
+      const result = await this.#post(pathname, body, type);
       if ("value" in result) {
         this.#down = false;
-        return result.value;
+        return result;
       }
       const waited = Date.now() - started;
-      if (!result.retryable || waited >= this.#giveUpAfterMs) {
-        // Out for the whole bound: later batches are tried once and kept, as after a failed batch.
+      if (!result.retryable || (onceWhileDown && this.#down) || waited >= this.#giveUpAfterMs) {
+        // Out for the whole bound: later batches are tried once and kept, until a request succeeds again.
         if (result.retryable) this.#down = true;
-        throw failureError(result.message, result);
+        return result;
       }
       await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
     }
@@ -288,26 +300,14 @@ export class HttpBackend implements Backend {
 
   /** Sends one envelope with retries; returns the last failure if it was not acknowledged. */
   async #deliver(envelope: Envelope): Promise<Failure | undefined> {
-    envelope.body ??= toNdjson(envelope);
-    const started = Date.now();
-    for (let attempt = 0;; attempt++) {
-      const result = await this.#post("/api/v1/batch", envelope.body, NDJSON);
-      if ("value" in result) {
-        this.#down = false;
-        envelope.acked = true;
-        envelope.body = undefined;
-        this.#pending.delete(envelope);
-        if (envelope.spooled) await this.#unspool(envelope.spooled);
-        return undefined;
-      }
-      const waited = Date.now() - started;
-      // Once the server has been out for the whole bound, later batches try once and go to the outbox.
-      if (!result.retryable || this.#down || waited >= this.#giveUpAfterMs) {
-        if (result.retryable) this.#down = true;
-        return result;
-      }
-      await sleep(Math.min(this.#delay(attempt, result), Math.max(0, this.#giveUpAfterMs - waited)));
-    }
+    envelope.body ??= encodeNdjson(envelope);
+    const result = await this.#postRetrying("/api/v1/batch", envelope.body, NDJSON_TYPE, true);
+    if (!("value" in result)) return result;
+    envelope.acked = true;
+    envelope.body = undefined;
+    this.#pending.delete(envelope);
+    if (envelope.spooled) await this.#unspool(envelope.spooled);
+    return undefined;
   }
 
   /** Spools unacknowledged envelopes (or keeps them in memory) and builds the error that says where. */
@@ -347,7 +347,7 @@ export class HttpBackend implements Backend {
       const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
       const tmp = `${file}.tmp`;
       // The outbox holds the JSON form of the protocol: one file, one request, readable with jq.
-      fs.writeFile(tmp, toJson(envelope));
+      fs.writeFile(tmp, encodeJson(envelope));
       fs.rename(tmp, file);
       envelope.spooled = file;
     }
@@ -390,7 +390,7 @@ export class HttpBackend implements Backend {
   }
 
   /** One POST; resolves to the parsed answer or a failure (never rejects). */
-  async #post(pathname: string, body: string, contentType = "application/json"): Promise<{ value: unknown } | Failure> {
+  async #post(pathname: string, body: string, contentType: string): Promise<{ value: unknown } | Failure> {
     this.#token ??= resolveToken(this.#base, this.#options.token);
     const token = await this.#token;
     const headers: Record<string, string> = { "content-type": contentType };
@@ -607,68 +607,6 @@ function utf8Bytes(text: string): Uint8Array {
   if (encoder.encodeInto(text, ascii).read === text.length) return ascii;
   const bytes = new Uint8Array(text.length * 3);
   return bytes.subarray(0, encoder.encodeInto(text, bytes).written);
-}
-
-/** A metric chunk as text: the buffer gives text; bytes (as the server holds them) are decoded. */
-function textOf(chunk: string | Uint8Array): string {
-  return typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-}
-
-const NDJSON = "application/x-ndjson";
-
-/**
- * The NDJSON form of a request: a header line (prefix, session, seq, the state
- * events and `sections` that count the record lines), then the metric and log
- * records as they are, one a line. Records are never escaped into JSON strings.
- */
-function toNdjson(envelope: Envelope): string {
-  const { metrics, logs, ...state } = envelope.batch;
-  const sections: { kind: string; name?: string; lines: number }[] = [];
-  const parts: string[] = [];
-  for (const name in metrics ?? {}) {
-    let lines = 0;
-    for (const chunk of metrics![name]) {
-      if (chunk.length === 0) continue;
-      const text = textOf(chunk);
-      lines += countLines(text);
-      parts.push(text);
-    }
-    if (lines > 0) sections.push({ kind: "metrics", name, lines });
-  }
-  let logLines = 0;
-  for (const line of logs ?? []) {
-    if (line === "") continue;
-    logLines += countLines(line);
-    parts.push(line);
-  }
-  if (logLines > 0) sections.push({ kind: "logs", lines: logLines });
-  const head = JSON.stringify({ prefix: envelope.prefix, session: envelope.session, seq: envelope.seq, batch: toWire(state), sections });
-  return parts.length > 0 ? `${head}\n${parts.join("\n")}\n` : `${head}\n`;
-}
-
-/** The JSON form of a request (`{prefix, session, seq, batch}`), as the outbox keeps it. */
-function toJson(envelope: Envelope): string {
-  return JSON.stringify({ prefix: envelope.prefix, session: envelope.session, seq: envelope.seq, batch: toWire(envelope.batch) });
-}
-
-function countLines(text: string): number {
-  let lines = 1;
-  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
-  return lines;
-}
-
-/** The batch as JSON travels: file contents as base64. */
-function toWire(batch: Batch): unknown {
-  if (!batch.files) return batch;
-  return { ...batch, files: batch.files.map((f) => ({ path: f.path, size: f.size, mime: f.mime, _ts: f._ts, data: toBase64(f.data) })) };
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 async function gzip(text: string): Promise<Uint8Array> {
