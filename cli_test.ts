@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { main } from "./cli.ts";
@@ -13,12 +12,9 @@ import { HttpBackend } from "./storage/http.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import { runScript, spawnScript } from "./testing/run_script.ts";
 import type { RunScriptResult } from "./testing/run_script.ts";
+import { tempDir } from "./testing/temp.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url);
-
-function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-cli-"));
-}
 
 function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunScriptResult> {
   return runScript(CLI, { args, env: { ML_DASH_ROOT: undefined, ML_DASH_TOKEN: undefined, ...env }, timeoutMs: 60_000 });
@@ -62,7 +58,7 @@ async function writeFixtures(root: string): Promise<void> {
 }
 
 test("ml-dash ls lists experiments written by the library, with a glob, --status and --json", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const all = await cli(["ls", "--root", root]);
   assert.equal(all.code, 0, all.stderr);
@@ -85,7 +81,7 @@ test("ml-dash ls lists experiments written by the library, with a glob, --status
 });
 
 test("ml-dash show prints metadata, status, params and count/min/max/last per key", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const shown = await cli(["show", "alice/mnist/baseline", "--root", root]);
   assert.equal(shown.code, 0, shown.stderr);
@@ -107,7 +103,7 @@ test("ml-dash show prints metadata, status, params and count/min/max/last per ke
 });
 
 test("ml-dash export writes CSV (one row per step, one column per key) and JSONL, to stdout or --out", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const csv = await cli(["export", "alice/mnist/baseline", "--format", "csv", "--root", root]);
   assert.equal(csv.code, 0, csv.stderr);
@@ -118,7 +114,7 @@ test("ml-dash export writes CSV (one row per step, one column per key) and JSONL
   assert.equal(rows[2], "1,,,0.1,0.5");
   assert.equal(rows[4], "3,,0.5,0.3,0.25");
 
-  const out = path.join(tempDir(), "out.jsonl");
+  const out = path.join(tempDir("cli"), "out.jsonl");
   const jsonl = await cli(["export", "alice/mnist/baseline", "--format", "jsonl", "--out", out, "--root", root]);
   assert.equal(jsonl.code, 0, jsonl.stderr);
   const records = fs.readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -130,7 +126,7 @@ test("ml-dash export writes CSV (one row per step, one column per key) and JSONL
 });
 
 test("an unknown prefix prints a message naming it and exits with code 1 (show, export)", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   for (const args of [["show", "nobody/x/y"], ["export", "nobody/x/y", "--format", "csv"]]) {
     const result = await cli([...args, "--root", root]);
@@ -157,7 +153,7 @@ test("--help works for ml-dash and for every command; unknown commands and optio
 });
 
 test("ml-dash login stores the token in ~/.dash/credentials.json with mode 0600; logout removes it", async () => {
-  const home = tempDir();
+  const home = tempDir("cli");
   const url = "http://127.0.0.1:9/";
   const login = await cli(["login", "--url", url, "--token", "tok-123"], { HOME: home });
   assert.equal(login.code, 0, login.stderr);
@@ -176,7 +172,7 @@ test("ml-dash login stores the token in ~/.dash/credentials.json with mode 0600;
 });
 
 test("ml-dash login tightens an existing ~/.dash folder to mode 0700", async () => {
-  const home = tempDir();
+  const home = tempDir("cli");
   const dir = path.join(home, ".dash");
   fs.mkdirSync(dir, { mode: 0o755 });
   fs.chmodSync(dir, 0o755);
@@ -188,7 +184,7 @@ test("ml-dash login tightens an existing ~/.dash folder to mode 0700", async () 
 });
 
 test("ml-dash login writes a temporary file of a random name, created exclusively: a symlink planted at a guessable name gets nothing", async () => {
-  const home = tempDir();
+  const home = tempDir("cli");
   const result = await runScript(new URL("./testing/fixtures/login_planted_tmp.ts", import.meta.url), {
     args: ["login", "--url", "http://127.0.0.1:9", "--token", "secret-tok"],
     env: { HOME: home, ML_DASH_TOKEN: undefined },
@@ -216,7 +212,7 @@ function waitForUrl(child: ChildProcess): Promise<string> {
 }
 
 test("ml-dash serve runs the server (read API on the root, token for writes) and refuses 0.0.0.0 without a token", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const child = spawnScript(CLI, { args: ["serve", "--root", root, "--port", "0", "--token", "tok"] });
   try {
@@ -236,9 +232,9 @@ test("ml-dash serve runs the server (read API on the root, token for writes) and
 });
 
 test("ml-dash sync sends local experiments; a rerun stores nothing twice, and data added later is sent", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const server = await serve({ root: serverRoot, port: 0, quiet: true, token: "sync-token" });
   try {
     const first = await cli(["sync", "--url", server.url, "--root", root, "--token", "sync-token"]);
@@ -279,8 +275,8 @@ test("ml-dash sync sends local experiments; a rerun stores nothing twice, and da
 });
 
 test("ml-dash sync sends the outbox batches and removes them", async () => {
-  const root = tempDir();
-  const serverRoot = tempDir();
+  const root = tempDir("cli");
+  const serverRoot = tempDir("cli");
   const down = await serve({ root: serverRoot, port: 0, quiet: true });
   const url = down.url;
   await down.close();
@@ -308,9 +304,9 @@ test("ml-dash sync sends the outbox batches and removes them", async () => {
 });
 
 test("ml-dash sync --outbox-only sends the outbox and not the experiments (a hybrid root); a refused batch stays and the rest go on", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const down = await serve({ root: serverRoot, port: 0, quiet: true });
   const url = down.url;
   await down.close();
@@ -334,7 +330,7 @@ test("ml-dash sync --outbox-only sends the outbox and not the experiments (a hyb
 });
 
 test("ml-dash sync replays outbox sessions in the order they began, so a resumed run's last status wins", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   const dir = path.join(root, ".outbox", encodeURIComponent("alice/resumed/run"));
   fs.mkdirSync(dir, { recursive: true });
   const write = (session: string, status: string, time: number): void => {
@@ -344,7 +340,7 @@ test("ml-dash sync replays outbox sessions in the order they began, so a resumed
   };
   write("zzzz-older-session", "FAILED", 1_000_000);
   write("aaaa-newer-session", "COMPLETED", 2_000_000);
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const sync = await cli(["sync", "--outbox-only", "--url", server.url, "--root", root]);
@@ -384,9 +380,9 @@ async function getStatus(url: string, token?: string): Promise<number> {
 }
 
 test("ml-dash serve --token-file and --read-token-file read the tokens from files (a trailing newline dropped), and ML_DASH_SERVER_TOKEN from the environment", async () => {
-  const root = tempDir();
-  const writeFile = path.join(tempDir(), "write-token");
-  const readFile = path.join(tempDir(), "read-token");
+  const root = tempDir("cli");
+  const writeFile = path.join(tempDir("cli"), "write-token");
+  const readFile = path.join(tempDir("cli"), "read-token");
   fs.writeFileSync(writeFile, "file-tok\n");
   fs.writeFileSync(readFile, "read-tok\r\n");
   await withServe(["--root", root, "--token-file", writeFile, "--read-token-file", readFile], {}, async (url) => {
@@ -402,8 +398,8 @@ test("ml-dash serve --token-file and --read-token-file read the tokens from file
 });
 
 test("ml-dash serve: an empty, unreadable or multi-line token file is a clear error; --token with --token-file is a usage error", async () => {
-  const root = tempDir();
-  const dir = tempDir();
+  const root = tempDir("cli");
+  const dir = tempDir("cli");
   const empty = path.join(dir, "empty");
   fs.writeFileSync(empty, "\n");
   const twoLines = path.join(dir, "two");
@@ -424,13 +420,13 @@ test("ml-dash serve: an empty, unreadable or multi-line token file is a clear er
 });
 
 test("ml-dash sync sends a parameter that changed back (A, then B, then A again): the server ends with A", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   const prefix = "alice/params/run";
   const setLr = (lr: number): Promise<void> =>
     new Experiment({ prefix, dashRoot: root }).run((exp) => {
       exp.params.set({ lr });
     });
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const remote = new DashReader(serverRoot);
@@ -449,14 +445,14 @@ test("ml-dash sync sends a parameter that changed back (A, then B, then A again)
 });
 
 test("ml-dash sync sends the parameters of parameters.jsonl, also those the parameters.json snapshot lacks", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   const prefix = "alice/params/log";
   await new Experiment({ prefix, dashRoot: root }).run((exp) => {
     exp.params.set({ lr: 0.1 });
   });
   // A second process's patch that reached the log but not the snapshot.
   fs.appendFileSync(path.join(root, ...prefix.split("/"), "parameters.jsonl"), JSON.stringify({ batch: 64 }) + "\n");
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const sync = await cli(["sync", "--url", server.url, "--root", root]);
@@ -468,7 +464,7 @@ test("ml-dash sync sends the parameters of parameters.jsonl, also those the para
 });
 
 test("ml-dash sync reports and skips a file the server refuses, sends the other files and the later experiments, and exits 1 naming what it skipped", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await new Experiment({ prefix: "alice/files/run", dashRoot: root }).run(async (exp) => {
     exp.metrics("train").log({ step: 0, loss: 1 });
     await exp.files.saveBytes("big.bin", new Uint8Array(6000));
@@ -479,7 +475,7 @@ test("ml-dash sync reports and skips a file the server refuses, sends the other 
     exp.metrics("train").log({ step: 0, loss: 2 });
     await exp.files.saveText("notes.txt", "later");
   });
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   // The big file's base64 does not fit in a request; everything else does.
   const server = await serve({ root: serverRoot, port: 0, quiet: true, maxBodyBytes: 4000 });
   try {
@@ -518,7 +514,7 @@ function getWithHost(url: string, host: string): Promise<number> {
 }
 
 test("ml-dash serve --allowed-host answers requests that name that host and refuses others", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await withServe(["--root", root, "--allowed-host", "foo.example", "--allowed-host", "baz.example"], {}, async (url) => {
     assert.equal(await getWithHost(url, "foo.example"), 200);
     assert.equal(await getWithHost(url, "baz.example:8787"), 200);
@@ -531,7 +527,7 @@ test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integ
   for (const name of ["--token-file F", "--read-token-file F", "--allowed-host NAME", "--cors-origin ORIGIN", "--cache-mb N"]) {
     assert.match(help.stdout, new RegExp(`^  ${name}\\s`, "m"), name);
   }
-  const root = tempDir();
+  const root = tempDir("cli");
   const badHost = await cli(["serve", "--root", root, "--port", "0", "--allowed-host", "foo.example:8080"]);
   assert.equal(badHost.code, 2);
   assert.match(badHost.stderr, /invalid --allowed-host "foo\.example:8080": expected a host name without port/);
@@ -552,7 +548,7 @@ test("ml-dash serve --cors-origin needs a token, and --cache-mb a positive integ
 });
 
 test("importing cli.ts runs no command line: it prints nothing and sets no exit code", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   for (const args of [["frobnicate"], ["ls", "--root", root], ["--help"]]) {
     const result = await runScript(new URL("./testing/fixtures/import_cli.ts", import.meta.url), { args, timeoutMs: 60_000 });
     assert.deepEqual(result, { code: 0, signal: null, stdout: "", stderr: "" }, args.join(" "));
@@ -560,7 +556,7 @@ test("importing cli.ts runs no command line: it prints nothing and sets no exit 
 });
 
 test("main() runs a command line in the calling process and returns its exit code, leaving process.exitCode alone", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const before = process.exitCode;
   const listed = await runMain(["ls", "bob/*", "--json", "--root", root]);
@@ -576,7 +572,7 @@ test("main() runs a command line in the calling process and returns its exit cod
 });
 
 test("options: --name=value and --name value, repeated list options, -h; a flag given a value, an option without one and an unknown short option exit 2 with the usage", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   const equals = await runMain(["ls", "--status=failed", `--root=${root}`, "--json"]);
   assert.equal(equals.code, 0, equals.stderr);
@@ -602,7 +598,7 @@ test("options: --name=value and --name value, repeated list options, -h; a flag 
 });
 
 test("ml-dash export writes non-finite values as the metric file holds them and leaves out a torn line that a resumed run closed, as show does", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   const prefix = "alice/nonfinite/run";
   await new Experiment({ prefix, dashRoot: root }).run((exp) => {
     exp.metrics("train").log({ step: 0, loss: NaN, acc: Infinity });
@@ -621,12 +617,12 @@ test("ml-dash export writes non-finite values as the metric file holds them and 
 });
 
 test("ml-dash sync sends status.json as it is (no reader-computed field), and skips an experiment whose prefix the server refuses", async () => {
-  const root = tempDir();
+  const root = tempDir("cli");
   await writeFixtures(root);
   // An experiment.json in a folder of one segment: no prefix the library or the server takes.
   fs.mkdirSync(path.join(root, "solo"));
   fs.copyFileSync(path.join(root, "alice", "mnist", "baseline", "experiment.json"), path.join(root, "solo", "experiment.json"));
-  const serverRoot = tempDir();
+  const serverRoot = tempDir("cli");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const sync = await cli(["sync", "--url", server.url, "--root", root]);

@@ -7,7 +7,6 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -18,10 +17,7 @@ import type { Fault } from "./server.ts";
 import { HttpBackend } from "./storage/http.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import { denoPath, runScript, spawnScript } from "./testing/run_script.ts";
-
-function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-http-"));
-}
+import { sleep, tempDir } from "./testing/temp.ts";
 
 function fixture(name: string): URL {
   return new URL(`./testing/fixtures/${name}`, import.meta.url);
@@ -43,10 +39,6 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resolves with the first match of `pattern` in the child's stdout (fails after a generous deadline). */
@@ -109,8 +101,8 @@ async function stored(reader: DashReader, prefix: string): Promise<unknown> {
 }
 
 test("the Experiment API in remote mode stores what local mode stores, and the read API returns it", async () => {
-  const localRoot = tempDir();
-  const serverRoot = tempDir();
+  const localRoot = tempDir("http");
+  const serverRoot = tempDir("http");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const options = { prefix: "alice/remote/same", readme: "both modes", tags: ["x"] };
@@ -130,8 +122,8 @@ test("the Experiment API in remote mode stores what local mode stores, and the r
 });
 
 test("the Run API in remote mode (startRun with dashUrl) stores keys, config and status like local mode", async () => {
-  const localRoot = tempDir();
-  const serverRoot = tempDir();
+  const localRoot = tempDir("http");
+  const serverRoot = tempDir("http");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     const script = (run: { log(v: Record<string, number>, step?: number): void; logConfig(c: Record<string, unknown>): void }): void => {
@@ -152,7 +144,7 @@ test("the Run API in remote mode (startRun with dashUrl) stores keys, config and
 });
 
 test("a remote run resumed on the server continues its steps", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("http"), port: 0, quiet: true });
   try {
     for (let session = 0; session < 2; session++) {
       await new Experiment({ prefix: "alice/resume/run", dashUrl: server.url }).run((exp) => {
@@ -168,8 +160,8 @@ test("a remote run resumed on the server continues its steps", async () => {
 });
 
 test("hybrid mode (dashRoot and dashUrl) writes every record to both", async () => {
-  const localRoot = tempDir();
-  const serverRoot = tempDir();
+  const localRoot = tempDir("http");
+  const serverRoot = tempDir("http");
   const server = await serve({ root: serverRoot, port: 0, quiet: true });
   try {
     await new Experiment({ prefix: "alice/hybrid/run", dashRoot: localRoot, dashUrl: server.url }).run(trainingScript);
@@ -182,8 +174,8 @@ test("hybrid mode (dashRoot and dashUrl) writes every record to both", async () 
 });
 
 test("hybrid mode: a batch retried while the server is down is not written twice to the local root", async () => {
-  const localRoot = tempDir();
-  const serverRoot = tempDir();
+  const localRoot = tempDir("http");
+  const serverRoot = tempDir("http");
   let server = await serve({ root: serverRoot, port: 0, quiet: true });
   const port = server.port;
   const oldTimeout = process.env.ML_DASH_HTTP_TIMEOUT;
@@ -212,7 +204,7 @@ test("hybrid mode: a batch retried while the server is down is not written twice
 });
 
 test("a remote run whose loop never yields is told so, and still stores every record at the end", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("http"), port: 0, quiet: true });
   const warnings: string[] = [];
   const original = console.warn;
   console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
@@ -231,7 +223,7 @@ test("a remote run whose loop never yields is told so, and still stores every re
 });
 
 test("remote mode with the server down at start: the run starts with a warning and keeps what it logs in the outbox; strict rejects", async () => {
-  const outboxRoot = tempDir();
+  const outboxRoot = tempDir("http");
   const dead = `http://127.0.0.1:${await freePort()}`;
   const saved = { timeout: process.env.ML_DASH_HTTP_TIMEOUT, root: process.env.ML_DASH_ROOT };
   process.env.ML_DASH_HTTP_TIMEOUT = "0.1";
@@ -258,8 +250,8 @@ test("remote mode with the server down at start: the run starts with a warning a
 });
 
 test("hybrid mode with the server down at start: the run starts, the local root gets everything, flush() reports the server", async () => {
-  const localRoot = tempDir();
-  const down = await serve({ root: tempDir(), port: 0, quiet: true });
+  const localRoot = tempDir("http");
+  const down = await serve({ root: tempDir("http"), port: 0, quiet: true });
   await down.close();
   const oldTimeout = process.env.ML_DASH_HTTP_TIMEOUT;
   process.env.ML_DASH_HTTP_TIMEOUT = "0.05";
@@ -284,9 +276,9 @@ test("hybrid mode with the server down at start: the run starts, the local root 
 });
 
 test("hybrid mode with a local write failing: the server still gets every record", async () => {
-  const localRoot = tempDir();
+  const localRoot = tempDir("http");
   fs.mkdirSync(path.join(localRoot, "alice/hybrid/diskfull/logs.jsonl"), { recursive: true }); // a real fault: the file cannot be opened
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("http"), port: 0, quiet: true });
   const original = console.warn;
   console.warn = () => {};
   try {
@@ -312,10 +304,10 @@ test("hybrid mode with a local write failing: the server still gets every record
 
 for (const mode of ["hybrid", "remote"] as const) {
   test(`${mode} mode at process.exit(): the records the server has not acknowledged are saved in the outbox${mode === "hybrid" ? ", and all reach the local root" : ""}`, async () => {
-    const localRoot = tempDir();
-    const serverRoot = tempDir();
+    const localRoot = tempDir("http");
+    const serverRoot = tempDir("http");
     const prefix = `alice/exit/${mode}`;
-    const result = await runScript(fixture("remote_exit.ts"), { args: [mode, localRoot, serverRoot], cwd: tempDir(), env: { ML_DASH_ROOT: localRoot } });
+    const result = await runScript(fixture("remote_exit.ts"), { args: [mode, localRoot, serverRoot], cwd: tempDir("http"), env: { ML_DASH_ROOT: localRoot } });
     assert.equal(result.code, 0, result.stderr);
     if (mode === "hybrid") {
       const reader = new DashReader(localRoot);
@@ -338,9 +330,9 @@ for (const mode of ["hybrid", "remote"] as const) {
 }
 
 test("hybrid mode at process.exit() with the server down and the outbox unwritable: the local root still gets every record", async () => {
-  const localRoot = tempDir();
+  const localRoot = tempDir("http");
   const dead = `http://127.0.0.1:${await freePort()}`;
-  const result = await runScript(fixture("hybrid_exit_no_outbox.ts"), { args: [localRoot, dead], cwd: tempDir(), env: { ML_DASH_HTTP_TIMEOUT: "0.1" } });
+  const result = await runScript(fixture("hybrid_exit_no_outbox.ts"), { args: [localRoot, dead], cwd: tempDir("http"), env: { ML_DASH_HTTP_TIMEOUT: "0.1" } });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stderr, /outbox/, "the lost server copy is reported");
   const series = await new DashReader(localRoot).series("alice/hybrid/nooutbox", "train/loss");
@@ -348,12 +340,12 @@ test("hybrid mode at process.exit() with the server down and the outbox unwritab
 });
 
 test("at process.exit(), batches held by a write in progress (the server stopped with SIGSTOP, a request hanging) are saved in the outbox", async () => {
-  const serverRoot = tempDir();
-  const outboxRoot = tempDir();
+  const serverRoot = tempDir("http");
+  const outboxRoot = tempDir("http");
   const port = await freePort();
   let server = await startServerProcess(serverRoot, port);
   const prefix = "alice/exit/inflight";
-  const client = spawnScript(fixture("remote_commands.ts"), { args: [server.url, prefix], cwd: tempDir(), env: { ML_DASH_ROOT: outboxRoot, ML_DASH_HTTP_TIMEOUT: "0.3" } });
+  const client = spawnScript(fixture("remote_commands.ts"), { args: [server.url, prefix], cwd: tempDir("http"), env: { ML_DASH_ROOT: outboxRoot, ML_DASH_HTTP_TIMEOUT: "0.3" } });
   const send = async (command: string): Promise<void> => {
     client.stdin!.write(`${command}\n`);
     await waitForOutput(client, new RegExp(`^done ${command}$`, "m"));
@@ -387,7 +379,7 @@ test("at process.exit(), batches held by a write in progress (the server stopped
 });
 
 test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after storing, are retried; nothing lost, nothing duplicated", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const faults: Fault[] = [
     { status: 500, times: 2 },
     { status: 429, times: 1, retryAfter: 1 },
@@ -414,7 +406,7 @@ test("fault injection option: 500 and 429 (Retry-After) answers, and a 500 after
 });
 
 test("a batch written again after a failure keeps its sequence numbers, so the server stores it once (fault injection option)", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true, faults: [{ status: 500, times: 1000, afterStore: true }] });
   try {
     const backend = new HttpBackend({ url: server.url, giveUpAfterMs: 200, initialDelayMs: 10, outbox: false });
@@ -431,7 +423,7 @@ test("a batch written again after a failure keeps its sequence numbers, so the s
 });
 
 test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as their text, whole or split", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const chunk = (from: number) => new TextEncoder().encode(Array.from({ length: 10 }, (_, i) => JSON.stringify({ _ts: 1, step: from + i, "ünï": i })).join("\n"));
@@ -447,7 +439,7 @@ test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as 
 });
 
 test("a batch split into several requests keeps a metric named __proto__ (a name like any other)", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const lines = (from: number): string => Array.from({ length: 10 }, (_, i) => JSON.stringify({ _ts: 1, step: from + i, loss: i })).join("\n");
@@ -462,7 +454,7 @@ test("a batch split into several requests keeps a metric named __proto__ (a name
 });
 
 test("a batch larger than maxBytesPerRequest is split into several requests, stored once and in order, status last", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const backend = new HttpBackend({ url: server.url, maxBytesPerRequest: 2000, gzip: true, outbox: false });
@@ -483,10 +475,10 @@ test("a batch larger than maxBytesPerRequest is split into several requests, sto
 });
 
 test("the server down at start and up later: the run waits, then nothing is lost", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const client = spawnScript(fixture("remote_client.ts"), { args: [url, "alice/late/run", "100", "0"], cwd: tempDir() });
+  const client = spawnScript(fixture("remote_client.ts"), { args: [url, "alice/late/run", "100", "0"], cwd: tempDir("http") });
   let clientOut = "";
   client.stdout?.setEncoding("utf8").on("data", (s: string) => (clientOut += s));
   await sleep(1000);
@@ -505,9 +497,9 @@ test("the server down at start and up later: the run waits, then nothing is lost
 });
 
 test("a remote run left open when the script ends: the exit hook sends every buffered record", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("http"), port: 0, quiet: true });
   try {
-    const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/open/run", "100", "0", "open"], cwd: tempDir() });
+    const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/open/run", "100", "0", "open"], cwd: tempDir("http") });
     assert.equal(await exited(client), 0);
     const series = await get(server.url, "/api/v1/series?prefix=alice/open/run&key=train/loss&points=1000");
     assert.deepEqual(series.x, Array.from({ length: 100 }, (_, i) => i));
@@ -520,10 +512,10 @@ test("a remote run left open when the script ends: the exit hook sends every buf
 });
 
 test("the server killed (SIGKILL) and restarted mid-run as a child process: nothing lost, nothing duplicated", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   let server = await startServerProcess(root, 0);
   const port = Number(new URL(server.url).port);
-  const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/restart/run", "400", "4"], cwd: tempDir() });
+  const client = spawnScript(fixture("remote_client.ts"), { args: [server.url, "alice/restart/run", "400", "4"], cwd: tempDir("http") });
   try {
     await waitForOutput(client, /step 150/);
     server.child.kill("SIGKILL");
@@ -547,7 +539,7 @@ test("the server killed (SIGKILL) and restarted mid-run as a child process: noth
 });
 
 test("401 without a token or with a wrong one; the token comes from the option, ML_DASH_TOKEN, or ~/.dash/credentials.json", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true, token: "good-token" });
   try {
     await assert.rejects(
@@ -556,7 +548,7 @@ test("401 without a token or with a wrong one; the token comes from the option, 
     );
     await new Experiment({ prefix: "alice/auth/option", dashUrl: server.url, token: "good-token" }).run((exp) => exp.log("ok"));
 
-    const home = tempDir();
+    const home = tempDir("http");
     const run = (env: Record<string, string | undefined>) =>
       runScript(fixture("remote_token.ts"), { args: [server.url, "alice/auth/child"], env: { HOME: home, ML_DASH_TOKEN: undefined, ...env }, cwd: home });
     const none = await run({});
@@ -574,8 +566,8 @@ test("401 without a token or with a wrong one; the token comes from the option, 
 });
 
 test("the server unreachable past the bound: flush() rejects naming the outbox, which holds protocol bodies another server accepts", async () => {
-  const serverRoot = tempDir();
-  const cwd = tempDir();
+  const serverRoot = tempDir("http");
+  const cwd = tempDir("http");
   const result = await runScript(fixture("remote_outbox.ts"), {
     args: [serverRoot, "alice/outbox/run"],
     env: { ML_DASH_HTTP_TIMEOUT: "0.3", ML_DASH_ROOT: undefined },
@@ -624,8 +616,8 @@ function outboxRecords(dir: string): { steps: number[]; files: string[] } {
 }
 
 test("a server down for the rest of the run: every batch reaches the outbox, and a script that never completes still ends", async () => {
-  const serverRoot = tempDir();
-  const cwd = tempDir();
+  const serverRoot = tempDir("http");
+  const cwd = tempDir("http");
   const result = await runScript(fixture("remote_outage.ts"), {
     args: [serverRoot, "alice/outage/run"],
     env: { ML_DASH_HTTP_TIMEOUT: "0.1", ML_DASH_ROOT: undefined },
@@ -648,8 +640,8 @@ test("a server down for the rest of the run: every batch reaches the outbox, and
 });
 
 test("a batch the server refuses (413) stays in the outbox and does not hold back the batches after it", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true, maxBodyBytes: 4000 });
-  const cwd = tempDir();
+  const server = await serve({ root: tempDir("http"), port: 0, quiet: true, maxBodyBytes: 4000 });
+  const cwd = tempDir("http");
   try {
     const exp = new Experiment({ prefix: "alice/refused/run", dashUrl: server.url, dashRoot: path.join(cwd, ".dash") });
     await exp.run.start();
@@ -669,15 +661,15 @@ test("a batch the server refuses (413) stays in the outbox and does not hold bac
 });
 
 test("mod.ts under deno run --allow-net=127.0.0.1 --deny-read --deny-write logs to the server; without a filesystem the queue is bounded in memory", async () => {
-  const root = tempDir();
+  const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });
   const dead = `http://127.0.0.1:${await freePort()}`;
   let script = fileURLToPath(fixture("remote_denied.ts"));
   if (!fs.existsSync(script)) script = script.replace(/\.ts$/, ".js");
   try {
     const child = spawn(denoPath(), ["run", "--allow-net=127.0.0.1", "--deny-read", "--deny-write", script, server.url, "alice/denied/run", dead], {
-      cwd: tempDir(),
-      env: { ...process.env, HOME: tempDir(), ML_DASH_TOKEN: "" },
+      cwd: tempDir("http"),
+      env: { ...process.env, HOME: tempDir("http"), ML_DASH_TOKEN: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";

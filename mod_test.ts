@@ -14,10 +14,7 @@ import {
 } from "./mod.ts";
 import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
 import { fileSystem, PartialWriteError } from "./storage/file_system.ts";
-
-function tempRoot(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-test-"));
-}
+import { sleep, tempDir } from "./testing/temp.ts";
 
 function readJson(file: string): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(file, "utf8"));
@@ -52,11 +49,9 @@ function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe("Experiment API", () => {
   it("run(fn) records RUNNING while the callback runs and COMPLETED after", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const dir = path.join(root, "alice/proj/exp");
     let during: unknown;
     const result = await new Experiment({ prefix: "alice/proj/exp", dashRoot: root }).run(() => {
@@ -74,7 +69,7 @@ describe("Experiment API", () => {
   });
 
   it("run(fn) records FAILED and rethrows when the callback throws", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const boom = new Error("diverged");
     await assert.rejects(
       new Experiment({ prefix: "alice/proj/fail", dashRoot: root }).run((exp) => {
@@ -90,7 +85,7 @@ describe("Experiment API", () => {
   });
 
   it("run.start/complete/fail/cancel set the status by hand", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const statusOf = (name: string) => readJson(path.join(root, "a/p", name, "status.json")).status;
     for (const [name, end] of [["c", "complete"], ["f", "fail"], ["x", "cancel"]] as const) {
       const exp = new Experiment({ prefix: `a/p/${name}`, dashRoot: root });
@@ -105,7 +100,7 @@ describe("Experiment API", () => {
   });
 
   it("await using completes and flushes when the scope ends", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     {
       await using exp = await new Experiment({
         prefix: "a/p/disposed",
@@ -121,7 +116,7 @@ describe("Experiment API", () => {
   });
 
   it("stores readme, tags and metadata in experiment.json", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({
       prefix: "alice/cv/resnet",
       dashRoot: root,
@@ -138,7 +133,7 @@ describe("Experiment API", () => {
   });
 
   it("reopening a prefix resumes: metrics append, params merge, status RUNNING again", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const dir = path.join(root, "alice/ml/long");
     await new Experiment({ prefix: "alice/ml/long", dashRoot: root }).run((exp) => {
       exp.params.set({ lr: 0.1, batch: 32 });
@@ -162,7 +157,7 @@ describe("Experiment API", () => {
   });
 
   it("exp.log and exp.logs.<level> write level, message and metadata", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/logs", dashRoot: root }).run((exp) => {
       exp.log("Training started");
       exp.log("lr dropped", { level: "warn", lr: 0.01 });
@@ -188,7 +183,7 @@ describe("Experiment API", () => {
   });
 
   it("params.set flattens nested objects to dot keys and merges; get returns them", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/params", dashRoot: root }).run((exp) => {
       exp.params.set({ learning_rate: 0.001, model: { depth: 50, head: { dropout: 0.1 } } });
       exp.params.set({ model: { depth: 101 }, layers: [1, 2] });
@@ -205,7 +200,7 @@ describe("Experiment API", () => {
   });
 
   it("metrics(name).log appends records with _ts and an auto step; an explicit step is kept", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/m", dashRoot: root }).run((exp) => {
       exp.metrics("train").log({ loss: 0.5, epoch: 0 });
       exp.metrics("train").log({ loss: 0.4, epoch: 0 });
@@ -219,7 +214,7 @@ describe("Experiment API", () => {
   });
 
   it("metrics.log splits groups into named metrics and shares the other fields", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/g", dashRoot: root }).run((exp) => {
       exp.metrics.log({ epoch: 1, train: { loss: 0.5, acc: 0.8 }, eval: { loss: 0.6 } });
       exp.metrics.log({ epoch: 2, lr: 0.1 });
@@ -231,7 +226,7 @@ describe("Experiment API", () => {
   });
 
   it("files saves text, JSON, bytes and copies of local files, and lists them", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const local = path.join(root, "weights.bin");
     fs.writeFileSync(local, new Uint8Array([1, 2, 3, 4]));
     await new Experiment({ prefix: "a/p/files", dashRoot: root }).run(async (exp) => {
@@ -255,7 +250,7 @@ describe("Experiment API", () => {
   });
 
   it("flush() resolves once everything logged so far is on disk", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/flush", dashRoot: root, flushInterval: 3600, metricBatchSize: 1_000_000 });
     await exp.run.start();
     const file = path.join(root, "a/p/flush/metrics/train.jsonl");
@@ -270,7 +265,7 @@ describe("Experiment API", () => {
   });
 
   it("logging before start or after the end throws a UsageError", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/early", dashRoot: root });
     assert.throws(() => exp.log("x"), UsageError);
     assert.throws(() => exp.metrics("train").log({ loss: 1 }), UsageError);
@@ -300,7 +295,7 @@ describe("RUN and dxp", () => {
   });
 
   it("RUN is settable and dxp logs to the prefix and root it names", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     RUN.prefix = "geyang/scratch/some-experiment";
     RUN.dashRoot = root;
     try {
@@ -324,7 +319,7 @@ describe("RUN and dxp", () => {
 
 describe("Run API", () => {
   it("startRun with a callback runs under owner/project/experiment/runName and completes", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const prefix = await startRun("resnet-cifar10", { config: { lr: 0.1 }, dashRoot: root, owner: "bob", project: "vision", runName: "r1" }, (run) => {
       for (let step = 0; step < 5; step++) run.log({ "train/loss": 1 / (step + 1) }, step);
       return run.prefix;
@@ -337,7 +332,7 @@ describe("Run API", () => {
   });
 
   it("startRun with a callback records failed and rethrows", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     let prefix = "";
     await assert.rejects(startRun("exp", { dashRoot: root }, (run) => {
       prefix = run.prefix;
@@ -347,7 +342,7 @@ describe("Run API", () => {
   });
 
   it("run.log auto-increments from 0 and an explicit step moves the counter", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const run = startRun("steps", { dashRoot: root, runName: "s" });
     await run.start();
     run.log({ loss: 0.5 });
@@ -360,7 +355,7 @@ describe("Run API", () => {
   });
 
   it("keys group/name land in metric group; other keys in the default metric, at one step", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await startRun("keys", { dashRoot: root, runName: "k" }, (run) => {
       run.log({ "train/loss": 0.45, "train/accuracy": 0.82, "val/loss": 0.5, lr: 0.1 }, 7);
     });
@@ -373,7 +368,7 @@ describe("Run API", () => {
   });
 
   it("a resumed run continues its steps after the last one recorded", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     for (let session = 0; session < 2; session++) {
       await startRun("resume", { dashRoot: root, runName: "r" }, (run) => {
         run.log({ "train/loss": 1, lr: 0.1 });
@@ -386,7 +381,7 @@ describe("Run API", () => {
   });
 
   it("logConfig merges into the config", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const run = startRun("cfg", { dashRoot: root, config: { lr: 0.1, optimizer: "sgd" } });
     await run.start();
     run.logConfig({ optimizer: "adam" });
@@ -400,7 +395,7 @@ describe("Run API", () => {
   });
 
   it("finish maps completed, failed and interrupted onto COMPLETED, FAILED and CANCELLED", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     for (const [given, stored] of [["completed", "COMPLETED"], ["failed", "FAILED"], ["interrupted", "CANCELLED"]] as const) {
       const run = startRun("fin", { dashRoot: root, runName: given });
       await run.start();
@@ -413,10 +408,10 @@ describe("Run API", () => {
   });
 
   it("a default run name is unique and sorts by start time", async () => {
-    const a = startRun("names", { dashRoot: tempRoot() });
+    const a = startRun("names", { dashRoot: tempDir("test") });
     await sleep(1100);
-    const b = startRun("names", { dashRoot: tempRoot() });
-    const c = startRun("names", { dashRoot: tempRoot() });
+    const b = startRun("names", { dashRoot: tempDir("test") });
+    const c = startRun("names", { dashRoot: tempDir("test") });
     assert.notEqual(b.name, c.name);
     assert.ok(a.name < b.name, `${a.name} < ${b.name}`);
     assert.match(a.name, /^run-\d{8}-\d{6}-[a-z0-9]+$/);
@@ -425,7 +420,7 @@ describe("Run API", () => {
 
 describe("Buffer", () => {
   it("a microtask writes one tick's calls together once a batch is full", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/tick", dashRoot: root, metricBatchSize: 10, flushInterval: 3600 });
     await exp.run.start();
     const file = path.join(root, "a/p/tick/metrics/train.jsonl");
@@ -441,7 +436,7 @@ describe("Buffer", () => {
   });
 
   it("log() keeps the values it was given even if the caller reuses its object", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/reuse", dashRoot: root }).run((exp) => {
       const fields = { loss: 1, acc: 0.5 };
       for (let i = 0; i < 3; i++) {
@@ -454,7 +449,7 @@ describe("Buffer", () => {
   });
 
   it("keeps every record, in order, across many batches written while the caller rarely yields", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/many", dashRoot: root }).run(async (exp) => {
       for (let i = 0; i < 30_000; i++) {
         exp.metrics("train").log({ i });
@@ -467,7 +462,7 @@ describe("Buffer", () => {
   });
 
   it("the timer flushes a partial batch every flushInterval seconds", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/timer", dashRoot: root, flushInterval: 0.05 });
     await exp.run.start();
     const file = path.join(root, "a/p/timer/metrics/train.jsonl");
@@ -483,7 +478,7 @@ describe("Buffer", () => {
   });
 
   it("batch sizes and the flush interval come from ML_DASH_* env vars", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await withEnv({ ML_DASH_METRIC_BATCH_SIZE: "3", ML_DASH_LOG_BATCH_SIZE: "2", ML_DASH_FLUSH_INTERVAL: "3600" }, async () => {
       const exp = new Experiment({ prefix: "a/p/env", dashRoot: root });
       await exp.run.start();
@@ -504,7 +499,7 @@ describe("Buffer", () => {
   it("an unusable ML_DASH_* value warns and falls back to the default", async () => {
     const warnings = await captureWarnings(() =>
       withEnv({ ML_DASH_FLUSH_INTERVAL: "soon" }, async () => {
-        new Experiment({ prefix: "a/p/badenv", dashRoot: tempRoot() });
+        new Experiment({ prefix: "a/p/badenv", dashRoot: tempDir("test") });
       })
     );
     assert.ok(warnings.some((w) => w.includes("ML_DASH_FLUSH_INTERVAL") && w.includes('"soon"')), warnings.join("\n"));
@@ -515,7 +510,7 @@ describe("JSONL backend", () => {
   const openFiles = (): number => fs.readdirSync("/proc/self/fd").length;
 
   it("keeps a bounded number of files open, however many experiments it writes", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const backend = new JsonlBackend(root);
     const before = openFiles();
     for (let i = 0; i < 300; i++) {
@@ -528,7 +523,7 @@ describe("JSONL backend", () => {
   });
 
   it("closes an experiment's files when its status says it ended", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
-    const backend = new JsonlBackend(tempRoot());
+    const backend = new JsonlBackend(tempDir("test"));
     const before = openFiles();
     await backend.write("a/p/x", { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] }, status: { status: "RUNNING" } });
     assert.equal(openFiles() - before, 1);
@@ -555,7 +550,7 @@ describe("Reader", () => {
   }
 
   it("lists experiments with status, filtered by prefix and status", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await captureWarnings(() => fixture(root));
     const reader = new DashReader(root);
     const all = await reader.listExperiments();
@@ -572,7 +567,7 @@ describe("Reader", () => {
   });
 
   it("marks a RUNNING experiment with an old heartbeat as stale", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/live", dashRoot: root, flushInterval: 1 });
     await exp.run.start();
     const reader = new DashReader(root);
@@ -586,7 +581,7 @@ describe("Reader", () => {
   });
 
   it("reads metadata, params, keys, series, summaries and logs", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await captureWarnings(() => fixture(root));
     const reader = new DashReader(root);
     const prefix = "alice/proj/done";
@@ -607,7 +602,7 @@ describe("Reader", () => {
   });
 
   it("series can return another field of the metric as x", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/x", dashRoot: root }).run((exp) => {
       for (let i = 0; i < 4; i++) exp.metrics("train").log({ loss: i, epoch: Math.floor(i / 2) });
     });
@@ -616,7 +611,7 @@ describe("Reader", () => {
   });
 
   it("reads files larger than one read block, and keys that need escaping", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const n = 120_000;
     await new Experiment({ prefix: "a/p/big", dashRoot: root }).run(async (exp) => {
       for (let i = 0; i < n; i++) {
@@ -638,7 +633,7 @@ describe("Reader", () => {
   });
 
   it("reads back every number exactly as written, in every form JSON gives it", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const values = [
       0, -0, 1, -1, 0.1, 0.001, 1e-7, -2.5e-8, 123456789012345, 1234567890123456, 2 ** 53 + 2, 1e21, 1.5e300, -1.7976931348623157e308,
       5e-324, Number.MIN_VALUE * 3, 1 / 3, 0.30000000000000004, 1796168161.666, 42.125e10, 9.999999999999999e22, 1e23,
@@ -665,7 +660,7 @@ describe("Reader", () => {
   });
 
   it("reads a line longer than a read block whole", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const long = "x".repeat(9 << 20);
     await new Experiment({ prefix: "a/p/long", dashRoot: root }).run((exp) => {
       exp.log("before");
@@ -678,7 +673,7 @@ describe("Reader", () => {
   });
 
   it("skips a mangled line in the middle of a file", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/mangled", dashRoot: root }).run((exp) => exp.metrics("train").log({ loss: 1 }));
     const file = path.join(root, "a/p/mangled/metrics/train.jsonl");
     fs.appendFileSync(file, '{"_ts":1,"step":1,"lo\n{"_ts":2,"step":2,"loss":3}\n');
@@ -686,7 +681,7 @@ describe("Reader", () => {
   });
 
   it("a reader that caches series and summaries reads only what was appended since, and starts over for a replaced file", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/live", dashRoot: root });
     await exp.run.start();
     const reader = new DashReader(root, { cache: 4 });
@@ -711,7 +706,7 @@ describe("Reader", () => {
   });
 
   it("skips a torn last line", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/p/torn", dashRoot: root }).run((exp) => {
       exp.metrics("train").log({ loss: 1 });
       exp.metrics("train").log({ loss: 2 });
@@ -725,7 +720,7 @@ describe("Reader", () => {
 describe("Bad input", () => {
   for (const [value, stored] of [[NaN, "NaN"], [Infinity, "Infinity"], [-Infinity, "-Infinity"]] as const) {
     it(`${stored} is recorded as the string "${stored}" with one warning per key`, async () => {
-      const root = tempRoot();
+      const root = tempDir("test");
       const warnings = await captureWarnings(() =>
         new Experiment({ prefix: "a/p/nonfinite", dashRoot: root }).run((exp) => {
           exp.metrics("train").log({ loss: value, acc: 0.5 });
@@ -741,7 +736,7 @@ describe("Bad input", () => {
 
   for (const value of ["0.5", { v: 1 }, true, null, undefined]) {
     it(`a non-numeric value ${JSON.stringify(value)} warns once, the rest of the call is recorded`, async () => {
-      const root = tempRoot();
+      const root = tempDir("test");
       const warnings = await captureWarnings(() =>
         startRun("bad", { dashRoot: root, runName: "r" }, (run) => {
           run.log({ loss: value as unknown as number, acc: 0.5 });
@@ -757,7 +752,7 @@ describe("Bad input", () => {
   }
 
   it("an empty key warns and the rest of the call is recorded", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const warnings = await captureWarnings(() =>
       new Experiment({ prefix: "a/p/empty", dashRoot: root }).run((exp) => exp.metrics("train").log({ "": 1, loss: 2 }))
     );
@@ -769,7 +764,7 @@ describe("Bad input", () => {
 
   for (const [name, value] of [["NaN", NaN], ["Infinity", Infinity], ["-Infinity", -Infinity], ["a string", "x"], ["an object", {}], ["an empty key", 1]] as const) {
     it(`strict mode throws InvalidMetricError for ${name} and records nothing of that call`, async () => {
-      const root = tempRoot();
+      const root = tempDir("test");
       const key = name === "an empty key" ? "" : "loss";
       await startRun("strict", { dashRoot: root, runName: "r", strict: true }, (run) => {
         assert.throws(() => run.log({ acc: 1, [key]: value as number, "train/x": 2 }), InvalidMetricError);
@@ -798,7 +793,7 @@ describe("Bad input", () => {
     ["single", "at least"],
   ]) {
     it(`prefix ${JSON.stringify(prefix)} throws a ConfigError at construction and creates nothing`, () => {
-      const root = tempRoot();
+      const root = tempDir("test");
       const dashRoot = path.join(root, "inner", ".dash");
       assert.throws(
         () => new Experiment({ prefix, dashRoot }),
@@ -810,7 +805,7 @@ describe("Bad input", () => {
 
   for (const [experiment, runName] of [["..", "r"], ["x", ".."], ["a/../../b", "r"], ["x", "a\\b"]]) {
     it(`startRun(${JSON.stringify(experiment)}, { runName: ${JSON.stringify(runName)} }) throws a ConfigError and creates nothing`, () => {
-      const root = tempRoot();
+      const root = tempDir("test");
       assert.throws(() => startRun(experiment, { runName, dashRoot: path.join(root, ".dash") }), ConfigError);
       assert.deepEqual(fs.readdirSync(root), []);
     });
@@ -823,7 +818,7 @@ describe("Bad input", () => {
     assert.throws(() => new Experiment({ prefix: "a/b/c", dashUrl: "ftp://x" }), /Invalid dashUrl/);
     assert.throws(() => new Experiment({ prefix: "a/b/c", flushInterval: -1 }), /Invalid flushInterval -1/);
     assert.throws(() => new Experiment({ prefix: "a/b/c", tags: "x" as never }), /Invalid tags/);
-    const root = tempRoot();
+    const root = tempDir("test");
     await new Experiment({ prefix: "a/b/c", dashRoot: root }).run(async (exp) => {
       assert.throws(() => exp.metrics("../evil"), /Invalid metric name "..\/evil"/);
       assert.throws(() => exp.metrics(""), ConfigError);
@@ -834,7 +829,7 @@ describe("Bad input", () => {
   });
 
   it("a write that fails keeps the data, flush() rejects with a StorageError, and a later flush writes it all", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/b/io", dashRoot: root, metricBatchSize: 10 });
     await exp.run.start();
     exp.metrics("train").log({ loss: 0 });
@@ -859,7 +854,7 @@ describe("Bad input", () => {
   });
 
   it("a batch that failed half-way is written again without repeating the part already stored", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/b/half", dashRoot: root, metricBatchSize: 1_000_000 });
     await exp.run.start();
     // A real fault after the metrics: logs.jsonl is a folder, so appending the batch's log line fails.
@@ -876,7 +871,7 @@ describe("Bad input", () => {
   });
 
   it("a write that fails half-way (fake: a disk that fills up in the middle of a write) resumes without repeating or gluing records", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const backend = new JsonlBackend(root);
     await backend.open("a/b/full");
     // Six chunks of about 480 KB, written in one piece or several (as its buffer allows).
@@ -910,7 +905,7 @@ describe("Bad input", () => {
   });
 
   it("in strict mode a failed write makes the next log() throw the StorageError", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/b/strictio", dashRoot: root, strict: true });
     await exp.run.start();
     const metrics = path.join(root, "a/b/strictio/metrics");
@@ -924,7 +919,7 @@ describe("Bad input", () => {
   });
 
   it("an unwritable root rejects start with a StorageError that names it", async () => {
-    const root = tempRoot();
+    const root = tempDir("test");
     const blocker = path.join(root, "file");
     fs.writeFileSync(blocker, "");
     const exp = new Experiment({ prefix: "a/b/c", dashRoot: path.join(blocker, "dash") });

@@ -1,14 +1,10 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { checkPrefix, ConfigError, Experiment, InvalidMetricError, startRun } from "./mod.ts";
 import { DashReader } from "./storage/jsonl.ts";
-
-function tempRoot(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-names-"));
-}
+import { tempDir } from "./testing/temp.ts";
 
 /** An object with own keys such as `__proto__`, as JSON.parse makes it (a literal would set the prototype). */
 function own<T = unknown>(json: string): Record<string, T> {
@@ -44,7 +40,7 @@ function metricFiles(root: string, prefix: string): string[] {
 
 describe("names that are Object.prototype's own (__proto__, constructor)", () => {
   it("Experiment API: a metric, field and param named __proto__ read back exactly", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const prefix = "alice/proto/exp";
     const exp = new Experiment({ prefix, dashRoot: root, metadata: own('{"__proto__":{"a":1},"constructor":2}') });
     await exp.run.start();
@@ -79,7 +75,7 @@ describe("names that are Object.prototype's own (__proto__, constructor)", () =>
   });
 
   it("Run API: keys __proto__ and __proto__/constructor, config __proto__ and constructor read back exactly", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const config = own('{"__proto__":{"lr":0.1},"constructor":[3]}');
     const run = startRun("exp", { dashRoot: root, owner: "alice", project: "proto", runName: "r1", config });
     await run.start();
@@ -102,7 +98,7 @@ describe("names that are Object.prototype's own (__proto__, constructor)", () =>
   });
 
   it("a resumed run continues the steps of a metric named __proto__", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const options = { dashRoot: root, owner: "alice", project: "proto", runName: "r2" };
     await startRun("exp", options, (run) => run.log(own<number>('{"__proto__/a":1}'), 4));
     await startRun("exp", options, (run) => run.log(own<number>('{"__proto__/a":2}')));
@@ -131,7 +127,7 @@ const isConfigError = (bytes: number, limit: number) => (e: unknown): boolean =>
 
 describe("names longer than a file system takes, and nesting deeper than a stack", () => {
   it("a prefix segment over 255 bytes of UTF-8 throws a ConfigError that names the limit", () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     assert.throws(() => new Experiment({ prefix: `alice/${CJK_100}/x`, dashRoot: root }), isConfigError(300, 255));
     assert.throws(() => checkPrefix(`alice/proj/${"a".repeat(256)}`), isConfigError(256, 255));
     assert.throws(() => startRun(CJK_100, { dashRoot: root }), isConfigError(300, 255));
@@ -141,7 +137,7 @@ describe("names longer than a file system takes, and nesting deeper than a stack
   });
 
   it("a metric name whose file name would be over 255 bytes throws; one that fits is written", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const exp = new Experiment({ prefix: "alice/long/names", dashRoot: root });
     await exp.run.start();
     assert.throws(() => exp.metrics(CJK_100), isConfigError(300, 249));
@@ -153,7 +149,7 @@ describe("names longer than a file system takes, and nesting deeper than a stack
   });
 
   it("a field name over 255 bytes is not recorded, with a warning (InvalidMetricError when strict)", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const exp = new Experiment({ prefix: "alice/long/fields", dashRoot: root });
     await exp.run.start();
     const fits = "测".repeat(85);
@@ -176,7 +172,7 @@ describe("names longer than a file system takes, and nesting deeper than a stack
   });
 
   it("a saved file's name too long for its temporary name throws a ConfigError, and the run goes on", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const exp = new Experiment({ prefix: "alice/long/files", dashRoot: root });
     await exp.run.start();
     await assert.rejects(exp.files.saveText(CJK_100, "x"), isConfigError(300, 223));
@@ -189,7 +185,7 @@ describe("names longer than a file system takes, and nesting deeper than a stack
   });
 
   it("params, config and metadata nested 100,000 levels deep throw a ConfigError; 64 levels are taken", async () => {
-    const root = tempRoot();
+    const root = tempDir("names");
     const tooDeep = (e: unknown): boolean => e instanceof ConfigError && /nested more than 64 levels/.test(e.message);
     assert.throws(() => new Experiment({ prefix: "alice/deep/meta", dashRoot: root, metadata: nested(100_000) }), tooDeep);
     assert.throws(() => new Experiment({ prefix: "alice/deep/meta", dashRoot: root, metadata: nested(65) }), tooDeep);

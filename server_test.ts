@@ -2,7 +2,6 @@
 // a restart), the read API, bad input, auth, events and the dashboard files.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
@@ -10,10 +9,7 @@ import { serve } from "./server.ts";
 import type { DashServer } from "./server.ts";
 import { Experiment } from "./mod.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
-
-function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-server-"));
-}
+import { tempDir } from "./testing/temp.ts";
 
 async function post(server: DashServer, pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(server.url + pathname, {
@@ -64,7 +60,7 @@ test("minMaxDownsample() keeps each bucket's min and max in x order, and the spi
 });
 
 test("POST /api/v1/batch stores a batch that the read API returns: experiments, experiment, series, logs, file", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const ack = await post(server, "/api/v1/batch", { prefix: "alice/proj/exp1", session: "s1", seq: 0, batch: GOOD_BATCH });
@@ -122,7 +118,7 @@ test("POST /api/v1/batch stores a batch that the read API returns: experiments, 
 });
 
 test("a retried batch (same session and seq) is acknowledged as a duplicate and stored once, also after a server restart", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const envelope = { prefix: "alice/proj/idem", session: "sess-1", seq: 0, batch: { metrics: { train: [metricLines(0, 10)] } } };
   let server = await serve({ root, port: 0, quiet: true });
   try {
@@ -150,7 +146,7 @@ test("a retried batch (same session and seq) is acknowledged as a duplicate and 
 });
 
 test("a batch cut short by a crash between storing it and recording it is stored once when retried (crash simulated by writing what it leaves behind)", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const envelope = { prefix: "alice/proj/crash", session: "s", seq: 0, batch: { metrics: { train: [metricLines(0, 10)] }, logs: [{ _ts: 1, level: "info", message: "a" }] } };
   let server = await serve({ root, port: 0, quiet: true });
   try {
@@ -185,7 +181,7 @@ test("a batch cut short by a crash between storing it and recording it is stored
 });
 
 test("a saved HTML file is served as a sandboxed download, never as a page of the dashboard's origin", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const html = Buffer.from("<script>alert(1)</script>").toString("base64");
@@ -210,7 +206,7 @@ test("a saved HTML file is served as a sandboxed download, never as a page of th
 });
 
 test("a request with a malformed Host header gets an answer, and the server keeps serving", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("server"), port: 0, quiet: true });
   try {
     const net = await import("node:net");
     const answer = await new Promise<string>((resolve, reject) => {
@@ -231,7 +227,7 @@ test("a request with a malformed Host header gets an answer, and the server keep
 });
 
 test("GET /api/v1/series min-max downsamples to N points, takes x=_ts or another field, and bounds x with from/to", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const lines = [];
@@ -267,7 +263,7 @@ test("GET /api/v1/series min-max downsamples to N points, takes x=_ts or another
 });
 
 test("GET /api/v1/logs filters by level and pages; GET /api/v1/experiments filters by prefix and status and pages", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const logs = [];
@@ -298,7 +294,7 @@ test("GET /api/v1/logs filters by level and pages; GET /api/v1/experiments filte
 });
 
 test("bad input gets 413, 400 for malformed JSON, an escaping prefix, an unknown event kind and wrong types; the server keeps serving after each", async () => {
-  const base = tempDir();
+  const base = tempDir("server");
   const root = path.join(base, "root");
   const server = await serve({ root, port: 0, quiet: true, maxBodyBytes: 4096 });
   try {
@@ -334,7 +330,7 @@ test("bad input gets 413, 400 for malformed JSON, an escaping prefix, an unknown
 });
 
 test("with a token, writes without it or with a wrong one get 401; with a read token, reads too", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true, token: "s3cret-write", readToken: "s3cret-read" });
   try {
     const envelope = { prefix: "alice/p/auth", session: "s", seq: 0, batch: { metadata: {} } };
@@ -360,7 +356,7 @@ test("with a token, writes without it or with a wrong one get 401; with a read t
 });
 
 test("a gzip-compressed batch (Content-Encoding: gzip) is accepted", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const body = gzipSync(JSON.stringify({ prefix: "alice/p/gz", session: "s", seq: 0, batch: { metrics: { train: [metricLines(0, 500)] } } }));
@@ -374,7 +370,7 @@ test("a gzip-compressed batch (Content-Encoding: gzip) is accepted", async () =>
 });
 
 test("serve() refuses a non-loopback hostname without a token unless insecure", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   await assert.rejects(serve({ root, port: 0, hostname: "0.0.0.0", quiet: true }), /Refusing to listen on 0\.0\.0\.0 without a token/);
   const server = await serve({ root, port: 0, hostname: "0.0.0.0", quiet: true, token: "t" });
   await server.close();
@@ -408,7 +404,7 @@ async function readEvents(res: Response, done: (events: { event: string; data: {
 }
 
 test("GET /api/v1/events streams experiment, metrics and logs events, for HTTP ingest and for a script writing into the root", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true, pollInterval: 0.2 });
   const controller = new AbortController();
   try {
@@ -443,7 +439,7 @@ test("GET /api/v1/events streams experiment, metrics and logs events, for HTTP i
 });
 
 test("serve().close() ends while a dashboard's event stream is open", async () => {
-  const server = await serve({ root: tempDir(), port: 0, quiet: true });
+  const server = await serve({ root: tempDir("server"), port: 0, quiet: true });
   const res = await fetch(`${server.url}/api/v1/events`);
   assert.equal(res.status, 200);
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -455,8 +451,8 @@ test("serve().close() ends while a dashboard's event stream is open", async () =
 });
 
 test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are 404", async () => {
-  const root = tempDir();
-  const dashboard = tempDir();
+  const root = tempDir("server");
+  const dashboard = tempDir("server");
   fs.writeFileSync(path.join(dashboard, "index.html"), "<!doctype html><title>dash</title>");
   fs.writeFileSync(path.join(dashboard, "app.js"), "console.log(1)");
   fs.writeFileSync(path.join(root, "secret.txt"), "secret");
@@ -480,7 +476,7 @@ test("GET / and /dashboard/* serve the dashboard folder; paths that leave it are
 });
 
 test("NDJSON metric lines are checked without decoding: stored byte for byte; lines that only look like numbers, and bytes that are not UTF-8, get 400", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   const ndjson = { "content-type": "application/x-ndjson" };
   const head = (seq: number, lines: number) =>
@@ -517,7 +513,7 @@ test("NDJSON metric lines are checked without decoding: stored byte for byte; li
 });
 
 test("an NDJSON batch (a header line with sections, then the record lines) is stored; wrong counts, bad lines and unknown section kinds get 400", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   const ndjson = { "content-type": "application/x-ndjson" };
   try {
@@ -560,8 +556,8 @@ test("an NDJSON batch (a header line with sections, then the record lines) is st
 // ─── Hardening: links, poison batches, names, memory, a full disk ───────────
 
 test("GET /api/v1/file refuses with 403 a file that is a link leading outside the root, and logs it", async () => {
-  const root = tempDir();
-  const outside = path.join(tempDir(), "secret.txt");
+  const root = tempDir("server");
+  const outside = path.join(tempDir("server"), "secret.txt");
   fs.writeFileSync(outside, "root:x:0:0");
   const lines: string[] = [];
   const server = await serve({ root, port: 0, quiet: true, log: (line) => lines.push(line) });
@@ -584,7 +580,7 @@ test("GET /api/v1/file refuses with 403 a file that is a link leading outside th
 });
 
 test("a file's download headers: the whole mime type decides inline, a name that is not Latin-1 goes in filename*, dashboard pages may not be framed", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const data = Buffer.from("<b>x</b>").toString("base64");
@@ -619,7 +615,7 @@ test("a file's download headers: the whole mime type decides inline, a name that
 });
 
 test("poison batches get 400, never 500: a mime with CRLF, names over 255 bytes, JSON nested 100,000 levels deep", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const send = (batch: unknown, prefix = "alice/proj/poison"): Promise<{ status: number; body: Record<string, unknown> }> =>
@@ -654,7 +650,7 @@ test("poison batches get 400, never 500: a mime with CRLF, names over 255 bytes,
 });
 
 test("a session or metric named __proto__ is stored as a name like any other, and pollutes no prototype", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     // Written by hand: an object literal or JSON.stringify would not keep "__proto__" as a key.
@@ -672,7 +668,7 @@ test("a session or metric named __proto__ is stored as a name like any other, an
 });
 
 test("concurrent request bodies share a byte budget: one that does not fit while others are read gets 503, and is stored when retried", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true, maxConcurrentBodyBytes: 1000 });
   const net = await import("node:net");
   // A body announced as 900 bytes, of which only a part arrives: it holds its share while it trickles in.
@@ -702,8 +698,8 @@ test("concurrent request bodies share a byte budget: one that does not fit while
 });
 
 test("a batch for an experiment folder that is a link leading outside the root gets 403 and writes nothing there", async () => {
-  const root = tempDir();
-  const outside = tempDir();
+  const root = tempDir("server");
+  const outside = tempDir("server");
   const lines: string[] = [];
   const server = await serve({ root, port: 0, quiet: true, log: (line) => lines.push(line) });
   try {
@@ -721,7 +717,7 @@ test("a batch for an experiment folder that is a link leading outside the root g
 });
 
 test("rm -rf of an experiment's folder under a running server: the next batches, with a new metric, are stored and read back", async () => {
-  const root = tempDir();
+  const root = tempDir("server");
   const server = await serve({ root, port: 0, quiet: true });
   try {
     const send = (seq: number, metric: string): Promise<{ status: number; body: Record<string, unknown> }> =>
@@ -742,7 +738,7 @@ test("rm -rf of an experiment's folder under a running server: the next batches,
 /** Mounts a tmpfs of `size` at a new temp dir: a real disk that fills up. Undefined where mounting is not allowed. */
 async function smallDisk(size: string): Promise<{ dir: string; unmount(): void } | undefined> {
   const { execFileSync } = await import("node:child_process");
-  const dir = tempDir();
+  const dir = tempDir("server");
   try {
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
   } catch {

@@ -9,7 +9,8 @@
 // finds files with `new URL("./x", import.meta.url)` works from source and from .build/.
 //
 // Usage: node scripts/test.mjs [deno|bun|node ...] [file_test.ts ...]
-//   (default: all three runtimes, every test file; naming files runs only those)
+//   (default: all three runtimes, every test file; naming files runs only those).
+// The full Deno run also runs the JSDoc examples of the modules (deno test --doc).
 
 import { spawn } from "node:child_process";
 import { copyFile, mkdir, readdir, rm } from "node:fs/promises";
@@ -77,11 +78,20 @@ function count(output, passed, failed) {
   return { passed: p ? Number(p[1]) : 0, failed: f ? Number(f[1]) : 0 };
 }
 
+// The modules whose JSDoc examples `deno test --doc` runs with the full suite (importing them runs nothing).
+function docModules(files) {
+  return files.filter((f) =>
+    f.endsWith(".ts") && !f.endsWith("_test.ts") && !/^(testing\/fixtures|bench|examples)\//.test(f)
+  );
+}
+
 const runtimes = {
-  async deno(tests) {
+  async deno(tests, files) {
+    const doc = only.length === 0 ? ["--doc", ...docModules(files)] : [];
     const { code, output } = await run(bin("deno"), [
       "test",
       "-A",
+      ...doc,
       ...tests,
     ]);
     return { code, ...count(output, /\| (\d+) passed/, /\| (\d+) failed/) };

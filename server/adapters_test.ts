@@ -11,6 +11,7 @@ import { test } from "node:test";
 import { LISTEN_BACKLOG, resolveLimits } from "./adapters.ts";
 import type { ConnectionLimits } from "./adapters.ts";
 import { runtimeName, scriptCommand } from "../testing/run_script.ts";
+import { sleep } from "../testing/temp.ts";
 
 const FIXTURE = new URL("../testing/fixtures/adapter_server.ts", import.meta.url);
 /** The child's soft limit on open files; the floods open more connections than this. */
@@ -63,10 +64,6 @@ async function startServer(args: string[]): Promise<Child> {
 
 function alive(child: Child): boolean {
   return child.process.exitCode === null && child.process.signalCode === null;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Resolves once `done()` holds; rejects with `what` after DEADLINE_MS. */

@@ -5,22 +5,18 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { StorageError } from "../mod.ts";
 import type { Batch } from "../mod.ts";
 import { DashReader, JsonlBackend, readParams } from "./jsonl.ts";
 import { spawnScript } from "../testing/run_script.ts";
+import { tempDir } from "../testing/temp.ts";
 
 /** Per-test limit (bun's default of 5 s is short for tests that spawn processes). */
 const TEST_TIMEOUT = { timeout: 60_000 };
 /** Kill a child that has not ended after this long: it hangs. */
 const HANG_GUARD_MS = 45_000;
-
-function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-jsonl-"));
-}
 
 /** A metric batch of records `{_ts, step, loss}`. */
 function metricBatch(metric: string, steps: number[]): Batch {
@@ -42,8 +38,8 @@ async function rejectsOutside(work: () => Promise<unknown>): Promise<void> {
 
 describe("JsonlBackend and links planted in the root", () => {
   it("refuses an experiment folder that is a link leading outside the root", async () => {
-    const root = tempDir();
-    const outside = tempDir();
+    const root = tempDir("jsonl");
+    const outside = tempDir("jsonl");
     fs.mkdirSync(path.join(root, "alice/demo"), { recursive: true });
     fs.symlinkSync(outside, path.join(root, "alice/demo/x"));
     const backend = new JsonlBackend(root);
@@ -55,8 +51,8 @@ describe("JsonlBackend and links planted in the root", () => {
   });
 
   it("refuses a folder above the experiment that is a link leading outside the root", async () => {
-    const root = tempDir();
-    const outside = tempDir();
+    const root = tempDir("jsonl");
+    const outside = tempDir("jsonl");
     fs.symlinkSync(outside, path.join(root, "alice"));
     const backend = new JsonlBackend(root);
     await rejectsOutside(() => backend.write("alice/demo/x", metricBatch("train", [0])));
@@ -65,8 +61,8 @@ describe("JsonlBackend and links planted in the root", () => {
   });
 
   it("refuses a metric file or logs.jsonl that is a link leading outside the root, even a dangling one", async () => {
-    const root = tempDir();
-    const outside = tempDir();
+    const root = tempDir("jsonl");
+    const outside = tempDir("jsonl");
     const first = new JsonlBackend(root);
     await first.write("alice/demo/x", { metadata: { prefix: "alice/demo/x" }, ...metricBatch("other", [0]) });
     await first.close();
@@ -83,8 +79,8 @@ describe("JsonlBackend and links planted in the root", () => {
   });
 
   it("refuses a files/<dir> that is a link leading outside the root", async () => {
-    const root = tempDir();
-    const outside = tempDir();
+    const root = tempDir("jsonl");
+    const outside = tempDir("jsonl");
     const dir = path.join(root, "alice/demo/x");
     fs.mkdirSync(path.join(dir, "files"), { recursive: true });
     fs.symlinkSync(outside, path.join(dir, "files/notes"));
@@ -97,8 +93,8 @@ describe("JsonlBackend and links planted in the root", () => {
   });
 
   it("writes through links that stay inside the root, and under a root that is itself a link", async () => {
-    const real = tempDir();
-    const root = path.join(tempDir(), "root-link");
+    const real = tempDir("jsonl");
+    const root = path.join(tempDir("jsonl"), "root-link");
     fs.symlinkSync(real, root);
     fs.mkdirSync(path.join(real, "elsewhere"));
     fs.mkdirSync(path.join(real, "alice"));
@@ -114,7 +110,7 @@ describe("JsonlBackend and links planted in the root", () => {
 describe("JsonlBackend and a folder removed while it writes", () => {
   for (const how of ["write", "writeSync"] as const) {
     it(`${how}: after rm -rf of the experiment folder, later records are on disk and a new metric works`, async () => {
-      const root = tempDir();
+      const root = tempDir("jsonl");
       const prefix = "alice/demo/removed";
       const dir = path.join(root, prefix);
       const backend = new JsonlBackend(root);
@@ -142,7 +138,7 @@ describe("JsonlBackend and a folder removed while it writes", () => {
   }
 
   it("after rm -rf of metrics/ or of one metric file, later records are on disk", async () => {
-    const root = tempDir();
+    const root = tempDir("jsonl");
     const prefix = "alice/demo/partly";
     const dir = path.join(root, prefix);
     const backend = new JsonlBackend(root);
@@ -167,7 +163,7 @@ describe("JsonlBackend and a torn last line", () => {
 
   for (const how of ["write", "writeSync"] as const) {
     it(`${how}: a record appended after a torn last line starts a line of its own`, async () => {
-      const root = tempDir();
+      const root = tempDir("jsonl");
       const prefix = "alice/demo/torn";
       const dir = path.join(root, prefix);
       fs.mkdirSync(path.join(dir, "metrics"), { recursive: true });
@@ -190,7 +186,7 @@ describe("JsonlBackend and a torn last line", () => {
   }
 
   it("a file that ends with a whole line gets no empty line", async () => {
-    const root = tempDir();
+    const root = tempDir("jsonl");
     const file = path.join(root, "alice/demo/whole/metrics/train.jsonl");
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, '{"_ts":1,"step":0,"loss":0.5}\n');
@@ -227,7 +223,7 @@ function watch(child: ChildProcess): { ended: Promise<number | null>; ready: Pro
 
 describe("parameters set by several processes", () => {
   it("two processes each setting 200 distinct keys at once: all 400 are read back", TEST_TIMEOUT, async () => {
-    const root = tempDir();
+    const root = tempDir("jsonl");
     const script = new URL("../testing/fixtures/params_concurrent.ts", import.meta.url);
     const children = ["a", "b"].map((marker) => spawnScript(script, { args: [root, marker, "200"] }));
     const watched = children.map(watch);
@@ -244,7 +240,7 @@ describe("parameters set by several processes", () => {
   });
 
   it("an existing parameters.json is the base that later sets apply over; later sets win", async () => {
-    const root = tempDir();
+    const root = tempDir("jsonl");
     const prefix = "alice/demo/legacy";
     const dir = path.join(root, prefix);
     fs.mkdirSync(dir, { recursive: true });
@@ -262,7 +258,7 @@ describe("parameters set by several processes", () => {
 
 describe("names that are special to JavaScript objects", () => {
   it('a metric, a field and a parameter named "__proto__" are written and read back exactly', async () => {
-    const root = tempDir();
+    const root = tempDir("jsonl");
     const prefix = "alice/demo/proto";
     const dir = path.join(root, prefix);
     const record = '{"_ts":1,"step":3,"__proto__":1.5}';
