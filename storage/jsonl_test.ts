@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { StorageError } from "../mod.ts";
+import { Experiment, StorageError } from "../mod.ts";
 import type { Batch } from "../mod.ts";
 import { DashReader, JsonlBackend, readParams } from "./jsonl.ts";
 import { spawnScript } from "../testing/run_script.ts";
@@ -287,5 +287,240 @@ describe("names that are special to JavaScript objects", () => {
     assert.equal(Object.getOwnPropertyDescriptor(state.params, "__proto__")?.value, "p");
     assert.equal(Object.getOwnPropertyDescriptor(state.steps, "__proto__")?.value, 3);
     assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "parameters.json"), "utf8")).data.__proto__, "p");
+  });
+});
+
+// ─── The writer's open files, and the reader (moved from mod_test.ts) ───────
+
+function readJson(file: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(file, "utf8"));
+}
+
+function readLines(file: string): Record<string, unknown>[] {
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** Runs `fn` with console.warn captured; returns the warnings. */
+async function captureWarnings(fn: () => unknown): Promise<string[]> {
+  const warnings: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+  try {
+    await fn();
+  } finally {
+    console.warn = original;
+  }
+  return warnings;
+}
+
+describe("JSONL backend", () => {
+  const openFiles = (): number => fs.readdirSync("/proc/self/fd").length;
+
+  it("keeps a bounded number of files open, however many experiments it writes", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
+    const root = tempDir("test");
+    const backend = new JsonlBackend(root);
+    const before = openFiles();
+    for (let i = 0; i < 300; i++) {
+      await backend.write(`a/p/e${i}`, { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] }, logs: ['{"_ts":1,"level":"info","message":"m"}'] });
+    }
+    assert.ok(openFiles() - before <= 130, `${openFiles() - before} files open`);
+    await backend.close();
+    assert.ok(openFiles() - before <= 2);
+    assert.equal(readLines(path.join(root, "a/p/e0/metrics/train.jsonl")).length, 1);
+  });
+
+  it("closes an experiment's files when its status says it ended", { skip: !fs.existsSync("/proc/self/fd") }, async () => {
+    const backend = new JsonlBackend(tempDir("test"));
+    const before = openFiles();
+    await backend.write("a/p/x", { metrics: { train: ['{"_ts":1,"step":0,"loss":1}'] }, status: { status: "RUNNING" } });
+    assert.equal(openFiles() - before, 1);
+    await backend.write("a/p/x", { metrics: { train: ['{"_ts":1,"step":1,"loss":1}'] }, status: { status: "COMPLETED" } });
+    assert.equal(openFiles() - before, 0);
+    await backend.close();
+  });
+});
+
+describe("Reader", () => {
+  async function fixture(root: string): Promise<void> {
+    await new Experiment({ prefix: "alice/proj/done", dashRoot: root, tags: ["t1"] }).run((exp) => {
+      for (let i = 0; i < 10; i++) exp.metrics("train").log({ loss: 10 - i, acc: i / 10 });
+      exp.metrics("val").log({ loss: Infinity });
+      exp.log("debug line", { level: "debug" });
+      exp.log("info line");
+      exp.log("error line", { level: "error" });
+      exp.params.set({ lr: 0.1 });
+    });
+    await assert.rejects(new Experiment({ prefix: "alice/proj/failed", dashRoot: root }).run(() => {
+      throw new Error("x");
+    }));
+    await captureWarnings(() => undefined);
+  }
+
+  it("lists experiments with status, filtered by prefix and status", async () => {
+    const root = tempDir("test");
+    await captureWarnings(() => fixture(root));
+    const reader = new DashReader(root);
+    const all = await reader.listExperiments();
+    assert.deepEqual(all.map((e) => [e.prefix, e.status, e.stale]), [
+      ["alice/proj/done", "COMPLETED", false],
+      ["alice/proj/failed", "FAILED", false],
+    ]);
+    assert.deepEqual(all[0].tags, ["t1"]);
+    assert.deepEqual((await reader.listExperiments({ status: "FAILED" })).map((e) => e.prefix), ["alice/proj/failed"]);
+    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj/done" })).map((e) => e.prefix), ["alice/proj/done"]);
+    assert.deepEqual((await reader.listExperiments({ prefix: "alice/proj" })).length, 2);
+    assert.deepEqual(await reader.listExperiments({ prefix: "alice/proj/do" }), [], "a prefix matches whole segments");
+    assert.deepEqual(await reader.listExperiments({ prefix: "bob" }), []);
+  });
+
+  it("marks a RUNNING experiment with an old heartbeat as stale", async () => {
+    const root = tempDir("test");
+    const exp = new Experiment({ prefix: "a/p/live", dashRoot: root, flushInterval: 1 });
+    await exp.run.start();
+    const reader = new DashReader(root);
+    assert.equal((await reader.listExperiments())[0].stale, false);
+    const file = path.join(root, "a/p/live/status.json");
+    await exp.run.complete();
+    fs.writeFileSync(file, JSON.stringify({ ...readJson(file), status: "RUNNING", heartbeatAt: Date.now() / 1000 - 60 }));
+    assert.equal((await reader.listExperiments())[0].stale, true);
+    assert.equal((await reader.status("a/p/live"))?.stale, true);
+    assert.deepEqual((await reader.listExperiments({ status: "stale" })).map((e) => e.prefix), ["a/p/live"]);
+  });
+
+  it("reads metadata, params, keys, series, summaries and logs", async () => {
+    const root = tempDir("test");
+    await captureWarnings(() => fixture(root));
+    const reader = new DashReader(root);
+    const prefix = "alice/proj/done";
+    assert.equal((await reader.experiment(prefix))?.prefix, prefix);
+    assert.deepEqual(await reader.params(prefix), { lr: 0.1 });
+    assert.deepEqual(await reader.metricKeys(prefix), ["train/acc", "train/loss", "val/loss"]);
+    const series = await reader.series(prefix, "train/loss");
+    assert.deepEqual(series.step, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(series.value, [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    assert.equal(series.ts.length, 10);
+    assert.deepEqual((await reader.series(prefix, "val/loss")).value, [Infinity]);
+    const summary = await reader.summary(prefix);
+    assert.deepEqual(summary["train/loss"], { count: 10, min: 1, max: 10, last: 1, lastStep: 9 });
+    assert.deepEqual(summary["val/loss"], { count: 1, min: null, max: null, last: Infinity, lastStep: 0 });
+    assert.deepEqual((await reader.logs(prefix)).map((l) => l.message), ["debug line", "info line", "error line"]);
+    assert.deepEqual((await reader.logs(prefix, { level: "info" })).map((l) => l.message), ["info line", "error line"]);
+    assert.deepEqual((await reader.logs(prefix, { offset: 1, limit: 1 })).map((l) => l.message), ["info line"]);
+  });
+
+  it("series can return another field of the metric as x", async () => {
+    const root = tempDir("test");
+    await new Experiment({ prefix: "a/p/x", dashRoot: root }).run((exp) => {
+      for (let i = 0; i < 4; i++) exp.metrics("train").log({ loss: i, epoch: Math.floor(i / 2) });
+    });
+    const series = await new DashReader(root).series("a/p/x", "train/loss", { x: "epoch" });
+    assert.deepEqual(series.x, [0, 0, 1, 1]);
+  });
+
+  it("reads files larger than one read block, and keys that need escaping", async () => {
+    const root = tempDir("test");
+    const n = 120_000;
+    await new Experiment({ prefix: "a/p/big", dashRoot: root }).run(async (exp) => {
+      for (let i = 0; i < n; i++) {
+        exp.metrics("train").log({ loss: 1 / (i + 1), acc: i / n, padding_to_make_lines_long: 123456.789 });
+        if (i % 10_000 === 0) await Promise.resolve();
+      }
+      exp.metrics("odd").log({ 'quote"key': 1, "back\\slash": 2, "ünï": 3 });
+    });
+    assert.ok(fs.statSync(path.join(root, "a/p/big/metrics/train.jsonl")).size > 8 << 20, "spans several read blocks");
+    const reader = new DashReader(root);
+    const series = await reader.series("a/p/big", "train/loss");
+    assert.equal(series.value.length, n);
+    assert.ok(series.step.every((s, i) => s === i));
+    assert.equal(series.value[n - 1], 1 / n);
+    const summary = await reader.summary("a/p/big");
+    assert.deepEqual(summary["train/acc"], { count: n, min: 0, max: (n - 1) / n, last: (n - 1) / n, lastStep: n - 1 });
+    assert.deepEqual(Object.keys(summary).filter((k) => k.startsWith("odd/")).sort(), ['odd/back\\slash', 'odd/quote"key', "odd/ünï"]);
+    assert.deepEqual((await reader.series("a/p/big", 'odd/quote"key')).value, [1]);
+  });
+
+  it("reads back every number exactly as written, in every form JSON gives it", async () => {
+    const root = tempDir("test");
+    const values = [
+      0, -0, 1, -1, 0.1, 0.001, 1e-7, -2.5e-8, 123456789012345, 1234567890123456, 2 ** 53 + 2, 1e21, 1.5e300, -1.7976931348623157e308,
+      5e-324, Number.MIN_VALUE * 3, 1 / 3, 0.30000000000000004, 1796168161.666, 42.125e10, 9.999999999999999e22, 1e23,
+    ];
+    // And doubles of 1 to 17 significant digits at many scales, from a fixed pseudo-random sequence.
+    let seed = 12345;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 2000; i++) {
+      const digits = 1 + (i % 17);
+      const scale = Math.floor(next() * 60) - 30;
+      values.push(Number(`${(next() * 10).toPrecision(digits)}e${scale}`) * (next() < 0.5 ? -1 : 1));
+    }
+    values.push(1e23);
+    await new Experiment({ prefix: "a/p/numbers", dashRoot: root }).run((exp) => {
+      for (const [i, value] of values.entries()) exp.metrics("train").log({ step: i * 1e6, value });
+    });
+    const reader = new DashReader(root);
+    const series = await reader.series("a/p/numbers", "train/value");
+    assert.deepEqual(series.value, values.map((v) => Object.is(v, -0) ? 0 : v), "JSON writes -0 as 0");
+    assert.deepEqual(series.step, values.map((_, i) => i * 1e6));
+    const summary = (await reader.summary("a/p/numbers"))["train/value"];
+    assert.deepEqual(summary, { count: values.length, min: -1.7976931348623157e308, max: 1.5e300, last: 1e23, lastStep: (values.length - 1) * 1e6 });
+    assert.equal(series.value.filter((v, i) => !Object.is(v, values[i])).length, 1, "only -0 differs");
+  });
+
+  it("reads a line longer than a read block whole", async () => {
+    const root = tempDir("test");
+    const long = "x".repeat(9 << 20);
+    await new Experiment({ prefix: "a/p/long", dashRoot: root }).run((exp) => {
+      exp.log("before");
+      exp.log(long);
+      exp.log("after");
+    });
+    const logs = await new DashReader(root).logs("a/p/long");
+    assert.deepEqual(logs.map((l) => l.message.length), [6, long.length, 5]);
+    assert.equal(logs[1].message, long);
+  });
+
+  it("skips a mangled line in the middle of a file", async () => {
+    const root = tempDir("test");
+    await new Experiment({ prefix: "a/p/mangled", dashRoot: root }).run((exp) => exp.metrics("train").log({ loss: 1 }));
+    const file = path.join(root, "a/p/mangled/metrics/train.jsonl");
+    fs.appendFileSync(file, '{"_ts":1,"step":1,"lo\n{"_ts":2,"step":2,"loss":3}\n');
+    assert.deepEqual((await new DashReader(root).series("a/p/mangled", "train/loss")).value, [1, 3]);
+  });
+
+  it("a reader that caches series and summaries reads only what was appended since, and starts over for a replaced file", async () => {
+    const root = tempDir("test");
+    const exp = new Experiment({ prefix: "a/p/live", dashRoot: root });
+    await exp.run.start();
+    const reader = new DashReader(root, { cache: 4 });
+    exp.metrics("train").log({ loss: 1 });
+    await exp.flush();
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1]);
+    const file = path.join(root, "a/p/live/metrics/train.jsonl");
+    fs.appendFileSync(file, '{"_ts":1,"step":1,"loss":2}\n{"_ts":1,"step":2,"lo');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1, 2], "the torn line waits");
+    fs.appendFileSync(file, 'ss":3}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).step, [0, 1, 2], "and is read once whole");
+    // Rewriting bytes already read (which a writer never does) shows they are not read again.
+    const text = fs.readFileSync(file, "utf8");
+    fs.writeFileSync(file, text.replace('"loss":2}', '"loss":7}') + '{"_ts":1,"step":3,"loss":4}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [1, 2, 3, 4]);
+    assert.deepEqual((await reader.summary("a/p/live"))["train/loss"], { count: 4, min: 1, max: 7, last: 4, lastStep: 3 });
+    fs.appendFileSync(file, '{"_ts":1,"step":4,"loss":0}\n');
+    assert.deepEqual((await reader.summary("a/p/live"))["train/loss"], { count: 5, min: 0, max: 7, last: 0, lastStep: 4 });
+    fs.writeFileSync(file, '{"_ts":1,"step":0,"loss":9}\n');
+    assert.deepEqual((await reader.series("a/p/live", "train/loss")).value, [9]);
+    await exp.run.complete();
+  });
+
+  it("skips a torn last line", async () => {
+    const root = tempDir("test");
+    await new Experiment({ prefix: "a/p/torn", dashRoot: root }).run((exp) => {
+      exp.metrics("train").log({ loss: 1 });
+      exp.metrics("train").log({ loss: 2 });
+    });
+    fs.appendFileSync(path.join(root, "a/p/torn/metrics/train.jsonl"), '{"_ts":1,"step":2,"lo');
+    const series = await new DashReader(root).series("a/p/torn", "train/loss");
+    assert.deepEqual(series.value, [1, 2]);
   });
 });
