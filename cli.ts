@@ -25,6 +25,7 @@ import { readEnv } from "./storage/runtime.ts";
 import type { ExperimentRecord, ParamValue, StatusRecord } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer, ServeOptions } from "./server.ts";
+import { isOrigin } from "./server/guard.ts";
 import { DashReader } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToken } from "./storage/http.ts";
@@ -351,16 +352,11 @@ function checkedHostName(name: string): string {
 }
 
 function checkedOrigin(origin: string): string {
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(origin);
-  } catch {
-    parsed = undefined;
-  }
-  if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, "")) {
+  const bare = origin.replace(/\/$/, "");
+  if (!isOrigin(bare)) {
     throw new UsageProblem(`invalid --cors-origin ${JSON.stringify(origin)}: expected an origin such as https://app.example (scheme, host and port only)`);
   }
-  return parsed.origin;
+  return bare;
 }
 
 /** `--token T` or `--token-file F` (likewise `--read-token`): a file keeps the token out of `ps`. */

@@ -401,34 +401,24 @@ function uniqueRunName(): string {
  * await dxp.run(async () => dxp.metrics("train").log({ loss: 1 }));
  * ```
  */
-export const RUN: RunConfig = {
-  get prefix(): string | undefined {
-    return runOverrides.prefix ?? readEnv("ML_DASH_PREFIX");
-  },
-  set prefix(value: string | undefined) {
-    runOverrides.prefix = value;
-  },
-  get dashRoot(): string {
-    return runOverrides.dashRoot ?? readEnv("ML_DASH_ROOT") ?? ".dash";
-  },
-  set dashRoot(value: string) {
-    runOverrides.dashRoot = value;
-  },
-  get dashUrl(): string | undefined {
-    return runOverrides.dashUrl ?? readEnv("ML_DASH_URL");
-  },
-  set dashUrl(value: string | undefined) {
-    runOverrides.dashUrl = value;
-  },
-  get user(): string {
-    return runOverrides.user ?? readEnv("ML_DASH_USER") ?? "local";
-  },
-  set user(value: string) {
-    runOverrides.user = value;
-  },
-};
+export const RUN: RunConfig = Object.defineProperties({} as RunConfig, {
+  prefix: setting("prefix", "ML_DASH_PREFIX"),
+  dashRoot: setting("dashRoot", "ML_DASH_ROOT", ".dash"),
+  dashUrl: setting("dashUrl", "ML_DASH_URL"),
+  user: setting("user", "ML_DASH_USER", "local"),
+});
 
+/** Values set on {@linkcode RUN}; unset ones are read from the environment at each use. */
 const runOverrides: Partial<RunConfig> = {};
+
+/** A property of {@linkcode RUN}: what was set, else the env var, else the default. */
+function setting(name: keyof RunConfig, env: string, fallback?: string): PropertyDescriptor {
+  return {
+    get: (): string | undefined => runOverrides[name] ?? readEnv(env) ?? fallback,
+    set: (value: string | undefined): void => void (runOverrides[name] = value),
+    enumerable: true,
+  };
+}
 
 /**
  * The experiment built from {@linkcode RUN}: its prefix and storage are read when it starts.
@@ -446,14 +436,8 @@ export const dxp: Experiment = new Experiment();
 // ─── Core: one experiment's state, shared by both facades ───────────────────
 
 /** Settings after options, RUN and env vars are resolved and checked. */
-interface Settings {
+interface Settings extends Pick<ExperimentOptions, "readme" | "tags" | "metadata" | "dashRoot" | "dashUrl" | "token"> {
   prefix: string;
-  readme?: string;
-  tags?: string[];
-  metadata?: Record<string, unknown>;
-  dashRoot?: string;
-  dashUrl?: string;
-  token?: string;
   strict: boolean;
   flushInterval: number;
   metricBatchSize: number;
@@ -1669,18 +1653,7 @@ export interface RunConfig {
   user: string;
 }
 
-// The records a batch holds and the backend contract, defined in storage/backend.ts.
-export type {
-  Backend,
-  Batch,
-  ExistingState,
-  ExperimentRecord,
-  FileInfo,
-  FileUpload,
-  LogRecord,
-  MetricRecord,
-  MetricValue,
-  ParamValue,
-  Status,
-  StatusRecord,
-};
+// The records a batch holds (Batch, MetricRecord, LogRecord, StatusRecord, ExperimentRecord,
+// FileInfo, FileUpload, ParamValue, MetricValue, Status) and the backend contract (Backend,
+// ExistingState), defined in storage/backend.ts.
+export type * from "./storage/backend.ts";

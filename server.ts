@@ -37,20 +37,8 @@ export type { DashHandler, Fault, HandlerOptions, HandlerStats } from "./server/
 export type { BatchEnvelope, WireBatch } from "./storage/protocol.ts";
 export { JsonlStore } from "./server/jsonl_store.ts";
 export type { JsonlStoreOptions } from "./server/jsonl_store.ts";
-export type {
-  BatchKey,
-  Change,
-  ExperimentPage,
-  ExperimentView,
-  ListQuery,
-  LogPage,
-  LogPageQuery,
-  OpenState,
-  SeriesPage,
-  SeriesQuery,
-  Store,
-  StoredFile,
-} from "./server/store.ts";
+// The Store contract and the types of its answers.
+export type * from "./server/store.ts";
 export type { ConnectionLimits } from "./server/adapters.ts";
 
 

@@ -88,3 +88,20 @@ export function targetValue(event) {
 export function targetChecked(event) {
   return /** @type {HTMLInputElement} */ (event.target).checked;
 }
+
+/**
+ * A search box that calls `onInput` with its text as the user types.
+ * @param {string} placeholder
+ * @param {string} value
+ * @param {(text: string) => void} onInput
+ * @returns {HTMLElement}
+ */
+export function searchBox(placeholder, value, onInput) {
+  return h("input", {
+    type: "search",
+    class: "input",
+    placeholder,
+    value,
+    oninput: (/** @type {Event} */ ev) => onInput(targetValue(ev)),
+  });
+}

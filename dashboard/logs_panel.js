@@ -3,7 +3,7 @@
 // level, merged in time order, with a run menu and a text search.
 
 import { fetchJson } from "./api.js";
-import { fill, h, $, targetValue } from "./dom.js";
+import { fill, h, $, searchBox, targetValue } from "./dom.js";
 import * as fmt from "./format.js";
 import { runLabels } from "./runs.js";
 import { colorOf, state } from "./state.js";
@@ -98,15 +98,9 @@ function logsToolbar() {
         ...state.selected.map((p) => h("option", { value: p, selected: logRun === p }, labels.get(p))),
       )
       : null,
-    h("input", {
-      type: "search",
-      class: "input",
-      placeholder: "Search messages",
-      value: logText,
-      oninput: (/** @type {Event} */ ev) => {
-        logText = targetValue(ev);
-        drawLogLines();
-      },
+    searchBox("Search messages", logText, (text) => {
+      logText = text;
+      drawLogLines();
     }),
     h("span", { class: "muted", id: "log-count" }),
   );

@@ -2,7 +2,7 @@
 // The Parameters tab: every parameter of the selected runs, a column per run,
 // with those that differ marked; a filter and an "only differences" switch.
 
-import { fill, h, $, targetChecked, targetValue } from "./dom.js";
+import { fill, h, $, searchBox, targetChecked } from "./dom.js";
 import { runHeaderCells } from "./runs.js";
 import { state } from "./state.js";
 
@@ -52,19 +52,13 @@ export function renderParams() {
  */
 function paramsToolbar(runCount, keyCount, differCount) {
   return h("div", { class: "panel-toolbar" },
-    h("input", {
-      type: "search",
-      class: "input",
-      placeholder: "Filter parameters",
-      value: paramFilter,
-      oninput: (/** @type {Event} */ ev) => {
-        paramFilter = targetValue(ev);
-        renderParams();
-        // The panel was redrawn: typing goes on in the new box.
-        const input = /** @type {HTMLInputElement} */ ($("#panel-params input[type=search]"));
-        input.focus();
-        input.setSelectionRange(input.value.length, input.value.length);
-      },
+    searchBox("Filter parameters", paramFilter, (text) => {
+      paramFilter = text;
+      renderParams();
+      // The panel was redrawn: typing goes on in the new box.
+      const input = /** @type {HTMLInputElement} */ ($("#panel-params input[type=search]"));
+      input.focus();
+      input.setSelectionRange(input.value.length, input.value.length);
     }),
     runCount > 1
       ? h("label", { class: "check" },

@@ -38,7 +38,7 @@ export const DEFAULT_MAX_CONNECTIONS = 1_000;
 /** File descriptors always left for files, pipes and the runtime, however low the limit. */
 export const FD_RESERVE_MIN = 64;
 /** Share of the file-descriptor limit left for files, pipes and the runtime. */
-export const FD_RESERVE_SHARE = 1 / 8;
+export const FD_RESERVE_SHARE: number = 1 / 8;
 /**
  * Length of the kernel's queue of connections not yet accepted. At the cap the
  * server stops listening, but it may first accept what the queue holds, and

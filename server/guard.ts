@@ -162,14 +162,31 @@ function hostName(host: string): string {
   return colon < 0 ? host : host.slice(0, colon);
 }
 
-function checkOrigin(origin: string): string {
-  let url: URL | undefined;
+/**
+ * Whether the text is a browser origin, `scheme://host[:port]` with scheme
+ * http or https and nothing after it.
+ *
+ * @param text The text.
+ * @returns True for an origin such as `https://app.example`.
+ *
+ * @example
+ * ```ts
+ * import { isOrigin } from "./guard.ts";
+ *
+ * console.log(isOrigin("https://app.example"), isOrigin("https://app.example/x")); // true false
+ * ```
+ */
+export function isOrigin(text: string): boolean {
   try {
-    url = new URL(origin);
+    const url = new URL(text);
+    return /^https?:$/.test(url.protocol) && url.origin === text;
   } catch {
-    url = undefined;
+    return false;
   }
-  if (!url || !/^https?:$/.test(url.protocol) || url.origin !== origin) {
+}
+
+function checkOrigin(origin: string): string {
+  if (!isOrigin(origin)) {
     throw new TypeError(`Invalid CORS origin ${JSON.stringify(origin)}: expected scheme://host[:port], such as https://app.example, with no path or trailing slash`);
   }
   return origin;

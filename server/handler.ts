@@ -104,7 +104,7 @@ export interface DashHandler {
 }
 
 /** The largest request body by default, in bytes. */
-export const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BODY: number = 64 * 1024 * 1024;
 const DEFAULT_CONCURRENT_BODIES = 128 * 1024 * 1024;
 
 /** The routes of the API, each `METHOD path`. */

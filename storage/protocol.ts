@@ -453,7 +453,7 @@ function checkLine(line: string, where: string, check: (r: Record<string, unknow
  * serializes them again. The library takes 64 levels of a user's value; the
  * envelope around it adds a few.
  */
-export const MAX_DEPTH = 64 + 8;
+export const MAX_DEPTH: number = 64 + 8;
 
 /** Refuses JSON nested deeper than {@linkcode MAX_DEPTH}, without recursion. */
 export function checkDepth(value: unknown, where: string): void {
