@@ -21,6 +21,7 @@ import type { Batch } from "../storage/backend.ts";
 import { ConfigError, StorageError } from "../storage/errors.ts";
 import { DashReader, JsonlBackend, OutsideRootError } from "../storage/jsonl.ts";
 import { minMaxDownsample } from "../storage/downsample.ts";
+import { EXPERIMENT_FILE, experimentPath } from "../storage/layout.ts";
 import { unrefTimer } from "../storage/runtime.ts";
 import { appendedFiles, SessionLedger } from "./ledger.ts";
 import { RootWatcher } from "./jsonl_watch.ts";
@@ -94,7 +95,7 @@ export class JsonlStore implements Store {
   ingest(key: BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
     const { prefix, session, seq } = key;
     if (this.#ledger.has(prefix, session, seq)) return Promise.resolve({ duplicate: true });
-    const isNew = !this.#watcher.knows(prefix) && !fs.existsSync(path.join(this.#dir(prefix), "experiment.json"));
+    const isNew = !this.#watcher.knows(prefix) && !fs.existsSync(experimentPath(this.root, prefix, EXPERIMENT_FILE));
     // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
     if (isNew && !batch.metadata) batch.metadata = { prefix };
     try {
@@ -228,10 +229,6 @@ export class JsonlStore implements Store {
       this.#backend.close().catch(() => {});
     }, IDLE_CLOSE_MS);
     unrefTimer(this.#idleClose);
-  }
-
-  #dir(prefix: string): string {
-    return path.join(this.root, ...prefix.split("/"));
   }
 
   /**

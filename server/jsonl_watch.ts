@@ -23,6 +23,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Batch } from "../storage/backend.ts";
 import type { DashReader } from "../storage/jsonl.ts";
+import { EXPERIMENT_ENTRIES, experimentPath, isTempPath, LOGS_FILE, metricOfFile, METRICS_DIR } from "../storage/layout.ts";
 import type { Change } from "./store.ts";
 
 interface Snapshot {
@@ -33,9 +34,6 @@ interface Snapshot {
 
 /** Ticks between full scans of the root, for changes the watch did not report. */
 export const FULL_SCAN_TICKS = 30;
-
-/** Names in an experiment folder: a changed path is cut at the first of them to give its experiment. */
-const LAYOUT_NAMES = new Set(["metrics", "files", "files.jsonl", "logs.jsonl", "status.json", "experiment.json", "parameters.json", "parameters.jsonl"]);
 
 /** Reports the changes of a root while started; no timer and no watch run when stopped. */
 export class RootWatcher {
@@ -140,7 +138,8 @@ export class RootWatcher {
   #noteChange(name: string | Buffer | null): void {
     if (name === null) return void (this.#lostTrack = true);
     const segments = String(name).split(/[\\/]/);
-    const at = segments.findIndex((s) => LAYOUT_NAMES.has(s) || s.endsWith(".tmp"));
+    // A changed path is cut at the first name of an experiment folder's entries (or a temp file) to give its experiment.
+    const at = segments.findIndex((s) => EXPERIMENT_ENTRIES.has(s) || isTempPath(s));
     if (at > 0) this.#changed.add(segments.slice(0, at).join("/"));
   }
 
@@ -189,24 +188,20 @@ export class RootWatcher {
     if (old ? now.logsBytes !== old.logsBytes : now.logsBytes > 0) onChange({ kind: "logs", prefix });
   }
 
-  #dir(prefix: string): string {
-    return path.join(this.#root, ...prefix.split("/"));
-  }
-
   #logsBytes(prefix: string): number {
     try {
-      return fs.statSync(path.join(this.#dir(prefix), "logs.jsonl")).size;
+      return fs.statSync(experimentPath(this.#root, prefix, LOGS_FILE)).size;
     } catch {
       return 0;
     }
   }
 
   #metricsBytes(prefix: string): number {
-    const dir = path.join(this.#dir(prefix), "metrics");
     let total = 0;
     try {
+      const dir = experimentPath(this.#root, prefix, METRICS_DIR);
       for (const name of fs.readdirSync(dir)) {
-        if (name.endsWith(".jsonl")) total += fs.statSync(path.join(dir, name)).size;
+        if (metricOfFile(name) !== undefined) total += fs.statSync(path.join(dir, name)).size;
       }
     } catch {
       // No metrics yet.

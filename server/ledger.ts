@@ -7,7 +7,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Batch } from "../storage/backend.ts";
-import { processId } from "../storage/runtime.ts";
+import { fileSystem } from "../storage/file_system.ts";
+import { experimentDir, experimentPath, FILES_INDEX, LOGS_FILE, metricEntry, PARAMETERS_LOG, replaceFileSync, SESSIONS_FILE } from "../storage/layout.ts";
 
 /**
  * Which (session, seq) pairs each experiment has stored, kept in
@@ -99,15 +100,11 @@ export class SessionLedger {
   }
 
   #save(prefix: string, ledger: LedgerFile): void {
-    const file = this.#file(prefix);
-    const tmp = `${file}.${processId() ?? 0}.tmp`;
     try {
-      fs.writeFileSync(tmp, JSON.stringify(ledger));
-      fs.renameSync(tmp, file);
+      replaceFileSync(fileSystem, this.#file(prefix), JSON.stringify(ledger));
     } catch (error) {
       // What is in memory is not on disk: forget it, the next load reads the disk's.
       this.#cache.delete(prefix);
-      fs.rmSync(tmp, { force: true });
       throw error;
     }
   }
@@ -127,11 +124,11 @@ export class SessionLedger {
   }
 
   #dir(prefix: string): string {
-    return path.join(this.#root, ...prefix.split("/"));
+    return experimentDir(this.#root, prefix);
   }
 
   #file(prefix: string): string {
-    return path.join(this.#dir(prefix), ".sessions.json");
+    return experimentPath(this.#root, prefix, SESSIONS_FILE);
   }
 
   #load(prefix: string): LedgerFile {
@@ -172,10 +169,10 @@ interface LedgerFile {
 
 /** The append-only files a batch adds lines to, relative to its experiment's folder. */
 export function appendedFiles(batch: Batch): string[] {
-  const files = Object.keys(batch.metrics ?? {}).map((name) => `metrics/${name}.jsonl`);
-  if (batch.logs) files.push("logs.jsonl");
-  if (batch.params) files.push("parameters.jsonl");
-  if (batch.files) files.push("files.jsonl");
+  const files = Object.keys(batch.metrics ?? {}).map(metricEntry);
+  if (batch.logs) files.push(LOGS_FILE);
+  if (batch.params) files.push(PARAMETERS_LOG);
+  if (batch.files) files.push(FILES_INDEX);
   return files;
 }
 

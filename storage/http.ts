@@ -25,6 +25,7 @@
 import { checkUrl } from "./backend.ts";
 import type { Backend, Batch, ExistingState } from "./backend.ts";
 import { StorageError } from "./errors.ts";
+import { outboxDir, outboxFile, replaceFileSync } from "./layout.ts";
 import { encodeJson, encodeNdjson, JSON_TYPE, NDJSON_TYPE, textOf } from "./protocol.ts";
 import { permissionGranted, readEnv } from "./runtime.ts";
 
@@ -342,13 +343,10 @@ export class HttpBackend implements Backend {
   #spool(fs: FileSystem, envelopes: Envelope[]): void {
     for (const envelope of envelopes) {
       if (envelope.spooled) continue;
-      const dir = this.#outboxDir(envelope.prefix);
-      fs.makeDirectory(dir);
-      const file = `${dir}/${envelope.session}-${envelope.seq}.json`;
-      const tmp = `${file}.tmp`;
+      fs.makeDirectory(this.#outboxDir(envelope.prefix));
+      const file = outboxFile(this.#outboxRoot(), envelope.prefix, envelope.session, envelope.seq);
       // The outbox holds the JSON form of the protocol: one file, one request, readable with jq.
-      fs.writeFile(tmp, encodeJson(envelope));
-      fs.rename(tmp, file);
+      replaceFileSync(fs, file, encodeJson(envelope));
       envelope.spooled = file;
     }
   }
@@ -358,7 +356,7 @@ export class HttpBackend implements Backend {
   }
 
   #outboxDir(prefix: string): string {
-    return `${this.#outboxRoot()}/.outbox/${encodeURIComponent(prefix)}`;
+    return outboxDir(this.#outboxRoot(), prefix);
   }
 
   async #unspool(file: string): Promise<void> {

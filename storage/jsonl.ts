@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { checkFilePath, checkPrefix } from "./backend.ts";
 import type {
   Backend,
   Batch,
@@ -34,7 +33,22 @@ import type {
 import { StorageError } from "./errors.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
-import { processId } from "./runtime.ts";
+import {
+  entryPath,
+  EXPERIMENT_FILE,
+  experimentDir,
+  FILES_DIR,
+  FILES_INDEX,
+  LOGS_FILE,
+  metricOfFile,
+  metricPath,
+  METRICS_DIR,
+  PARAMETERS_FILE,
+  PARAMETERS_LOG,
+  replaceFileSync,
+  savedFilePath,
+  STATUS_FILE,
+} from "./layout.ts";
 
 // ─── Writer ─────────────────────────────────────────────────────────────────
 
@@ -46,9 +60,6 @@ const MAX_WRITE_BYTES = 1 << 20;
 
 /** Experiment folders whose state files are kept in memory, to be written again if the folder is removed. */
 const MAX_REMEMBERED = 1024;
-
-/** One line per `params.set` (a flat patch), folded in order by readers; appends from several processes lose nothing. */
-const PARAMS_LOG = "parameters.jsonl";
 
 const NEWLINE = new Uint8Array([10]);
 
@@ -82,7 +93,7 @@ export class JsonlBackend implements Backend {
   /** The root with its links resolved, once it exists. */
   #realRoot: string | undefined;
   /** experiment.json and status.json as last written, by experiment folder: what a folder removed under the writer gets back. */
-  #state = new Map<string, Map<string, unknown>>();
+  #state = new Map<string, Map<typeof EXPERIMENT_FILE | typeof STATUS_FILE, unknown>>();
 
   /**
    * Creates a backend that writes under `root`; nothing is written until a batch comes.
@@ -109,8 +120,8 @@ export class JsonlBackend implements Backend {
       const dir = this.#dir(prefix);
       this.#mkdir(dir);
       const params = readParams(dir);
-      const files = [...latestFiles(join(dir, "files.jsonl")).values()];
-      return { params, files, steps: lastSteps(join(dir, "metrics")) };
+      const files = [...latestFiles(entryPath(dir, FILES_INDEX)).values()];
+      return { params, files, steps: lastSteps(entryPath(dir, METRICS_DIR)) };
     });
   }
 
@@ -133,18 +144,18 @@ export class JsonlBackend implements Backend {
   writeSync = (prefix: string, batch: Batch): void => {
     const dir = this.#dir(prefix);
     try {
-      this.#writeBatch(dir, batch);
+      this.#writeBatch(prefix, dir, batch);
     } catch (error) {
       if (!fileSystem.isMissing(error)) throw error;
       // The folder, or part of it, was removed under the writer (say `rm -rf` while a server
       // runs): make it again and write what is not stored yet, rather than fail every batch.
       this.#recreate(dir);
-      this.#writeBatch(dir, batch);
+      this.#writeBatch(prefix, dir, batch);
     }
   };
 
   /** Writes the parts of a batch not stored yet. */
-  #writeBatch(dir: string, batch: Batch): void {
+  #writeBatch(prefix: string, dir: string, batch: Batch): void {
     this.#mkdir(dir);
     // A batch written again after a failure skips the parts already stored, and an append
     // resumes where it stopped: no record is appended twice.
@@ -159,15 +170,16 @@ export class JsonlBackend implements Backend {
     };
     if (batch.metadata) once("metadata", () => this.#mergeExperiment(dir, batch.metadata!));
     if (batch.params) {
-      once("params", (p) => this.#appendLines(join(dir, PARAMS_LOG), [JSON.stringify(batch.params)], p));
+      // One line per `params.set` (a flat patch), folded in order by readers; appends from several processes lose nothing.
+      once("params", (p) => this.#appendLines(entryPath(dir, PARAMETERS_LOG), [JSON.stringify(batch.params)], p));
       once("params-snapshot", () => this.#mergeParams(dir, batch.params!));
     }
-    if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(dir, file));
+    if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(prefix, dir, file));
     if (batch.metrics) {
-      this.#mkdir(join(dir, "metrics"));
-      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(join(dir, "metrics", `${name}.jsonl`), batch.metrics![name], p));
+      this.#mkdir(entryPath(dir, METRICS_DIR));
+      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(metricPath(this.root, prefix, name), batch.metrics![name], p));
     }
-    if (batch.logs) once("logs", (p) => this.#appendLines(join(dir, "logs.jsonl"), batch.logs!, p));
+    if (batch.logs) once("logs", (p) => this.#appendLines(entryPath(dir, LOGS_FILE), batch.logs!, p));
     // Status last: a reader that sees COMPLETED also sees the data before it.
     if (batch.status) this.#mergeStatus(dir, batch.status);
     // An ended experiment gets no more lines for a while: its files need not stay open.
@@ -179,14 +191,14 @@ export class JsonlBackend implements Backend {
     for (const made of this.#madeDirs) if (made === dir || made.startsWith(`${dir}/`)) this.#madeDirs.delete(made);
     this.#mkdir(dir);
     for (const [name, value] of this.#state.get(dir) ?? []) {
-      const file = join(dir, name);
+      const file = entryPath(dir, name);
       if (fileSystem.size(file) === 0) writeJsonAtomic(file, value);
     }
   }
 
   /** Keeps what a state file of `dir` now holds, for {@linkcode #recreate}; the least recently written folders are forgotten first. */
-  #remember(dir: string, name: string, value: unknown): void {
-    const state = this.#state.get(dir) ?? new Map<string, unknown>();
+  #remember(dir: string, name: typeof EXPERIMENT_FILE | typeof STATUS_FILE, value: unknown): void {
+    const state = this.#state.get(dir) ?? new Map<typeof EXPERIMENT_FILE | typeof STATUS_FILE, unknown>();
     this.#state.delete(dir);
     this.#state.set(dir, state.set(name, value));
     if (this.#state.size > MAX_REMEMBERED) this.#state.delete(this.#state.keys().next().value!);
@@ -215,14 +227,15 @@ export class JsonlBackend implements Backend {
   }
 
   #dir(prefix: string): string {
-    checkPrefix(prefix);
-    return join(this.root, ...prefix.split("/"));
+    return experimentDir(this.root, prefix);
   }
 
   #mkdir(dir: string): void {
     if (this.#madeDirs.has(dir)) return;
     this.checkInside(dir);
     fileSystem.makeDirectory(dir);
+    // A server writes to ever more experiments: forgetting the folders made only costs a check each.
+    if (this.#madeDirs.size >= MAX_REMEMBERED * 8) this.#madeDirs.clear();
     this.#madeDirs.add(dir);
   }
 
@@ -321,12 +334,12 @@ export class JsonlBackend implements Backend {
   }
 
   #mergeExperiment(dir: string, patch: ExperimentRecord): void {
-    const file = join(dir, "experiment.json");
+    const file = entryPath(dir, EXPERIMENT_FILE);
     const now = Date.now() / 1000;
     const old = readJson<ExperimentFile>(file);
     const next = { ...old, ...patch, createdAt: old?.createdAt ?? now, updatedAt: now };
     writeJsonAtomic(file, next);
-    this.#remember(dir, "experiment.json", next);
+    this.#remember(dir, EXPERIMENT_FILE, next);
   }
 
   /**
@@ -335,7 +348,7 @@ export class JsonlBackend implements Backend {
    * from parameters.jsonl, which holds every patch and is what readers fold.
    */
   #mergeParams(dir: string, params: Record<string, ParamValue>): void {
-    const file = join(dir, "parameters.json");
+    const file = entryPath(dir, PARAMETERS_FILE);
     const old = readJson<ParametersFile>(file);
     const next: ParametersFile = {
       version: (old?.version ?? 0) + 1,
@@ -346,7 +359,7 @@ export class JsonlBackend implements Backend {
   }
 
   #mergeStatus(dir: string, patch: StatusRecord): void {
-    const file = join(dir, "status.json");
+    const file = entryPath(dir, STATUS_FILE);
     const old = readJson<StatusRecord>(file);
     const next: StatusRecord = { ...old, ...patch };
     if (patch.status === "RUNNING") {
@@ -355,18 +368,15 @@ export class JsonlBackend implements Backend {
       if (!("host" in patch)) delete next.host;
     }
     writeJsonAtomic(file, next);
-    this.#remember(dir, "status.json", next);
+    this.#remember(dir, STATUS_FILE, next);
   }
 
-  #saveFile(dir: string, file: FileInfo & { data: Uint8Array }): void {
-    checkFilePath(file.path);
-    const target = join(dir, "files", ...file.path.split("/"));
+  #saveFile(prefix: string, dir: string, file: FileInfo & { data: Uint8Array }): void {
+    const target = savedFilePath(this.root, prefix, file.path);
     this.#mkdir(target.slice(0, target.lastIndexOf("/")));
-    const tmp = tempName(target);
-    fileSystem.writeFile(tmp, file.data);
-    fileSystem.rename(tmp, target);
+    replaceFileSync(fileSystem, target, file.data);
     const { data: _data, ...info } = file;
-    this.#appendLines(join(dir, "files.jsonl"), [JSON.stringify(info)]);
+    this.#appendLines(entryPath(dir, FILES_INDEX), [JSON.stringify(info)]);
   }
 }
 
@@ -459,8 +469,8 @@ function outsideRoot(path: string, root: string, found: string): StorageError {
  */
 export function readParams(dir: string): Record<string, ParamValue> {
   const params: Record<string, ParamValue> = {};
-  const base = readJson<ParametersFile>(join(dir, "parameters.json"))?.data;
-  const patches = readJsonl<Record<string, ParamValue>>(join(dir, PARAMS_LOG));
+  const base = readJson<ParametersFile>(entryPath(dir, PARAMETERS_FILE))?.data;
+  const patches = readJsonl<Record<string, ParamValue>>(entryPath(dir, PARAMETERS_LOG));
   for (const patch of base === undefined ? patches : [base, ...patches]) {
     if (patch === null || typeof patch !== "object" || Array.isArray(patch)) continue;
     for (const key of Object.keys(patch)) setOwn(params, key, patch[key]);
@@ -512,13 +522,7 @@ const encoder = new TextEncoder();
 let scratch = new Uint8Array(MAX_WRITE_BYTES);
 
 function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = tempName(file);
-  fileSystem.writeFile(tmp, JSON.stringify(value, null, 2) + "\n");
-  fileSystem.rename(tmp, file);
-}
-
-function tempName(file: string): string {
-  return `${file}.${processId() ?? 0}.${Math.random().toString(36).slice(2)}.tmp`;
+  replaceFileSync(fileSystem, file, JSON.stringify(value, null, 2) + "\n");
 }
 
 function readJson<T>(file: string): T | undefined {
@@ -711,11 +715,11 @@ export class DashReader {
       } catch {
         return;
       }
-      const isExperiment = entries.some((e) => e.isFile && e.name === "experiment.json");
+      const isExperiment = entries.some((e) => e.isFile && e.name === EXPERIMENT_FILE);
       if (isExperiment) found.push(this.#summarize(dir, prefix));
       for (const entry of entries) {
         if (!entry.isDirectory || entry.name.startsWith(".")) continue;
-        if (isExperiment && (entry.name === "metrics" || entry.name === "files")) continue;
+        if (isExperiment && (entry.name === METRICS_DIR || entry.name === FILES_DIR)) continue;
         walk(join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name);
       }
     };
@@ -733,7 +737,7 @@ export class DashReader {
    * @returns True if it has an experiment.json.
    */
   exists(prefix: string): Promise<boolean> {
-    return Promise.resolve(fileSystem.readText(join(this.#dir(prefix), "experiment.json")) !== undefined);
+    return Promise.resolve(fileSystem.readText(entryPath(this.#dir(prefix), EXPERIMENT_FILE)) !== undefined);
   }
 
   /**
@@ -743,7 +747,7 @@ export class DashReader {
    * @returns Its metadata, or undefined.
    */
   experiment(prefix: string): Promise<(ExperimentRecord & { createdAt?: number; updatedAt?: number }) | undefined> {
-    return Promise.resolve(readJson(join(this.#dir(prefix), "experiment.json")));
+    return Promise.resolve(readJson(entryPath(this.#dir(prefix), EXPERIMENT_FILE)));
   }
 
   /**
@@ -753,7 +757,7 @@ export class DashReader {
    * @returns The status, or undefined.
    */
   status(prefix: string): Promise<(StatusRecord & { stale: boolean }) | undefined> {
-    const status = readJson<StatusRecord>(join(this.#dir(prefix), "status.json"));
+    const status = readJson<StatusRecord>(entryPath(this.#dir(prefix), STATUS_FILE));
     return Promise.resolve(status && { ...status, stale: this.#isStale(status) });
   }
 
@@ -776,7 +780,7 @@ export class DashReader {
    */
   logs(prefix: string, query: LogQuery = {}): Promise<LogRecord[]> {
     const minRank = query.level === undefined ? 0 : LEVEL_RANK.get(query.level) ?? 0;
-    const lines = readJsonl<LogRecord>(join(this.#dir(prefix), "logs.jsonl"))
+    const lines = readJsonl<LogRecord>(entryPath(this.#dir(prefix), LOGS_FILE))
       .filter((l) => (LEVEL_RANK.get(l.level) ?? 1) >= minRank);
     const offset = query.offset ?? 0;
     return Promise.resolve(lines.slice(offset, query.limit === undefined ? undefined : offset + query.limit));
@@ -801,8 +805,9 @@ export class DashReader {
    * @returns Steps, times and values (and `x`), in the order written.
    */
   series(prefix: string, key: string, options: { x?: string } = {}): Promise<Series> {
-    const { metric, field } = splitKey(key, (m) => this.#metricNames(prefix).includes(m));
-    const file = this.#metricFile(prefix, metric);
+    let listed: Map<string, string> | undefined;
+    const { metric, field } = splitKey(key, (m) => (listed ??= this.#metricFiles(prefix)).has(m));
+    const file = listed?.get(metric) ?? metricPath(this.root, prefix, metric);
     const id = `series\0${file}\0${field}\0${options.x ?? ""}`;
     const read = this.#take<SeriesRead>(id, file) ?? { bytes: 0, step: [], ts: [], value: [], x: options.x === undefined ? undefined : [] };
     if (fileSystem.size(file) > read.bytes) read.bytes = readSeries(file, read, field, options.x);
@@ -823,8 +828,7 @@ export class DashReader {
   summary(prefix: string): Promise<Record<string, KeySummary>> {
     // A Map: a field may be named "__proto__", which an assignment to {} would lose.
     const result = new Map<string, KeySummary>();
-    for (const metric of this.#metricNames(prefix)) {
-      const file = this.#metricFile(prefix, metric);
+    for (const [metric, file] of this.#metricFiles(prefix)) {
       const id = `summary\0${file}`;
       const read = this.#take<SummaryRead>(id, file) ?? { bytes: 0, fields: new Map() };
       if (fileSystem.size(file) > read.bytes) read.bytes = readSummary(file, read);
@@ -859,7 +863,7 @@ export class DashReader {
    * @returns The last step by metric name (metrics without records are left out).
    */
   lastSteps(prefix: string): Promise<Record<string, number>> {
-    return Promise.resolve(lastSteps(join(this.#dir(prefix), "metrics")));
+    return Promise.resolve(lastSteps(entryPath(this.#dir(prefix), METRICS_DIR)));
   }
 
   /**
@@ -869,7 +873,7 @@ export class DashReader {
    * @returns File entries.
    */
   files(prefix: string): Promise<FileInfo[]> {
-    return Promise.resolve([...latestFiles(join(this.#dir(prefix), "files.jsonl")).values()]);
+    return Promise.resolve([...latestFiles(entryPath(this.#dir(prefix), FILES_INDEX)).values()]);
   }
 
   /**
@@ -880,13 +884,11 @@ export class DashReader {
    * @returns The path on disk.
    */
   filePath(prefix: string, file: string): string {
-    checkFilePath(file);
-    return join(this.#dir(prefix), "files", ...file.split("/"));
+    return savedFilePath(this.root, prefix, file);
   }
 
   #dir(prefix: string): string {
-    checkPrefix(prefix);
-    return join(this.root, ...prefix.split("/"));
+    return experimentDir(this.root, prefix);
   }
 
   /**
@@ -899,21 +901,23 @@ export class DashReader {
     return entry && fileSystem.size(file) >= entry.bytes ? entry : undefined;
   }
 
-  #metricFile(prefix: string, metric: string): string {
-    return join(this.#dir(prefix), "metrics", `${metric}.jsonl`);
-  }
-
-  #metricNames(prefix: string): string[] {
-    return fileSystem.list(join(this.#dir(prefix), "metrics"))
-      .map((e) => e.name)
-      .filter((n) => n.endsWith(".jsonl"))
-      .map((n) => n.slice(0, -".jsonl".length))
-      .sort();
+  /**
+   * The metric files of an experiment by metric name, sorted by name. Names are
+   * taken as listed: a file a script made with a name the writer refuses is read too.
+   */
+  #metricFiles(prefix: string): Map<string, string> {
+    const dir = entryPath(this.#dir(prefix), METRICS_DIR);
+    const files: [string, string][] = [];
+    for (const entry of fileSystem.list(dir)) {
+      const metric = metricOfFile(entry.name);
+      if (metric !== undefined) files.push([metric, join(dir, entry.name)]);
+    }
+    return new Map(files.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   #summarize(dir: string, prefix: string): ExperimentSummary {
-    const meta = readJson<ExperimentFile>(join(dir, "experiment.json"));
-    const status = readJson<StatusRecord>(join(dir, "status.json"));
+    const meta = readJson<ExperimentFile>(entryPath(dir, EXPERIMENT_FILE));
+    const status = readJson<StatusRecord>(entryPath(dir, STATUS_FILE));
     return {
       prefix,
       status: status?.status ?? "UNKNOWN",
@@ -1168,9 +1172,10 @@ function lastSteps(metricsDir: string): Record<string, number> {
   // Entries, not assignments to {}: a metric may be named "__proto__".
   const steps: [string, number][] = [];
   for (const entry of fileSystem.list(metricsDir)) {
-    if (!entry.isFile || !entry.name.endsWith(".jsonl")) continue;
+    const metric = metricOfFile(entry.name);
+    if (!entry.isFile || metric === undefined) continue;
     const step = lastStepOf(join(metricsDir, entry.name));
-    if (step !== undefined) steps.push([entry.name.slice(0, -".jsonl".length), step]);
+    if (step !== undefined) steps.push([metric, step]);
   }
   return Object.fromEntries(steps);
 }
