@@ -27,7 +27,9 @@ import {
   checkMetricName,
   checkPrefix,
   checkUrl,
+  CHUNK_LINES,
   isValidMetricName,
+  LOG_LEVELS,
   MAX_FIELD_BYTES,
 } from "./storage/backend.ts";
 import type {
@@ -768,7 +770,6 @@ class ExperimentCore {
 const DEFAULT_METRIC = "default";
 /** Run API keys and metric names remembered as checked, per experiment. */
 const MAX_CACHED_KEYS = 10_000;
-const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"];
 
 /** Whether a field's name can be stored: not empty, and not longer than MAX_FIELD_BYTES. */
 function isValidField(key: string): boolean {
@@ -1308,8 +1309,8 @@ class RecordBuffer {
   }
 
   pushMetric(queue: MetricQueue, line: string): void {
-    // Joining every 1,024 lines keeps few objects alive across collections when the caller rarely yields.
-    if (queue.pending.push(line) === 1024) {
+    // Joining every CHUNK_LINES lines keeps few objects alive across collections when the caller rarely yields.
+    if (queue.pending.push(line) === CHUNK_LINES) {
       queue.lines.push(queue.pending.join("\n"));
       queue.pending = [];
     }

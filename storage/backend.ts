@@ -219,6 +219,19 @@ export interface Backend {
 
 // ─── Names and paths ────────────────────────────────────────────────────────
 
+/** The log levels, lowest first. */
+export const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"];
+
+/** The statuses of an experiment. */
+export const STATUSES: readonly string[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+
+/**
+ * Records per chunk of JSON text lines: the buffer gives backends a metric's
+ * records joined in chunks of at most this many lines, and the server keeps
+ * them so.
+ */
+export const CHUNK_LINES = 1024;
+
 /**
  * The most bytes a file system takes in one name of a file or directory (NAME_MAX).
  *

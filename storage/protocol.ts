@@ -22,11 +22,11 @@
  *
  * @module
  */
-import { checkFilePath, checkPrefix, isValidMetricName, MAX_METRIC_NAME_BYTES } from "./backend.ts";
+import { CHUNK_LINES, checkFilePath, checkPrefix, isValidMetricName, LOG_LEVELS, MAX_METRIC_NAME_BYTES, STATUSES } from "./backend.ts";
+
+export { CHUNK_LINES, LOG_LEVELS, STATUSES };
 import type { Batch, ExperimentRecord, FileUpload, LogRecord, MetricRecord } from "./backend.ts";
 
-/** Lines of records per chunk of text, the shape the buffer gives backends and the server keeps. */
-export const CHUNK_LINES = 1024;
 
 /** The content type of the NDJSON form of a request. */
 export const NDJSON_TYPE = "application/x-ndjson";
@@ -34,11 +34,6 @@ export const NDJSON_TYPE = "application/x-ndjson";
 /** The content type of the JSON form of a request. */
 export const JSON_TYPE = "application/json";
 
-/** The log levels, lowest first. */
-export const LOG_LEVELS: readonly string[] = ["debug", "info", "warn", "error", "fatal"];
-
-/** The statuses of an experiment. */
-export const STATUSES: readonly string[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
 /** The event kinds a batch may hold. */
 export const BATCH_FIELDS: readonly string[] = ["metadata", "status", "params", "metrics", "logs", "files"];
