@@ -23,6 +23,7 @@ import { BodyBudget, readBodyBytes } from "./body.ts";
 import { EventHub } from "./events.ts";
 import { RequestGuard } from "./guard.ts";
 import { JsonlStore } from "./jsonl_store.ts";
+import { answerMlflow, isMlflowPath } from "./mlflow.ts";
 import { getExperiment, getFile, getLogs, getSeries, listExperiments } from "./read_api.ts";
 import { serveStatic } from "./static.ts";
 import type { Store } from "./store.ts";
@@ -176,6 +177,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
     }
     const denied = authorize(req, url, write, options);
     if (denied) return denied;
+    if (isMlflowPath(url.pathname)) return await answerMlflow(store, req, url, { maxBody, bodies });
     switch (`${req.method} ${url.pathname}`) {
       case "POST /api/v1/batch":
         return await ingest(req);

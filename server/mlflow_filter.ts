@@ -269,7 +269,7 @@ function likePattern(pattern: string, ignoreCase: boolean): RegExp {
   for (const char of pattern) {
     if (char === "%") source += "[\\s\\S]*";
     else if (char === "_") source += "[\\s\\S]";
-    else source += char.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+    else source += char.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   }
   return new RegExp(`^${source}$`, ignoreCase ? "iu" : "u");
 }

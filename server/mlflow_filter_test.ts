@@ -88,8 +88,10 @@ test("matches() compares metrics as numbers and params, tags and attributes as s
 });
 
 test("LIKE patterns treat regular expression characters literally", () => {
-  const target = run({ params: { path: "a.b(c)*" } });
+  const target = run({ params: { path: "a.b(c)*" }, tags: { name: "lr-0.1/x[1]{2}|$^+?\\" } });
   assert.equal(matches(parseFilter("params.path LIKE 'a.b(c)*'"), target), true);
+  assert.equal(matches(parseFilter("tags.name LIKE 'lr-0.1/x[1]{2}|$^+?\\\\'"), target), true);
+  assert.equal(matches(parseFilter("tags.name ILIKE 'LR-%'"), target), true);
   assert.equal(matches(parseFilter("params.path LIKE 'a_b%'"), target), true);
   assert.equal(matches(parseFilter("params.path LIKE 'aXb(c)*'"), target), false);
 });
