@@ -21,6 +21,19 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { ParseArgsOptionsConfig } from "node:util";
 import { checkUrl } from "./storage/backend.ts";
+import { ConfigError } from "./storage/errors.ts";
+import {
+  entryPath,
+  experimentDir,
+  FILES_INDEX,
+  isOutboxFile,
+  LOGS_FILE,
+  metricOfFile,
+  METRICS_DIR,
+  outboxPath,
+  parseOutboxFileName,
+  replaceFileSync,
+} from "./storage/layout.ts";
 import { readEnv } from "./storage/runtime.ts";
 import type { ExperimentRecord, ParamValue, StatusRecord } from "./mod.ts";
 import { serve } from "./server.ts";
@@ -408,7 +421,7 @@ async function runSync(args: ParsedArgs): Promise<number> {
   const client = new HttpBackend({ url, token, outbox: false });
   const outbox = await syncOutbox(url, root, token);
   if (outbox.files > 0) console.log(`outbox: ${outbox.files} batch(es) sent, ${outbox.duplicates} of them already on the server`);
-  if (outbox.refused > 0) console.error(`outbox: ${outbox.refused} batch(es) refused by the server, left in ${JSON.stringify(path.join(root, ".outbox"))}`);
+  if (outbox.refused > 0) console.error(`outbox: ${outbox.refused} batch(es) refused by the server, left in ${JSON.stringify(outboxPath(root))}`);
   if (args.flags["outbox-only"] === true) return outbox.refused > 0 ? 1 : 0;
   const reader = new DashReader(root);
   const experiments = await reader.listExperiments();
@@ -463,7 +476,7 @@ function skipRefused(skipped: string[], what: string, error: unknown): void {
 
 /** Sends `<root>/.outbox/<prefix>/<session>-<seq>.json` in session and seq order, deleting each once acknowledged. */
 async function syncOutbox(url: string, root: string, token: string | undefined): Promise<{ files: number; duplicates: number; refused: number }> {
-  const outbox = path.join(root, ".outbox");
+  const outbox = outboxPath(root);
   let files = 0;
   let duplicates = 0;
   let refused = 0;
@@ -476,10 +489,10 @@ async function syncOutbox(url: string, root: string, token: string | undefined):
   for (const dir of dirs) {
     const full = path.join(outbox, dir);
     if (!fs.statSync(full).isDirectory()) continue;
-    const names = fs.readdirSync(full).filter((n) => n.endsWith(".json"));
+    const names = fs.readdirSync(full).filter(isOutboxFile);
     const order = (n: string): [string, number] => {
-      const m = /^(.*)-(\d+)\.json$/.exec(n);
-      return m ? [m[1], Number(m[2])] : [n, 0];
+      const parsed = parseOutboxFileName(n);
+      return parsed ? [parsed.session, parsed.seq] : [n, 0];
     };
     // Sessions in the order they began (their oldest file), requests of one session by seq:
     // a resumed run's sessions replay oldest first, so the newest status is the last one stored.
@@ -544,11 +557,11 @@ interface ExperimentSync {
  * then the status. A part the server refuses is reported, noted in `skipped`, and the rest goes on.
  */
 async function syncExperiment(client: HttpBackend, reader: DashReader, prefix: string, skipped: string[]): Promise<{ lines: number; files: number }> {
-  const dir = experimentDir(reader.root, prefix);
+  const dir = folderOf(reader.root, prefix);
   const experiment = await experimentRecord(reader, prefix);
   // The session ids derive from the experiment, so a rerun finds what the last run sent.
   const base = `sync-${fnv1a(`${prefix}|${experiment.createdAt ?? ""}`)}`;
-  const streams = streamsOf(dir, base);
+  const streams = dir === undefined ? [] : streamsOf(dir, base);
   const stateSession = `${base}-state`;
   const statusSession = `${base}-status`;
   const sessions = [...streams.map((s) => s.session), stateSession, statusSession];
@@ -559,7 +572,7 @@ async function syncExperiment(client: HttpBackend, reader: DashReader, prefix: s
   const sync: ExperimentSync = {
     prefix,
     reader,
-    dir,
+    dir: dir ?? reader.root,
     skipped,
     send: async (session, seq, batch) => {
       await client.post("/api/v1/batch", JSON.stringify({ prefix, session, seq, batch }));
@@ -592,43 +605,45 @@ async function experimentRecord(reader: DashReader, prefix: string): Promise<Exp
   }
 }
 
+/**
+ * The folder of an experiment, or undefined for a prefix the layout refuses (one segment, a
+ * backslash): it has no files to send, and the server refuses it when it is opened.
+ */
+function folderOf(root: string, prefix: string): string | undefined {
+  try {
+    return experimentDir(root, prefix);
+  } catch (error) {
+    if (error instanceof ConfigError) return undefined;
+    throw error;
+  }
+}
+
 function streamsOf(dir: string, base: string): Stream[] {
-  const streams: Stream[] = metricNames(dir).map((name) => ({ session: `${base}-m${fnv1a(name)}`, file: metricFile(dir, name), kind: "metric", name }));
-  streams.push({ session: `${base}-logs`, file: logsFile(dir), kind: "logs" });
-  streams.push({ session: `${base}-files`, file: filesIndexFile(dir), kind: "files" });
+  const streams: Stream[] = metricFiles(dir).map(([name, file]) => ({ session: `${base}-m${fnv1a(name)}`, file, kind: "metric", name }));
+  streams.push({ session: `${base}-logs`, file: entryPath(dir, LOGS_FILE), kind: "logs" });
+  streams.push({ session: `${base}-files`, file: entryPath(dir, FILES_INDEX), kind: "files" });
   return streams;
 }
 
-// Where an experiment's files are, for the reads the reader has no method for: sync sends
-// the raw lines of its JSONL files from a line number on, and export takes whole records.
-
-function experimentDir(root: string, prefix: string): string {
-  return path.join(root, ...prefix.split("/"));
-}
-
-function metricsDir(dir: string): string {
-  return path.join(dir, "metrics");
-}
-
-function metricFile(dir: string, name: string): string {
-  return path.join(metricsDir(dir), `${name}.jsonl`);
-}
-
-function logsFile(dir: string): string {
-  return path.join(dir, "logs.jsonl");
-}
-
-function filesIndexFile(dir: string): string {
-  return path.join(dir, "files.jsonl");
-}
-
-/** The names of the metric files, sorted: every file is sent, also one whose records the reader would not count. */
-function metricNames(dir: string): string[] {
+/**
+ * The metric files of an experiment folder with their metric names, sorted by name, for the
+ * reads the reader has no method for (sync sends raw lines from a line number on, export takes
+ * whole records): every file is taken, also one whose records the reader would not count.
+ */
+function metricFiles(dir: string): [string, string][] {
+  const metrics = entryPath(dir, METRICS_DIR);
+  let names: string[];
   try {
-    return fs.readdirSync(metricsDir(dir)).filter((n) => n.endsWith(".jsonl")).map((n) => n.slice(0, -6)).sort();
+    names = fs.readdirSync(metrics);
   } catch {
     return [];
   }
+  const files: [string, string][] = [];
+  for (const name of names) {
+    const metric = metricOfFile(name);
+    if (metric !== undefined) files.push([metric, path.join(metrics, name)]);
+  }
+  return files.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** The status as status.json holds it: the server works out `stale` for itself, and the patch's hash must not change with it. */
@@ -880,24 +895,23 @@ function writePrivateFile(file: string, text: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // mkdir leaves the mode of a folder that existed already (often 0755).
   fs.chmodSync(dir, 0o700);
-  const tmp = `${file}.${randomHex(16)}.tmp`;
-  const fd = fs.openSync(tmp, "wx", 0o600);
-  try {
-    try {
-      fs.writeFileSync(fd, text);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (error) {
-    fs.rmSync(tmp, { force: true });
-    throw error;
-  }
-}
-
-function randomHex(bytes: number): string {
-  const random = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
+  let created = false;
+  replaceFileSync({
+    writeFile: (tmp, data) => {
+      const fd = fs.openSync(tmp, "wx", 0o600);
+      created = true;
+      try {
+        fs.writeFileSync(fd, data);
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+    rename: (from, to) => fs.renameSync(from, to),
+    // Only a temp file this call made: one found at its name is not this call's to remove.
+    remove: (tmp) => {
+      if (created) fs.rmSync(tmp, { force: true });
+    },
+  }, file, text);
 }
 
 // ─── ls, show, export ───────────────────────────────────────────────────────
@@ -1042,8 +1056,8 @@ async function runExport(args: ParsedArgs): Promise<number> {
 function rowsByStep(dir: string): { rows: Map<number, Record<string, unknown>>; keys: Set<string> } {
   const rows = new Map<number, Record<string, unknown>>();
   const keys = new Set<string>();
-  for (const name of metricNames(dir)) {
-    for (const line of completeLines(metricFile(dir, name))) {
+  for (const [name, file] of metricFiles(dir)) {
+    for (const line of completeLines(file)) {
       const record = jsonObject(line);
       const step = typeof record?.step === "number" ? record.step : NaN;
       if (!record || Number.isNaN(step)) continue;
