@@ -175,8 +175,8 @@ interface RunView {
 
 /** What the facade remembers of a run it writes to. */
 interface RunMemory {
-  /** Fingerprints of recent points, oldest first. */
-  seen: Set<string>;
+  /** The recent points. */
+  seen: PointMemory;
   /** Keys whose stored tail has been read into `seen` (or that were new here). */
   loaded: Set<string>;
   /** Created by this facade: nothing of it was stored before. */
@@ -390,7 +390,7 @@ export class MlflowApi {
       checkedPrefix(prefix);
       const metadata: ExperimentRecord = { prefix, metadata: { mlflow: { user_id: userId, tags: Object.fromEntries(tags) } } };
       if (readme !== undefined) metadata.readme = readme;
-      this.#memory.set(prefix, { seen: new Set(), loaded: new Set(), fresh: true });
+      this.#memory.set(prefix, { seen: new PointMemory(REMEMBERED_POINTS), loaded: new Set(), fresh: true });
       await this.#write(prefix, { metadata, status: { status: "RUNNING", startedAt: startTime / 1000, endedAt: null } });
       return prefix;
     });
@@ -510,10 +510,7 @@ export class MlflowApi {
     }
     const fresh: MlflowMetric[] = [];
     for (const metric of metrics) {
-      const print = fingerprint(metric.key, metric.step, metric.timestamp, metric.value);
-      if (memory.seen.has(print)) continue;
-      remember(memory.seen, print);
-      fresh.push(metric);
+      if (memory.seen.add(metric.key, metric.step, metric.timestamp, metric.value as number)) fresh.push(metric);
     }
     return fresh;
   }
@@ -527,7 +524,7 @@ export class MlflowApi {
     const from = Math.max(0, points.length - REMEMBERED_POINTS / 4);
     for (let i = from; i < points.length; i++) {
       const p = points[i];
-      remember(memory.seen, fingerprint(key, p.step, p.timestamp, p.value));
+      memory.seen.add(key, p.step, p.timestamp, p.value);
     }
   }
 
@@ -536,7 +533,7 @@ export class MlflowApi {
     if (memory) {
       this.#memory.delete(prefix);
     } else {
-      memory = { seen: new Set(), loaded: new Set(), fresh: false };
+      memory = { seen: new PointMemory(REMEMBERED_POINTS), loaded: new Set(), fresh: false };
       if (this.#memory.size >= REMEMBERED_RUNS) this.#memory.delete(this.#memory.keys().next().value!);
     }
     this.#memory.set(prefix, memory);
@@ -1019,50 +1016,89 @@ function mlflowStatus(status: string | undefined): string {
 }
 
 /**
- * Metric records by metric: points of one metric at the same step and timestamp
- * share a record (as the Run API writes them), unless a field would repeat.
+ * Metric records by metric: a point joins its metric's last record when it has
+ * the same step and timestamp and a field not in it yet (as the Run API writes
+ * `log({"train/loss", "train/acc"}, step)`), else it starts a record.
  */
 function metricRecords(points: MlflowMetric[]): Record<string, string[]> {
-  const byMetric = new Map<string, Map<string, Map<string, string>[]>>();
+  const keys = new Map<string, { metric: string; field: string; fieldJson: string }>();
+  const open = new Map<string, { step: number; timestamp: number; fields: string[]; text: string; lines: string[] }>();
   for (const point of points) {
-    const { metric, field } = storedKeyOf(point.key);
-    let records = byMetric.get(metric);
-    if (!records) byMetric.set(metric, records = new Map());
-    const at = `${point.step} ${point.timestamp}`;
-    let list = records.get(at);
-    if (!list) records.set(at, list = []);
-    let record = list.find((r) => !r.has(field));
-    if (!record) list.push(record = new Map());
-    record.set(field, valueText(point.value as number));
+    let stored = keys.get(point.key);
+    if (!stored) {
+      const { metric, field } = storedKeyOf(point.key);
+      keys.set(point.key, stored = { metric, field, fieldJson: JSON.stringify(field) });
+    }
+    const value = valueText(point.value as number);
+    let record = open.get(stored.metric);
+    if (record && record.step === point.step && record.timestamp === point.timestamp && !record.fields.includes(stored.field)) {
+      record.fields.push(stored.field);
+      record.text += `,${stored.fieldJson}:${value}`;
+      continue;
+    }
+    const lines = record?.lines ?? [];
+    if (record) lines.push(`${record.text}}`);
+    record = {
+      step: point.step,
+      timestamp: point.timestamp,
+      fields: [stored.field],
+      text: `{"_ts":${point.timestamp / 1000},"step":${point.step},${stored.fieldJson}:${value}`,
+      lines,
+    };
+    open.set(stored.metric, record);
   }
   const out: Record<string, string[]> = Object.create(null);
-  for (const [metric, records] of byMetric) {
-    const lines: string[] = [];
-    for (const [at, list] of records) {
-      const [step, timestamp] = at.split(" ").map(Number);
-      const head = `{"_ts":${JSON.stringify(timestamp / 1000)},"step":${step}`;
-      for (const record of list) {
-        let line = head;
-        for (const [field, text] of record) line += `,${JSON.stringify(field)}:${text}`;
-        lines.push(`${line}}`);
-      }
-    }
-    out[metric] = [lines.join("\n")];
+  for (const [metric, record] of open) {
+    record.lines.push(`${record.text}}`);
+    out[metric] = [record.lines.join("\n")];
   }
   return out;
 }
 
 function valueText(value: number): string {
-  return Number.isFinite(value) ? JSON.stringify(value) : `"${value}"`;
+  return Number.isFinite(value) ? String(value) : `"${value}"`;
 }
 
-function fingerprint(key: string, step: number, timestamp: number, value: number | string): string {
-  return `${key}\0${step}\0${timestamp}\0${typeof value === "number" ? valueText(value) : value}`;
+/**
+ * The points of a run stored lately, to tell a retried point from a new one:
+ * key → step → (timestamp, value) pairs, in two generations of at most half
+ * the bound each; when the newer fills, the older is dropped (O(1) a point).
+ */
+class PointMemory {
+  #half: number;
+  #size = 0;
+  #current = new Map<string, Map<number, number[]>>();
+  #previous = new Map<string, Map<number, number[]>>();
+
+  constructor(bound: number) {
+    this.#half = Math.max(1, Math.floor(bound / 2));
+  }
+
+  /** Remembers a point; false when it was remembered already. */
+  add(key: string, step: number, timestamp: number, value: number): boolean {
+    if (holdsPoint(this.#current, key, step, timestamp, value) || holdsPoint(this.#previous, key, step, timestamp, value)) return false;
+    if (this.#size >= this.#half) {
+      this.#previous = this.#current;
+      this.#current = new Map();
+      this.#size = 0;
+    }
+    let steps = this.#current.get(key);
+    if (!steps) this.#current.set(key, steps = new Map());
+    const pairs = steps.get(step);
+    if (pairs) pairs.push(timestamp, value);
+    else steps.set(step, [timestamp, value]);
+    this.#size++;
+    return true;
+  }
 }
 
-function remember(seen: Set<string>, print: string): void {
-  seen.add(print);
-  if (seen.size > REMEMBERED_POINTS) seen.delete(seen.values().next().value!);
+function holdsPoint(memory: Map<string, Map<number, number[]>>, key: string, step: number, timestamp: number, value: number): boolean {
+  const pairs = memory.get(key)?.get(step);
+  if (!pairs) return false;
+  for (let i = 0; i < pairs.length; i += 2) {
+    if (pairs[i] === timestamp && Object.is(pairs[i + 1], value)) return true;
+  }
+  return false;
 }
 
 function latestOf(key: string, points: { step: number; timestamp: number; value: number }[]): MlflowMetric | undefined {
