@@ -278,7 +278,7 @@ export class JsonlBackend implements Backend {
     try {
       const last = lastByte(file);
       if (last === undefined) progress.landed = 0;
-      else if (last !== 10 && progress.landed === 0) appending.write(NEWLINE, 1);
+      else if (last !== 10 && progress.landed === 0 && isTornTail(file)) appending.write(NEWLINE, 1);
     } catch (error) {
       appending.close();
       throw error;
@@ -412,6 +412,22 @@ function writePiece(appending: AppendFile, used: number, progress: PartProgress,
 }
 
 /** The last byte of a file; undefined if it is empty or missing. */
+/** How long a file must stay unchanged, its last line unended, before that line counts as torn. */
+const TORN_TAIL_WAIT_MS = 5;
+
+/**
+ * Whether a file that ends without a newline was left so (a crash, a full
+ * disk) rather than being appended to right now by another writer: a reader
+ * can see another process's write half done, and ending that with a newline
+ * of ours would leave an empty line. The file must keep its size, and still
+ * end without a newline, for a few milliseconds.
+ */
+function isTornTail(file: string): boolean {
+  const size = fileSystem.size(file);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TORN_TAIL_WAIT_MS);
+  return fileSystem.size(file) === size && lastByte(file) !== 10;
+}
+
 function lastByte(file: string): number | undefined {
   const size = fileSystem.size(file);
   const reading = size > 0 ? fileSystem.openRead(file) : undefined;
