@@ -12,16 +12,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { Experiment } from "./mod.ts";
-import { type DashServer, serve } from "./server.ts";
-import { runtimeName } from "./testing/run_script.ts";
+import { Experiment } from "../mod.ts";
+import { type DashServer, serve } from "../server.ts";
+import { runtimeName } from "../testing/run_script.ts";
 import {
   type DashboardFixture,
   FIXTURE_RUNS,
   TRAIN_STEPS,
   VAL_EPOCHS,
   writeDashboardFixture,
-} from "./testing/fixtures/dashboard_fixture.ts";
+} from "../testing/fixtures/dashboard_fixture.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const LAUNCH_ARGS = [

@@ -10,17 +10,17 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Experiment, startRun, StorageError } from "./mod.ts";
-import type { Batch } from "./mod.ts";
-import { serve } from "./server.ts";
-import type { Fault } from "./server.ts";
-import { HttpBackend } from "./storage/http.ts";
-import { DashReader } from "./storage/jsonl.ts";
-import { denoPath, runScript, spawnScript } from "./testing/run_script.ts";
-import { sleep, tempDir } from "./testing/temp.ts";
+import { Experiment, startRun, StorageError } from "../mod.ts";
+import type { Batch } from "../mod.ts";
+import { serve } from "../server.ts";
+import type { Fault } from "../server.ts";
+import { HttpBackend } from "./http.ts";
+import { DashReader } from "./jsonl.ts";
+import { denoPath, runScript, spawnScript } from "../testing/run_script.ts";
+import { sleep, tempDir } from "../testing/temp.ts";
 
 function fixture(name: string): URL {
-  return new URL(`./testing/fixtures/${name}`, import.meta.url);
+  return new URL(`../testing/fixtures/${name}`, import.meta.url);
 }
 
 async function get(url: string, pathname: string): Promise<Record<string, unknown>> {
@@ -70,7 +70,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 
 /** Starts `ml-dash serve` as a child process and resolves with it and its URL. */
 async function startServerProcess(root: string, port: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawnScript(new URL("./cli.ts", import.meta.url), { args: ["serve", "--root", root, "--port", String(port)] });
+  const child = spawnScript(new URL("../cli.ts", import.meta.url), { args: ["serve", "--root", root, "--port", String(port)] });
   const match = await waitForOutput(child, /at (http:\/\/\S+)/);
   return { child, url: match[1] };
 }
