@@ -21,15 +21,41 @@ import { HttpError } from "./answers.ts";
  * takes its share as it arrives and gives it back when handled; a body that
  * does not fit while others hold the budget gets 503, which clients retry
  * later. One body is always let in, so a body of the largest size still passes.
+ *
+ * @example Share a budget
+ * ```ts
+ * import { BodyBudget } from "./body.ts";
+ *
+ * const budget = new BodyBudget(100);
+ * budget.take(80); // the first body always fits
+ * try {
+ *   budget.take(40);
+ * } catch (error) {
+ *   console.log((error as { status: number }).status); // 503
+ * }
+ * budget.give(80);
+ * budget.take(40);
+ * ```
  */
 export class BodyBudget {
   #limit: number;
   #held = 0;
 
+  /**
+   * Makes a budget of `limit` bytes.
+   *
+   * @param limit The bytes that bodies in progress may hold together.
+   */
   constructor(limit: number) {
     this.#limit = limit;
   }
 
+  /**
+   * Takes bytes from the budget for a body that arrives.
+   *
+   * @param bytes How many bytes the body holds.
+   * @throws {HttpError} With status 503 when other bodies hold the budget and these bytes do not fit.
+   */
   take(bytes: number): void {
     if (this.#held > 0 && this.#held + bytes > this.#limit) {
       throw new HttpError(503, `Busy: request bodies being handled hold ${this.#held} of the ${this.#limit} bytes allowed; retry later`);
@@ -37,12 +63,37 @@ export class BodyBudget {
     this.#held += bytes;
   }
 
+  /**
+   * Gives back bytes that a handled body held.
+   *
+   * @param bytes How many bytes to give back.
+   */
   give(bytes: number): void {
     this.#held -= bytes;
   }
 }
 
-/** Reads a body of at most `limit` bytes (after gzip decompression), taking its size from the budget; the caller gives it back. */
+/**
+ * Reads a body of at most `limit` bytes (after gzip decompression), taking its
+ * size from the budget; the caller gives it back.
+ *
+ * @param req The request whose body to read.
+ * @param limit The largest body in bytes, after decompression.
+ * @param budget The budget that the body's bytes are taken from.
+ * @returns The body's bytes.
+ * @throws {HttpError} With status 413 for a body over `limit`, 503 when the budget is held by others.
+ *
+ * @example Read a body
+ * ```ts
+ * import { BodyBudget, readBodyBytes } from "./body.ts";
+ *
+ * const budget = new BodyBudget(1024);
+ * const request = new Request("http://localhost/", { method: "POST", body: "hello" });
+ * const bytes = await readBodyBytes(request, 100, budget);
+ * console.log(new TextDecoder().decode(bytes)); // hello
+ * budget.give(bytes.byteLength);
+ * ```
+ */
 export async function readBodyBytes(req: Request, limit: number, budget: BodyBudget): Promise<Uint8Array> {
   const length = req.headers.get("content-length");
   const declared = length === null ? NaN : Number(length);

@@ -22,7 +22,24 @@ import type { Change, Store } from "./store.ts";
 /** Milliseconds between comment lines that keep proxies and idle timeouts from closing a stream. */
 export const PING_INTERVAL_MS = 15_000;
 
-/** Fans a store's changes out to the connected event streams. */
+/**
+ * Fans a store's changes out to the connected event streams.
+ *
+ * @example Connect a stream
+ * ```ts
+ * import { EventHub } from "./events.ts";
+ * import { JsonlStore } from "./jsonl_store.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const hub = new EventHub(store);
+ * const reader = hub.subscribe().body!.getReader();
+ * const { value } = await reader.read();
+ * console.log(new TextDecoder().decode(value).startsWith(": connected")); // true
+ * await reader.cancel();
+ * hub.close();
+ * await store.close();
+ * ```
+ */
 export class EventHub {
   #store: Store;
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
@@ -30,7 +47,11 @@ export class EventHub {
   #ping: ReturnType<typeof setInterval> | undefined;
   #encoder = new TextEncoder();
 
-  /** @param store The store whose changes to send. */
+  /**
+   * Makes a hub over a store; the store is watched only while a stream is connected.
+   *
+   * @param store The store whose changes to send.
+   */
   constructor(store: Store) {
     this.#store = store;
   }

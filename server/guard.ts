@@ -37,7 +37,23 @@ const WRITE_TYPES = ["application/json", "application/x-ndjson"];
 const CORS_METHODS = "GET, POST, PUT, OPTIONS";
 const CORS_HEADERS = "authorization, content-type, content-encoding";
 
-/** Checks requests against the allowed hosts and origins, and adds CORS headers for allowed origins. */
+/**
+ * Checks requests against the allowed hosts and origins, and adds CORS headers for allowed origins.
+ *
+ * @example Refuse a cross-origin write
+ * ```ts
+ * import { RequestGuard } from "./guard.ts";
+ *
+ * const guard = new RequestGuard({ corsOrigins: ["https://app.example"] });
+ * const write = (origin: string): Request =>
+ *   new Request("http://localhost:8787/api/v1/batch", {
+ *     method: "POST",
+ *     headers: { host: "localhost:8787", origin, "content-type": "application/json" },
+ *   });
+ * console.log(guard.check(write("https://evil.example"), true)?.status); // 403
+ * console.log(guard.check(write("https://app.example"), true)); // undefined
+ * ```
+ */
 export class RequestGuard {
   /** The names of the loopback interface. */
   static readonly LOOPBACK: readonly string[] = ["127.0.0.1", "localhost", "[::1]", "::1"];
@@ -46,6 +62,8 @@ export class RequestGuard {
   #origins: Set<string>;
 
   /**
+   * Makes a guard for the given hosts and origins.
+   *
    * @param options The allowed hosts and CORS origins.
    * @throws {TypeError} For an origin that is not `scheme://host[:port]`.
    */

@@ -35,7 +35,26 @@ interface Snapshot {
 /** Ticks between full scans of the root, for changes the watch did not report. */
 export const FULL_SCAN_TICKS = 30;
 
-/** Reports the changes of a root while started; no timer and no watch run when stopped. */
+/**
+ * Reports the changes of a root while started; no timer and no watch run when stopped.
+ *
+ * @example Watch a temporary root
+ * ```ts
+ * import { DashReader, JsonlBackend } from "../storage/jsonl.ts";
+ * import { RootWatcher } from "./jsonl_watch.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const backend = new JsonlBackend(root);
+ * await backend.write("alice/run-1", { metadata: { prefix: "alice/run-1" } });
+ * await backend.close();
+ *
+ * const watcher = new RootWatcher(root, new DashReader(root), 1000);
+ * await watcher.start((change) => console.log(change));
+ * console.log(watcher.started, watcher.knows("alice/run-1")); // true true
+ * watcher.stop();
+ * console.log(watcher.started); // false
+ * ```
+ */
 export class RootWatcher {
   #root: string;
   #reader: DashReader;
@@ -51,6 +70,8 @@ export class RootWatcher {
   #scans = 0;
 
   /**
+   * Makes a watcher of a root; nothing runs until {@linkcode RootWatcher.prototype.start}.
+   *
    * @param root The root directory.
    * @param reader The reader of that root.
    * @param interval Milliseconds between ticks.

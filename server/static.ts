@@ -30,6 +30,25 @@ function dashboardDir(): string | undefined {
   return undefined;
 }
 
+/**
+ * Answers `GET /` and `GET /dashboard/*` with a file of the dashboard folder.
+ *
+ * @param pathname The request's path.
+ * @param configured The dashboard folder, or undefined to find `dashboard/` next to this module or above it.
+ * @returns The file, or a JSON error (404 for what is not there, 400 for a malformed path).
+ *
+ * @example Serve a file of a folder
+ * ```ts
+ * import { serveStatic } from "./static.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/index.html`, "<h1>ml-dash</h1>");
+ * const response = serveStatic("/", dir);
+ * console.log(response.headers.get("content-type")); // text/html; charset=utf-8
+ * console.log(await response.text()); // <h1>ml-dash</h1>
+ * console.log(serveStatic("/dashboard/../secret", dir).status); // 404
+ * ```
+ */
 export function serveStatic(pathname: string, configured: string | undefined): Response {
   let rel: string;
   if (pathname === "/" || pathname === "/index.html") rel = "index.html";
@@ -65,6 +84,20 @@ export function serveStatic(pathname: string, configured: string | undefined): R
   });
 }
 
+/**
+ * The content type of a dashboard file, by its extension.
+ *
+ * @param file The file's name or path.
+ * @returns Its media type, `application/octet-stream` for an unknown extension.
+ *
+ * @example Look a type up
+ * ```ts
+ * import { contentType } from "./static.ts";
+ *
+ * console.log(contentType("app.js")); // text/javascript; charset=utf-8
+ * console.log(contentType("data.bin")); // application/octet-stream
+ * ```
+ */
 export function contentType(file: string): string {
   const ext = file.slice(file.lastIndexOf(".") + 1).toLowerCase();
   const types: Record<string, string> = {
