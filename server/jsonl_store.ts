@@ -52,7 +52,22 @@ const DEFAULT_CACHE_MB = 256;
 /** Appended files stay open while batches arrive; this many idle milliseconds close (and fsync) them. */
 const IDLE_CLOSE_MS = 2000;
 
-/** A {@linkcode Store} over a `.dash` root on the server's disk. */
+/**
+ * A {@linkcode Store} over a `.dash` root on the server's disk.
+ *
+ * @example Store a batch once
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * console.log((await store.ingest(key, { params: { lr: 0.1 } })).duplicate); // false
+ * console.log((await store.ingest(key, { params: { lr: 0.1 } })).duplicate); // true
+ * console.log((await store.list({ offset: 0 })).total); // 1
+ * console.log((await store.open("alice/run-1")).params); // { lr: 0.1 }
+ * await store.close();
+ * ```
+ */
 export class JsonlStore implements Store {
   /** The root directory. */
   readonly root: string;
@@ -64,6 +79,8 @@ export class JsonlStore implements Store {
   #idleClose: ReturnType<typeof setTimeout> | undefined;
 
   /**
+   * Makes a store over a root directory.
+   *
    * @param root The root directory (made when the first batch arrives).
    * @param options Cache size and how often the root is looked at.
    * @throws {ConfigError} For an empty root.
@@ -79,11 +96,21 @@ export class JsonlStore implements Store {
     this.#watcher = new RootWatcher(root, this.#reader, options.pollInterval ?? 1000);
   }
 
-  /** The watcher of the root (for tests of what it scans). */
+  /**
+   * The watcher of the root (for tests of what it scans).
+   *
+   * @internal
+   */
   get watcher(): RootWatcher {
     return this.#watcher;
   }
 
+  /**
+   * Whether a batch was stored.
+   *
+   * @param key The batch's experiment, session and seq.
+   * @returns True when the session ledger holds it.
+   */
   has(key: BatchKey): Promise<boolean> {
     return Promise.resolve(this.#ledger.has(key.prefix, key.session, key.seq));
   }
@@ -91,6 +118,10 @@ export class JsonlStore implements Store {
   /**
    * Stores a batch once. The work is synchronous from the duplicate check to
    * the ledger's record, so no other request interleaves.
+   *
+   * @param key The batch's experiment, session and seq.
+   * @param batch What to store.
+   * @returns Whether the batch had been stored before.
    */
   ingest(key: BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
     const { prefix, session, seq } = key;
@@ -116,6 +147,14 @@ export class JsonlStore implements Store {
     return Promise.resolve({ duplicate: false });
   }
 
+  /**
+   * What a client resuming an experiment needs: its parameters, files, last
+   * steps and, for the sessions named, the largest seq stored.
+   *
+   * @param prefix The experiment's prefix.
+   * @param sessions The sessions whose largest seq to report.
+   * @returns The experiment's state.
+   */
   async open(prefix: string, sessions?: readonly string[]): Promise<OpenState> {
     this.#ledger.recover(prefix);
     const state: OpenState = {
@@ -127,22 +166,48 @@ export class JsonlStore implements Store {
     return state;
   }
 
+  /**
+   * Whether an experiment is stored.
+   *
+   * @param prefix The experiment's prefix.
+   * @returns True when it exists.
+   */
   exists(prefix: string): Promise<boolean> {
     this.#ledger.recover(prefix);
     return this.#reader.exists(prefix);
   }
 
+  /**
+   * A page of the experiments that match a query.
+   *
+   * @param query The prefix and status to match, and the page.
+   * @returns The page and the number of matches.
+   */
   async list(query: ListQuery): Promise<ExperimentPage> {
     const all = await this.#reader.listExperiments({ prefix: query.prefix, status: query.status });
     const end = query.limit === undefined ? undefined : query.offset + query.limit;
     return { experiments: all.slice(query.offset, end), total: all.length };
   }
 
+  /**
+   * An experiment's overview.
+   *
+   * @param prefix The experiment's prefix.
+   * @returns Its metadata, status, parameters, metrics and files.
+   */
   experiment(prefix: string): Promise<ExperimentView> {
     this.#ledger.recover(prefix);
     return this.#reader.overview(prefix);
   }
 
+  /**
+   * A page of a metric's series against an x field, downsampled to at most `query.points` points.
+   *
+   * @param prefix The experiment's prefix.
+   * @param key The metric's field.
+   * @param query The x field, the range, the page and the number of points.
+   * @returns The points, the number in range and whether they were downsampled.
+   */
   async series(prefix: string, key: string, query: SeriesQuery): Promise<SeriesPage> {
     this.#ledger.recover(prefix);
     const byField = query.x !== "step" && query.x !== "_ts";
@@ -166,6 +231,13 @@ export class JsonlStore implements Store {
     return { x: reduced.x, value: reduced.value, total, downsampled: reduced.downsampled };
   }
 
+  /**
+   * A page of an experiment's log records.
+   *
+   * @param prefix The experiment's prefix.
+   * @param query The level to match and the page.
+   * @returns The records and the number of matches.
+   */
   async logs(prefix: string, query: LogPageQuery): Promise<LogPage> {
     this.#ledger.recover(prefix);
     const all = await this.#reader.logs(prefix, { level: query.level });
@@ -173,6 +245,14 @@ export class JsonlStore implements Store {
     return { logs: all.slice(query.offset, end), total: all.length };
   }
 
+  /**
+   * A stored file of an experiment.
+   *
+   * @param prefix The experiment's prefix.
+   * @param file The file's path inside the experiment.
+   * @returns Its bytes and media type, or undefined when there is no such file.
+   * @throws {StorageError} With status 400 for an invalid path, 403 for a link that leads outside the root.
+   */
   async file(prefix: string, file: string): Promise<StoredFile | undefined> {
     this.#ledger.recover(prefix);
     let target: string;
@@ -192,6 +272,13 @@ export class JsonlStore implements Store {
     return { data, mime: info?.mime };
   }
 
+  /**
+   * Reports the changes of the root, whether they came in over HTTP or from a
+   * script writing into it; the root is watched while a listener is registered.
+   *
+   * @param onChange Receives the changes.
+   * @returns A function that removes the listener.
+   */
   async watch(onChange: (change: Change) => void): Promise<() => void> {
     this.#listeners.add(onChange);
     if (!this.#watcher.started) await this.#watcher.start((change) => this.#emit(change));
@@ -201,6 +288,11 @@ export class JsonlStore implements Store {
     };
   }
 
+  /**
+   * Stops watching and closes the files being appended to.
+   *
+   * @returns When the files are closed.
+   */
   async close(): Promise<void> {
     if (this.#idleClose !== undefined) clearTimeout(this.#idleClose);
     this.#idleClose = undefined;
