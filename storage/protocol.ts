@@ -41,7 +41,20 @@ export const BATCH_FIELDS: readonly string[] = ["metadata", "status", "params", 
 /** A media type as a header carries it: `type/subtype`, then parameters, in printable ASCII. */
 export const MIME: RegExp = /^[\w.+-]+\/[\w.+-]+(\s*;[\x20-\x7e]*)?$/;
 
-/** A request that does not follow the protocol; the message names the first problem. */
+/**
+ * A request that does not follow the protocol; the message names the first problem.
+ *
+ * @example Tell a protocol error by its status
+ * ```ts
+ * import { decodeRequest, ProtocolError } from "./protocol.ts";
+ *
+ * try {
+ *   decodeRequest(new TextEncoder().encode("[]"), false);
+ * } catch (error) {
+ *   console.log(error instanceof ProtocolError && error.status); // 400
+ * }
+ * ```
+ */
 export class ProtocolError extends Error {
   /** The HTTP status the server answers with. */
   readonly status = 400;
@@ -92,6 +105,16 @@ export interface DecodedRequest {
  * @param ndjson Whether it is the NDJSON form (else JSON).
  * @returns The envelope's fields and a function that decodes the batch.
  * @throws {ProtocolError} For the first problem found.
+ *
+ * @example Decode the JSON form
+ * ```ts
+ * import { decodeRequest } from "./protocol.ts";
+ *
+ * const body = JSON.stringify({ prefix: "alice/run-1", session: "s1", seq: 3, batch: { params: { lr: 0.1 } } });
+ * const request = decodeRequest(new TextEncoder().encode(body), false);
+ * console.log(request.session, request.seq); // s1 3
+ * console.log(request.batch().params); // { lr: 0.1 }
+ * ```
  */
 export function decodeRequest(body: Uint8Array, ndjson: boolean): DecodedRequest {
   const { head, rest } = ndjson ? splitNdjson(body) : { head: parseJson(utf8(body)), rest: body.subarray(body.length) };
@@ -219,6 +242,14 @@ export function encodeJson(envelope: OutgoingEnvelope): string {
  *
  * @param chunk JSON text lines, as a string or UTF-8 bytes.
  * @returns The text.
+ *
+ * @example Read a chunk as text
+ * ```ts
+ * import { textOf } from "./protocol.ts";
+ *
+ * console.log(textOf(new TextEncoder().encode('{"step":0}'))); // {"step":0}
+ * console.log(textOf('{"step":1}')); // {"step":1}
+ * ```
  */
 export function textOf(chunk: string | Uint8Array): string {
   return typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
@@ -249,7 +280,26 @@ function toBase64(bytes: Uint8Array): string {
 // ignoreBOM: a byte order mark stays in the text, where JSON.parse refuses it, as it would the stored line.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/** The text of UTF-8 bytes; ProtocolError if they are not valid UTF-8. */
+/**
+ * The text of UTF-8 bytes.
+ *
+ * @param bytes The bytes.
+ * @param what What they are, for the error message (default "body").
+ * @returns The text.
+ * @throws {ProtocolError} If the bytes are not valid UTF-8.
+ *
+ * @example Decode strictly
+ * ```ts
+ * import { utf8 } from "./protocol.ts";
+ *
+ * console.log(utf8(new Uint8Array([104, 105]))); // hi
+ * try {
+ *   utf8(new Uint8Array([0xff]));
+ * } catch (error) {
+ *   console.log((error as Error).message); // Malformed body: it is not valid UTF-8
+ * }
+ * ```
+ */
 export function utf8(bytes: Uint8Array, what = "body"): string {
   try {
     return strictUtf8.decode(bytes);
@@ -258,6 +308,25 @@ export function utf8(bytes: Uint8Array, what = "body"): string {
   }
 }
 
+/**
+ * Parses JSON text.
+ *
+ * @param text The text.
+ * @returns The value.
+ * @throws {ProtocolError} For text that is not JSON.
+ *
+ * @example Parse or refuse
+ * ```ts
+ * import { parseJson, ProtocolError } from "./protocol.ts";
+ *
+ * console.log(parseJson('{"a":1}')); // { a: 1 }
+ * try {
+ *   parseJson("{");
+ * } catch (error) {
+ *   console.log(error instanceof ProtocolError); // true
+ * }
+ * ```
+ */
 export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -266,7 +335,22 @@ export function parseJson(text: string): unknown {
   }
 }
 
-/** An NDJSON body: the header (first line) parsed, and the bytes of the record lines after it. */
+/**
+ * Splits an NDJSON body into its header (first line), parsed, and the bytes of
+ * the record lines after it (without the last newline).
+ *
+ * @param body The body.
+ * @returns The parsed header and the rest of the bytes.
+ * @throws {ProtocolError} For a header line that is not UTF-8 JSON.
+ *
+ * @example Split a body
+ * ```ts
+ * import { splitNdjson } from "./protocol.ts";
+ *
+ * const { head, rest } = splitNdjson(new TextEncoder().encode('{"seq":0}\n{"step":0}\n'));
+ * console.log(head, new TextDecoder().decode(rest)); // { seq: 0 } {"step":0}
+ * ```
+ */
 export function splitNdjson(body: Uint8Array): { head: unknown; rest: Uint8Array } {
   const newline = body.indexOf(10);
   const end = newline < 0 ? body.length : newline;
@@ -284,8 +368,11 @@ export function splitNdjson(body: Uint8Array): { head: unknown; rest: Uint8Array
 
 /** A section of an NDJSON body: `lines` record lines for a metric (`name`) or for the logs. */
 export interface Section {
+  /** Whether the lines are metric records or log records. */
   kind: "metrics" | "logs";
+  /** The metric's name (for `metrics`). */
   name?: string;
+  /** How many record lines the section holds. */
   lines: number;
 }
 
@@ -304,7 +391,25 @@ function checkSections(value: unknown): Section[] {
   });
 }
 
-/** Checks the record lines of an NDJSON body against its sections and adds them to the batch. */
+/**
+ * Checks the record lines of an NDJSON body against its sections and adds them to the batch.
+ *
+ * @param batch The batch to add the records to.
+ * @param sections The sections the header announced.
+ * @param rest The record lines of the body.
+ * @throws {ProtocolError} When the lines do not match the sections or a record is malformed.
+ *
+ * @example Add a metric's lines
+ * ```ts
+ * import type { Batch } from "./backend.ts";
+ * import { addSections } from "./protocol.ts";
+ *
+ * const batch: Batch = {};
+ * const rest = new TextEncoder().encode('{"_ts":1,"step":0,"loss":0.5}\n{"_ts":2,"step":1,"loss":0.4}');
+ * addSections(batch, [{ kind: "metrics", name: "train", lines: 2 }], rest);
+ * console.log(Object.keys(batch.metrics ?? {})); // [ "train" ]
+ * ```
+ */
 export function addSections(batch: Batch, sections: Section[], rest: Uint8Array): void {
   const lines = lineEnds(rest);
   const expected = sections.reduce((n, s) => n + s.lines, 0);
@@ -450,7 +555,27 @@ function checkLine(line: string, where: string, check: (r: Record<string, unknow
  */
 export const MAX_DEPTH: number = 64 + 8;
 
-/** Refuses JSON nested deeper than {@linkcode MAX_DEPTH}, without recursion. */
+/**
+ * Refuses JSON nested deeper than {@linkcode MAX_DEPTH}, without recursion.
+ *
+ * @param value The parsed value.
+ * @param where What it is, for the error message.
+ * @throws {ProtocolError} For a value nested too deep.
+ *
+ * @example Refuse deep nesting
+ * ```ts
+ * import { checkDepth, MAX_DEPTH } from "./protocol.ts";
+ *
+ * checkDepth({ a: [1, 2] }, "body");
+ * let deep: unknown = 0;
+ * for (let i = 0; i <= MAX_DEPTH; i++) deep = [deep];
+ * try {
+ *   checkDepth(deep, "body");
+ * } catch (error) {
+ *   console.log((error as Error).message.startsWith("Invalid body")); // true
+ * }
+ * ```
+ */
 export function checkDepth(value: unknown, where: string): void {
   const stack: unknown[] = [value];
   const depths: number[] = [1];
@@ -467,16 +592,62 @@ export function checkDepth(value: unknown, where: string): void {
   }
 }
 
+/**
+ * Whether a value is a plain JSON object (not null, not an array).
+ *
+ * @param value The value.
+ * @returns True for an object.
+ *
+ * @example Tell objects from arrays
+ * ```ts
+ * import { isObject } from "./protocol.ts";
+ *
+ * console.log(isObject({}), isObject([]), isObject(null)); // true false false
+ * ```
+ */
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The name of a JSON value's type, as error messages say it.
+ *
+ * @param value The value.
+ * @returns "null", "an array", "an object" or "a" and the `typeof`.
+ *
+ * @example Name types
+ * ```ts
+ * import { typeName } from "./protocol.ts";
+ *
+ * console.log(typeName([]), typeName(1)); // an array a number
+ * ```
+ */
 export function typeName(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
+/**
+ * Checks that a value is a valid experiment prefix.
+ *
+ * @param value The value.
+ * @param where The field it came from, for the error message.
+ * @returns The prefix.
+ * @throws {ProtocolError} For a value that is not a string or not a valid prefix.
+ *
+ * @example Check a prefix
+ * ```ts
+ * import { checkedPrefix } from "./protocol.ts";
+ *
+ * console.log(checkedPrefix("alice/run-1", "prefix")); // alice/run-1
+ * try {
+ *   checkedPrefix("../x", "prefix");
+ * } catch (error) {
+ *   console.log((error as Error).name); // Error
+ * }
+ * ```
+ */
 export function checkedPrefix(value: unknown, where: string): string {
   if (typeof value !== "string") throw new ProtocolError(`Invalid "${where}": expected a string, received ${typeName(value)}`);
   try {
@@ -487,16 +658,37 @@ export function checkedPrefix(value: unknown, where: string): string {
   return value;
 }
 
-/** Checks the envelope and every record's type; throws ProtocolError naming the first problem. */
+/** An envelope whose fields {@linkcode parseEnvelope} checked; the batch's content is not checked yet. */
 export interface ParsedEnvelope {
+  /** The experiment's prefix. */
   prefix: string;
+  /** The sender's session id. */
   session: string;
+  /** The batch's sequence number in its session. */
   seq: number;
+  /** The batch as sent, with known field names. */
   batch: Record<string, unknown>;
+  /** The sections of the record lines (NDJSON form only). */
   sections?: Section[];
 }
 
-/** Checks the envelope's prefix, session and seq, and the batch's field names (its content is checked by decodeBatch). */
+/**
+ * Checks the envelope's prefix, session and seq, and the batch's field names
+ * (its content is checked by {@linkcode decodeBatch}).
+ *
+ * @param body The parsed body (JSON form) or header line (NDJSON form).
+ * @param ndjson Whether it is the NDJSON form, which may carry `sections`.
+ * @returns The checked envelope.
+ * @throws {ProtocolError} For the first problem found.
+ *
+ * @example Check an envelope
+ * ```ts
+ * import { parseEnvelope } from "./protocol.ts";
+ *
+ * const envelope = parseEnvelope({ prefix: "alice/run-1", session: "s1", seq: 0 }, false);
+ * console.log(envelope.prefix, envelope.batch); // alice/run-1 {}
+ * ```
+ */
 export function parseEnvelope(body: unknown, ndjson: boolean): ParsedEnvelope {
   checkDepth(body, ndjson ? "header line" : "body");
   const fields = ndjson ? ["prefix", "session", "seq", "batch", "sections"] : ["prefix", "session", "seq", "batch"];
@@ -524,7 +716,21 @@ export function parseEnvelope(body: unknown, ndjson: boolean): ParsedEnvelope {
   return { prefix, session, seq, batch, sections };
 }
 
-/** Checks every event of a batch and returns it as the JSONL backend takes it. */
+/**
+ * Checks every event of a batch and returns it as the JSONL backend takes it.
+ *
+ * @param batch The batch of a checked envelope.
+ * @param prefix The envelope's prefix (an experiment record must name the same).
+ * @returns The decoded batch.
+ * @throws {ProtocolError} For the first problem found.
+ *
+ * @example Decode a batch
+ * ```ts
+ * import { decodeBatch } from "./protocol.ts";
+ *
+ * console.log(decodeBatch({ params: { lr: 0.1 } }, "alice/run-1")); // { params: { lr: 0.1 } }
+ * ```
+ */
 export function decodeBatch(batch: Record<string, unknown>, prefix: string): Batch {
   checkMetadata(batch.metadata, prefix);
   checkStatus(batch.status);
