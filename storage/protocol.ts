@@ -638,13 +638,13 @@ export function typeName(value: unknown): string {
  *
  * @example Check a prefix
  * ```ts
- * import { checkedPrefix } from "./protocol.ts";
+ * import { checkedPrefix, ProtocolError } from "./protocol.ts";
  *
  * console.log(checkedPrefix("alice/run-1", "prefix")); // alice/run-1
  * try {
  *   checkedPrefix("../x", "prefix");
  * } catch (error) {
- *   console.log((error as Error).name); // Error
+ *   console.log(error instanceof ProtocolError); // true
  * }
  * ```
  */
