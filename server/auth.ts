@@ -12,7 +12,29 @@ export interface Tokens {
   readToken?: string;
 }
 
-/** Returns a 401 response when the request lacks the token it needs, else undefined. */
+/**
+ * Returns a 401 response when the request lacks the token it needs, else undefined.
+ * Reads also accept the token as `?access_token=`, which browsers' event
+ * streams and images can send.
+ *
+ * @param req The request.
+ * @param url The request's URL, parsed.
+ * @param write Whether the request writes.
+ * @param options The tokens required.
+ * @returns A 401 response, or undefined when the request may go on.
+ *
+ * @example Require a token for writes
+ * ```ts
+ * import { authorize } from "./auth.ts";
+ *
+ * const url = new URL("http://localhost/api/v1/batch");
+ * const bare = new Request(url, { method: "POST" });
+ * const signed = new Request(url, { method: "POST", headers: { authorization: "Bearer s3cret" } });
+ * console.log(authorize(bare, url, true, { token: "s3cret" })?.status); // 401
+ * console.log(authorize(signed, url, true, { token: "s3cret" })); // undefined
+ * console.log(authorize(bare, url, false, { token: "s3cret" })); // undefined
+ * ```
+ */
 export function authorize(req: Request, url: URL, write: boolean, options: Tokens): Response | undefined {
   const { token, readToken } = options;
   const header = req.headers.get("authorization") ?? "";
