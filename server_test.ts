@@ -10,6 +10,7 @@ import type { DashServer } from "./server.ts";
 import { Experiment } from "./mod.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
 import { tempDir } from "./testing/temp.ts";
+import { canMount, fillDisk, smallDisk } from "./testing/small_disk.ts";
 
 async function post(server: DashServer, pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(server.url + pathname, {
@@ -735,40 +736,10 @@ test("rm -rf of an experiment's folder under a running server: the next batches,
   }
 });
 
-/** Mounts a tmpfs of `size` at a new temp dir: a real disk that fills up. Undefined where mounting is not allowed. */
-async function smallDisk(size: string): Promise<{ dir: string; unmount(): void } | undefined> {
-  const { execFileSync } = await import("node:child_process");
-  const dir = tempDir("server");
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
-  } catch {
-    return undefined;
-  }
-  return { dir, unmount: () => execFileSync("umount", ["-l", dir], { stdio: "ignore" }) };
-}
 
-/** Fills the disk of `dir` with one file, then frees `pages` pages of 4 KiB of it; returns the file. */
-function fillDisk(dir: string, pages: number): string {
-  const filler = path.join(dir, "filler");
-  const fd = fs.openSync(filler, "w");
-  const block = new Uint8Array(4096);
-  let size = 0;
-  try {
-    for (;;) size += fs.writeSync(fd, block);
-  } catch {
-    // ENOSPC: the disk is full.
-  }
-  fs.ftruncateSync(fd, Math.max(0, size - pages * 4096));
-  fs.closeSync(fd);
-  return filler;
-}
-
-const canMount = process.getuid?.() === 0 || process.env.CI ? false : "mounting a tmpfs needs root (CI runs as root)";
-
-test("a disk that fills up between storing a batch and saving the ledger: the batch is rolled back and answered 5xx, never 'duplicate', and its retry is kept after a restart", { skip: canMount }, async () => {
+test("a disk that fills up while a batch is stored: the batch is rolled back and answered 5xx, never 'duplicate', and its retry is kept after a restart (server/ledger_test.ts fills it exactly between the records and the ledger's note)", { skip: canMount }, async () => {
   const disk = await smallDisk("1m");
   assert.ok(disk, "a tmpfs can be mounted");
-  let failedAfterStoring = 0;
   // About 8 KB of records: two new pages of the metric file.
   const LINES = 150;
   try {
@@ -787,8 +758,6 @@ test("a disk that fills up between storing a batch and saving the ledger: the ba
         const first = await post(server, "/api/v1/batch", batch(1, LINES));
         if (first.status >= 500) {
           assert.match(String(first.body.error), /nothing of it was kept/);
-          const sessions = JSON.parse(fs.readFileSync(path.join(root, ...prefix.split("/"), ".sessions.json"), "utf8"));
-          if (sessions.applying) failedAfterStoring++;
         } else {
           assert.equal(first.status, 200, JSON.stringify(first.body));
         }
@@ -807,7 +776,6 @@ test("a disk that fills up between storing a batch and saving the ledger: the ba
         fs.rmSync(root, { recursive: true, force: true });
       }
     }
-    assert.ok(failedAfterStoring > 0, "some slack let the records in and the ledger save fail");
   } finally {
     disk.unmount();
   }

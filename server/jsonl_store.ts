@@ -298,6 +298,7 @@ export class JsonlStore implements Store {
     this.#idleClose = undefined;
     this.#listeners.clear();
     this.#watcher.stop();
+    this.#ledger.close();
     await this.#backend.close();
   }
 

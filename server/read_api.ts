@@ -24,7 +24,19 @@ import type { KeySummary, Store } from "./store.ts";
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns `{experiments, total}`.
+ * @returns `{experiments, total}`. *
+ * @example List the experiments
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { listExperiments } from "./read_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * await store.ingest(key, { params: { lr: 0.1 } });
+ * const res = await listExperiments(store, new URL("http://localhost/api/v1/experiments?limit=10"));
+ * console.log((await res.json()).total); // 1
+ * await store.close();
+ * ```
  */
 export async function listExperiments(store: Store, url: URL): Promise<Response> {
   const prefix = url.searchParams.get("prefix") || undefined;
@@ -38,7 +50,19 @@ export async function listExperiments(store: Store, url: URL): Promise<Response>
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns The experiment's overview.
+ * @returns The experiment's overview. *
+ * @example Read an experiment's overview
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { getExperiment } from "./read_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * await store.ingest(key, { params: { lr: 0.1 } });
+ * const res = await getExperiment(store, new URL("http://localhost/api/v1/experiment?prefix=alice/run-1"));
+ * console.log((await res.json()).params); // { lr: 0.1 }
+ * await store.close();
+ * ```
  */
 export async function getExperiment(store: Store, url: URL): Promise<Response> {
   const prefix = await existingPrefix(store, url);
@@ -51,7 +75,20 @@ export async function getExperiment(store: Store, url: URL): Promise<Response> {
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns `{key, x, value, total, downsampled}`.
+ * @returns `{key, x, value, total, downsampled}`. *
+ * @example Read a series
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { getSeries } from "./read_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * await store.ingest(key, { metrics: { train: ['{"_ts":1,"step":0,"loss":0.5}\n{"_ts":2,"step":1,"loss":0.4}'] } });
+ * const res = await getSeries(store, new URL("http://localhost/api/v1/series?prefix=alice/run-1&key=train.loss"));
+ * const { x, value } = await res.json();
+ * console.log(x, value); // [ 0, 1 ] [ 0.5, 0.4 ]
+ * await store.close();
+ * ```
  */
 export async function getSeries(store: Store, url: URL): Promise<Response> {
   const prefix = await existingPrefix(store, url);
@@ -72,7 +109,19 @@ export async function getSeries(store: Store, url: URL): Promise<Response> {
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns `{logs, total}`.
+ * @returns `{logs, total}`. *
+ * @example Read the logs of a level
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { getLogs } from "./read_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * await store.ingest(key, { logs: ['{"_ts":1,"level":"info","message":"started"}'] });
+ * const res = await getLogs(store, new URL("http://localhost/api/v1/logs?prefix=alice/run-1&level=info"));
+ * console.log((await res.json()).logs[0].message); // started
+ * await store.close();
+ * ```
  */
 export async function getLogs(store: Store, url: URL): Promise<Response> {
   const prefix = await existingPrefix(store, url);
@@ -88,7 +137,20 @@ export async function getLogs(store: Store, url: URL): Promise<Response> {
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns The file's bytes.
+ * @returns The file's bytes. *
+ * @example Download a file
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { getFile } from "./read_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
+ * const data = new TextEncoder().encode("hello");
+ * await store.ingest(key, { files: [{ path: "notes.txt", data, mime: "text/plain" }] });
+ * const res = await getFile(store, new URL("http://localhost/api/v1/file?prefix=alice/run-1&path=notes.txt"));
+ * console.log(res.headers.get("content-type"), await res.text()); // text/plain hello
+ * await store.close();
+ * ```
  */
 export async function getFile(store: Store, url: URL): Promise<Response> {
   const prefix = await existingPrefix(store, url);
@@ -128,6 +190,18 @@ async function existingPrefix(store: Store, url: URL): Promise<string> {
  * @param value The parameter's value.
  * @returns The prefix.
  * @throws {HttpError} 400 for a prefix the path rules refuse.
+ *
+ * @example Check a prefix from a query
+ * ```ts
+ * import { queryPrefix } from "./read_api.ts";
+ *
+ * console.log(queryPrefix("alice/run-1")); // alice/run-1
+ * try {
+ *   queryPrefix("../x");
+ * } catch (error) {
+ *   console.log((error as { status: number }).status); // 400
+ * }
+ * ```
  */
 export function queryPrefix(value: string): string {
   try {

@@ -57,8 +57,11 @@ export const FILES_DIR = "files";
 /** The index of the saved files, one entry a line (append-only). */
 export const FILES_INDEX = "files.jsonl";
 
-/** The server's ledger of the batches an experiment stored (see `server/ledger.ts`). */
+/** The server's ledger of the batches an experiment stored, as of its last compaction (see `server/ledger.ts`). */
 export const SESSIONS_FILE = ".sessions.json";
+
+/** What the server's ledger noted since its last compaction, one event a line (append-only). */
+export const SESSIONS_LOG = ".sessions.jsonl";
 
 /** The folder under the root where the HTTP backend spools the batches it could not send. */
 export const OUTBOX_DIR = ".outbox";
@@ -79,7 +82,8 @@ export type ExperimentEntry =
   | typeof METRICS_DIR
   | typeof FILES_DIR
   | typeof FILES_INDEX
-  | typeof SESSIONS_FILE;
+  | typeof SESSIONS_FILE
+  | typeof SESSIONS_LOG;
 
 /**
  * The entries the library writes in an experiment folder (not the server's
