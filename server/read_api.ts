@@ -84,7 +84,7 @@ export async function getExperiment(store: Store, url: URL): Promise<Response> {
  * const store = new JsonlStore(await Deno.makeTempDir());
  * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
  * await store.ingest(key, { metrics: { train: ['{"_ts":1,"step":0,"loss":0.5}\n{"_ts":2,"step":1,"loss":0.4}'] } });
- * const res = await getSeries(store, new URL("http://localhost/api/v1/series?prefix=alice/run-1&key=train.loss"));
+ * const res = await getSeries(store, new URL("http://localhost/api/v1/series?prefix=alice/run-1&key=train/loss"));
  * const { x, value } = await res.json();
  * console.log(x, value); // [ 0, 1 ] [ 0.5, 0.4 ]
  * await store.close();
@@ -146,7 +146,7 @@ export async function getLogs(store: Store, url: URL): Promise<Response> {
  * const store = new JsonlStore(await Deno.makeTempDir());
  * const key = { prefix: "alice/run-1", session: "s1", seq: 0 };
  * const data = new TextEncoder().encode("hello");
- * await store.ingest(key, { files: [{ path: "notes.txt", data, mime: "text/plain" }] });
+ * await store.ingest(key, { files: [{ path: "notes.txt", data, size: data.length, mime: "text/plain", _ts: 1 }] });
  * const res = await getFile(store, new URL("http://localhost/api/v1/file?prefix=alice/run-1&path=notes.txt"));
  * console.log(res.headers.get("content-type"), await res.text()); // text/plain hello
  * await store.close();
