@@ -119,6 +119,17 @@ const API_PATHS = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api
  * @param options The store (or root), tokens, limits and faults to inject.
  * @returns The handler, with `stats` and `close()`.
  * @throws {ConfigError} Without a store or root, or for CORS origins without a token.
+ *
+ * @example Answer a request without a server
+ * ```ts
+ * import { createHandler } from "./handler.ts";
+ * import { JsonlStore } from "./jsonl_store.ts";
+ *
+ * const handler = createHandler({ store: new JsonlStore(await Deno.makeTempDir()) });
+ * const res = await handler(new Request("http://localhost/api/v1/experiments"));
+ * console.log(res.status, await res.json()); // 200 { experiments: [], total: 0 }
+ * await handler.close();
+ * ```
  */
 export function createHandler(options: HandlerOptions): DashHandler {
   const store = openStore(options);

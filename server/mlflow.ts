@@ -86,6 +86,14 @@ const MAX_SERIES_POINTS = Number.MAX_SAFE_INTEGER;
  *
  * @param pathname The request's path.
  * @returns True under `/api/2.0/mlflow/` and `/api/2.0/mlflow-artifacts/`.
+ *
+ * @example Tell MLflow paths
+ * ```ts
+ * import { isMlflowPath } from "./mlflow.ts";
+ *
+ * console.log(isMlflowPath("/api/2.0/mlflow/runs/create")); // true
+ * console.log(isMlflowPath("/api/v1/batch")); // false
+ * ```
  */
 export function isMlflowPath(pathname: string): boolean {
   return pathname.startsWith(MLFLOW_API) || pathname === MLFLOW_ARTIFACTS || pathname.startsWith(`${MLFLOW_ARTIFACTS}/`);
@@ -110,7 +118,17 @@ export function answerMlflow(store: Store, req: Request, url: URL, context: Mlfl
   return api.answer(req, url, context);
 }
 
-/** An error answered in MLflow's form, with its `error_code`. */
+/**
+ * An error answered in MLflow's form, with its `error_code`.
+ *
+ * @example Carry a status and a code
+ * ```ts
+ * import { MlflowError } from "./mlflow.ts";
+ *
+ * const error = new MlflowError(404, "RESOURCE_DOES_NOT_EXIST", "Run not found");
+ * console.log(error.status, error.code); // 404 RESOURCE_DOES_NOT_EXIST
+ * ```
+ */
 export class MlflowError extends Error {
   /**
    * Creates the error.
@@ -865,7 +883,20 @@ function tagMap(tags: KeyValue[]): Map<string, string> {
 
 // ─── Mapping ────────────────────────────────────────────────────────────────
 
-/** The folder of an experiment name: the name where it is a valid path, else `~` and the name percent-encoded. */
+/**
+ * The folder of an experiment name: the name where it is a valid path, else `~` and the name percent-encoded.
+ *
+ * @param name The MLflow experiment name.
+ * @returns The folder, the first segments of its runs' prefixes.
+ *
+ * @example Map names to folders
+ * ```ts
+ * import { folderOf } from "./mlflow.ts";
+ *
+ * console.log(folderOf("mnist")); // mnist
+ * console.log(folderOf("../x").startsWith("~")); // true
+ * ```
+ */
 export function folderOf(name: string): string {
   if (name === DEFAULT_NAME) return DEFAULT_NAME;
   const first = name.split("/")[0];
@@ -873,7 +904,19 @@ export function folderOf(name: string): string {
   return `~${encodeURIComponent(name)}`;
 }
 
-/** The experiment name of a folder (the inverse of {@linkcode folderOf}). */
+/**
+ * The experiment name of a folder (the inverse of {@linkcode folderOf}).
+ *
+ * @param folder The folder.
+ * @returns The MLflow experiment name.
+ *
+ * @example Map a folder back to its name
+ * ```ts
+ * import { folderOf, nameOfFolder } from "./mlflow.ts";
+ *
+ * console.log(nameOfFolder(folderOf("../x"))); // ../x
+ * ```
+ */
 export function nameOfFolder(folder: string): string {
   if (!folder.startsWith("~")) return folder;
   try {
@@ -883,14 +926,39 @@ export function nameOfFolder(folder: string): string {
   }
 }
 
-/** The numeric experiment id of a folder: `"0"` for Default, else a number hashed from it. */
+/**
+ * The numeric experiment id of a folder: `"0"` for Default, else a number hashed from it.
+ *
+ * @param folder The folder.
+ * @returns The id, as MLflow's decimal string.
+ *
+ * @example Look an id up
+ * ```ts
+ * import { experimentIdOf } from "./mlflow.ts";
+ *
+ * console.log(experimentIdOf("Default")); // 0
+ * console.log(experimentIdOf("mnist") === experimentIdOf("mnist")); // true
+ * ```
+ */
 export function experimentIdOf(folder: string): string {
   if (folder === DEFAULT_NAME) return DEFAULT_ID;
   const hex = createHash("sha256").update(`experiment\0${folder}`).digest("hex").slice(0, 13);
   return String(parseInt(hex, 16) + 1);
 }
 
-/** The 32-hex run id of a prefix. */
+/**
+ * The 32-hex run id of a prefix.
+ *
+ * @param prefix The run's prefix.
+ * @returns The id: 32 hexadecimal digits hashed from the prefix.
+ *
+ * @example Look a run id up
+ * ```ts
+ * import { runIdOf } from "./mlflow.ts";
+ *
+ * console.log(runIdOf("mnist/run-1").length); // 32
+ * ```
+ */
 export function runIdOf(prefix: string): string {
   return createHash("sha256").update(`run\0${prefix}`).digest("hex").slice(0, 32);
 }

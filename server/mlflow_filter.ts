@@ -96,7 +96,20 @@ export const EXPERIMENT_ATTRIBUTES: AttributeTypes = new Map([
   ["last_update_time", "number"],
 ]);
 
-/** A filter or order_by the language does not allow; the message says where and what was expected. */
+/**
+ * A filter or order_by the language does not allow; the message says where and what was expected.
+ *
+ * @example Refuse a filter
+ * ```ts
+ * import { FilterSyntaxError, parseFilter } from "./mlflow_filter.ts";
+ *
+ * try {
+ *   parseFilter("metrics.loss <");
+ * } catch (error) {
+ *   console.log(error instanceof FilterSyntaxError && error.status); // 400
+ * }
+ * ```
+ */
 export class FilterSyntaxError extends Error {
   /** The HTTP status a server answers with. */
   readonly status = 400;
