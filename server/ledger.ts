@@ -42,6 +42,8 @@ export class SessionLedger {
   #cache = new Map<string, Ledger>();
 
   /**
+   * Makes a ledger over a JSONL root.
+   *
    * @param root The root directory.
    * @param checkInside Throws for a folder that a link would lead outside the root.
    */
