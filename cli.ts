@@ -897,6 +897,7 @@ function writePrivateFile(file: string, text: string): void {
   fs.chmodSync(dir, 0o700);
   let created = false;
   replaceFileSync({
+    secureName: true,
     writeFile: (tmp, data) => {
       const fd = fs.openSync(tmp, "wx", 0o600);
       created = true;

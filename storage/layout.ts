@@ -364,9 +364,13 @@ export function isOutboxFile(fileName: string): boolean {
 /**
  * A fresh temp file's path beside `file`: `<file>.<pid>.<16 random hex digits>.tmp`,
  * at most 32 bytes longer than `file` (the room `MAX_FILE_NAME_BYTES` keeps).
- * The name cannot be guessed, so no one can plant a file or a link there first.
+ * With `secure`, the digits come from the platform's cryptographic random, so
+ * that no one can guess the name and plant a link there first; without, from
+ * `Math.random()`, which tells concurrent writers apart and costs nothing at
+ * start-up (the first use of `crypto` costs milliseconds on Node and Deno).
  *
  * @param file The file the temp file will replace.
+ * @param secure Whether the name must be unguessable.
  * @returns The temp file's path.
  *
  * @example
@@ -376,11 +380,19 @@ export function isOutboxFile(fileName: string): boolean {
  * console.log(tempPath(".dash/alice/x/y/status.json")); // e.g. .dash/alice/x/y/status.json.4242.9f86d081884c7d65.tmp
  * ```
  */
-export function tempPath(file: string): string {
-  const random = crypto.getRandomValues(new Uint8Array(8));
+export function tempPath(file: string, secure = false): string {
+  return `${file}.${processId() ?? 0}.${secure ? secureHex() : quickHex()}${TEMP_FILE_EXTENSION}`;
+}
+
+function secureHex(): string {
   let hex = "";
-  for (const byte of random) hex += (byte < 16 ? "0" : "") + byte.toString(16);
-  return `${file}.${processId() ?? 0}.${hex}${TEMP_FILE_EXTENSION}`;
+  for (const byte of crypto.getRandomValues(new Uint8Array(8))) hex += (byte < 16 ? "0" : "") + byte.toString(16);
+  return hex;
+}
+
+function quickHex(): string {
+  const half = (): string => Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, "0");
+  return half() + half();
 }
 
 /**
@@ -405,6 +417,8 @@ export function isTempPath(path: string): boolean {
  * `./file_system.ts` has them; a caller on `node:fs` passes its own.
  */
 export interface ReplaceOperations {
+  /** Name the temp file unguessably (see {@linkcode tempPath}): for files another user may want to plant a link at. */
+  secureName?: boolean;
   /** Creates a file with this content (the temp file: its name is new). */
   writeFile(file: string, data: string | Uint8Array): void;
   /** Renames a file, replacing the target. */
@@ -443,7 +457,7 @@ export interface ReplaceOperations {
  * ```
  */
 export function replaceFileSync(operations: ReplaceOperations, file: string, data: string | Uint8Array): void {
-  const tmp = tempPath(file);
+  const tmp = tempPath(file, operations.secureName === true);
   try {
     operations.writeFile(tmp, data);
     operations.rename(tmp, file);
