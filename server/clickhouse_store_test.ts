@@ -1,0 +1,152 @@
+// The store conformance suite on the ClickHouse store, against a real
+// clickhouse-server started for this file (each case in its own database);
+// then what only a database shared by servers has: two stores over one
+// database see each other's batches, once, and hear of each other's changes.
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import { after, before, describe, it } from "node:test";
+import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_USER } from "../testing/clickhouse.ts";
+import { ClickHouseStore } from "./clickhouse_store.ts";
+import { storeConformance } from "./store_conformance.ts";
+import type { Change } from "./store.ts";
+
+const skip = clickHouseSkipReason();
+if (skip) console.log(`# skipping the ClickHouse store tests: ${skip}`);
+let server: ClickHouseServer | undefined;
+let databases = 0;
+
+before(async () => {
+  if (!skip) [server] = await startClickHouse();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+function database(): string {
+  return `${server!.url}/conformance_${process.pid}_${databases++}`;
+}
+
+storeConformance("ClickHouseStore", () => ClickHouseStore.connect(database(), { pollInterval: 50 }), { skip });
+
+const P = "alice/shared/run-1";
+const line = (step: number): string => JSON.stringify({ _ts: 1000 + step, step, loss: 1 / (step + 1) });
+
+async function sql(db: string, query: string): Promise<string> {
+  const res = await fetch(`${server!.url}/?database=${db}`, { method: "POST", body: query });
+  const text = await res.text();
+  if (!res.ok) throw new Error(text);
+  return text;
+}
+
+describe("ClickHouseStore: servers sharing a database", { skip }, () => {
+  it("a batch stored through one server is a duplicate for another, and seen once by both", async () => {
+    const url = database();
+    const [a, b] = [await ClickHouseStore.connect(url), await ClickHouseStore.connect(url)];
+    try {
+      const batch = { metrics: { train: [line(0)] } };
+      assert.deepEqual(await a.ingest({ prefix: P, session: "s", seq: 0 }, batch), { duplicate: false });
+      assert.equal(await b.has({ prefix: P, session: "s", seq: 0 }), true);
+      assert.deepEqual(await b.ingest({ prefix: P, session: "s", seq: 0 }, batch), { duplicate: true });
+      for (const store of [a, b]) assert.equal((await store.experiment(P)).summary["train/loss"].count, 1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("the same batch stored by two servers at once is seen once by every read", async () => {
+    const url = database();
+    const [a, b] = [await ClickHouseStore.connect(url), await ClickHouseStore.connect(url)];
+    try {
+      for (let seq = 0; seq < 20; seq++) {
+        const batch = () => ({ metrics: { train: [line(seq)] }, logs: [JSON.stringify({ _ts: seq, level: "info", message: `m${seq}` })], params: { [`p${seq}`]: seq } });
+        await Promise.all([a.ingest({ prefix: P, session: "s", seq }, batch()), b.ingest({ prefix: P, session: "s", seq }, batch())]);
+      }
+      const commits = Number(await sql(url.split("/").pop()!, "SELECT count() FROM ml_dash_rows WHERE kind = 'commit'"));
+      assert.ok(commits >= 20, `${commits} commits`);
+      for (const store of [a, b]) {
+        const page = await store.series(P, "train/loss", { x: "step", offset: 0, points: 1000 });
+        assert.deepEqual(page.x, Array.from({ length: 20 }, (_, i) => i));
+        assert.equal((await store.experiment(P)).summary["train/loss"].count, 20);
+        assert.equal((await store.logs(P, { offset: 0 })).total, 20);
+        assert.equal(Object.keys((await store.open(P)).params).length, 20);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("the rows of a server that died before its commit are never seen, and the retry is stored once", async () => {
+    const url = database();
+    const db = url.split("/").pop()!;
+    const store = await ClickHouseStore.connect(url);
+    try {
+      // What a server that was killed after writing the points, before the commit row, leaves behind.
+      await sql(db, `INSERT INTO ml_dash_rows (prefix, kind, name, field, session, seq, attempt, ord, line, step, ts, value, text)
+        VALUES ('${P}', 'point', 'train', 'loss', 's', 0, 12345, 1, 0, 0, 1000, 1, '')`);
+      assert.equal(await store.exists(P), false);
+      assert.equal(await store.has({ prefix: P, session: "s", seq: 0 }), false);
+      assert.deepEqual(await store.ingest({ prefix: P, session: "s", seq: 0 }, { metrics: { train: [line(0)] } }), { duplicate: false });
+      assert.deepEqual((await store.experiment(P)).summary["train/loss"], { count: 1, min: 1, max: 1, last: 1, lastStep: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a watcher on one server hears of the batches stored through another", async () => {
+    const url = database();
+    const [a, b] = [await ClickHouseStore.connect(url), await ClickHouseStore.connect(url, { pollInterval: 50 })];
+    const changes: Change[] = [];
+    const stop = await b.watch((change) => changes.push(change));
+    try {
+      await a.ingest({ prefix: P, session: "s", seq: 0 }, { status: { status: "RUNNING" }, metrics: { train: [line(0)] } });
+      // A bound only so that a broken poll fails instead of hanging the suite.
+      for (let i = 0; i < 1500 && !changes.some((c) => c.kind === "metrics" && c.prefix === P); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.ok(changes.some((c) => c.kind === "metrics" && c.prefix === P), "the metrics change arrived");
+      assert.ok(changes.some((c) => c.kind === "experiment" && c.prefix === P && c.status === "RUNNING"));
+    } finally {
+      stop();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe("ClickHouseStore: connecting", { skip }, () => {
+  it("with the user's password it connects and says what it connected to", async () => {
+    const base = server!.url.replace("http://", `http://${TEST_USER.name}:${TEST_USER.password}@`);
+    const store = await ClickHouseStore.connect(`${base}/with_user`);
+    assert.equal(store.info.user, TEST_USER.name);
+    assert.equal(store.info.database, "with_user");
+    assert.match(store.info.version, /^\d+\.\d+/);
+    assert.equal(store.info.url.includes(TEST_USER.password), false);
+    await store.close();
+  });
+
+  it("a wrong password fails with a message that says the credentials were refused", async () => {
+    const base = server!.url.replace("http://", `http://${TEST_USER.name}:wrong@`);
+    await assert.rejects(ClickHouseStore.connect(`${base}/x`), /refused the credentials of user "dash"/);
+  });
+
+  it("an unreachable ClickHouse fails with a message that names it", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    await assert.rejects(ClickHouseStore.connect(`http://127.0.0.1:${closed}/x`, { timeoutMs: 5000 }), /Could not connect to ClickHouse at http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it("tables of a newer schema are refused; the current one is recorded once", async () => {
+    const url = database();
+    const db = url.split("/").pop()!;
+    await (await ClickHouseStore.connect(url)).close();
+    await (await ClickHouseStore.connect(url)).close();
+    assert.equal((await sql(db, "SELECT count(), max(version) FROM ml_dash_schema")).trim(), "1\t1");
+    await sql(db, "INSERT INTO ml_dash_schema (version) VALUES (99)");
+    await assert.rejects(ClickHouseStore.connect(url), /schema version 99, newer than this ml-dash's 1/);
+  });
+});
