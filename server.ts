@@ -31,12 +31,16 @@ import type { ConnectionLimits, Listener } from "./server/adapters.ts";
 import { createHandler, DEFAULT_MAX_BODY } from "./server/handler.ts";
 import type { DashHandler, HandlerOptions } from "./server/handler.ts";
 import { RequestGuard } from "./server/guard.ts";
+import { ClickHouseStore } from "./server/clickhouse_store.ts";
+import { readEnv } from "./storage/runtime.ts";
 
 export { createHandler } from "./server/handler.ts";
 export type { DashHandler, Fault, HandlerOptions, HandlerStats } from "./server/handler.ts";
 export type { BatchEnvelope, WireBatch } from "./storage/protocol.ts";
 export { JsonlStore } from "./server/jsonl_store.ts";
 export type { JsonlStoreOptions } from "./server/jsonl_store.ts";
+export { ClickHouseStore } from "./server/clickhouse_store.ts";
+export type { ClickHouseInfo, ClickHouseStoreOptions } from "./server/clickhouse_store.ts";
 // The Store contract and the types of its answers.
 export type * from "./server/store.ts";
 export type { ConnectionLimits } from "./server/adapters.ts";
@@ -60,6 +64,13 @@ export interface ServeOptions extends HandlerOptions {
   allowedHosts?: string[];
   /** Timeouts and the connection cap (defaults: idle 60 s, headers 15 s, 1,000 connections below the file limit). */
   limits?: ConnectionLimits;
+  /**
+   * Keep experiments in ClickHouse instead of `root`: its HTTP interface,
+   * `http://[user:password@]host:8123/<database>[?cluster=name]` (see
+   * {@linkcode ClickHouseStore.connect}). Default, when no `store` is given:
+   * the variable `ML_DASH_CLICKHOUSE_URL`; unset, the JSONL store of `root`.
+   */
+  clickhouse?: string;
 }
 
 /** A running server. */
@@ -106,7 +117,10 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
   }
   const say = options.quiet ? () => {} : (line: string) => console.log(`ml-dash: ${line}`);
   const allowedHosts = loopback ? [...RequestGuard.LOOPBACK, hostname, ...(options.allowedHosts ?? [])] : options.allowedHosts;
-  const handler = createHandler({ ...options, allowedHosts, log: options.log ?? (options.quiet ? undefined : (l) => console.error(`ml-dash: ${l}`)) });
+  const clickhouse = options.store ? undefined : options.clickhouse ?? readEnv("ML_DASH_CLICKHOUSE_URL");
+  // Connecting checks the address and the credentials and makes the tables: a server that could not store anything does not start.
+  const store = clickhouse ? await ClickHouseStore.connect(clickhouse) : options.store;
+  const handler = createHandler({ ...options, store, allowedHosts, log: options.log ?? (options.quiet ? undefined : (l) => console.error(`ml-dash: ${l}`)) });
   const adapter = pickAdapter();
   let listener: Listener;
   try {
@@ -117,7 +131,7 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
   }
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   const url = `http://${host}:${listener.port}`;
-  say(`serving ${JSON.stringify(options.root)} at ${url}`);
+  say(`serving ${describeStore(store, options.root)} at ${url}`);
   if (options.token === undefined) {
     say(loopback
       ? `no token: anyone on this machine can write; bound to ${hostname} only`
@@ -137,6 +151,14 @@ export async function serve(options: ServeOptions): Promise<DashServer> {
       await handler.close();
     },
   };
+}
+
+function describeStore(store: ServeOptions["store"], root: string | undefined): string {
+  if (store instanceof ClickHouseStore) {
+    const { database, url, user, version, cluster } = store.info;
+    return `ClickHouse database ${JSON.stringify(database)} at ${url} (ClickHouse ${version}${user !== undefined ? `, user ${JSON.stringify(user)}` : ""}${cluster ? `, cluster ${JSON.stringify(cluster)}` : ""})`;
+  }
+  return store ? "a store" : JSON.stringify(root);
 }
 
 function isLoopback(hostname: string): boolean {

@@ -3,9 +3,13 @@
 // then what only a database shared by servers has: two stores over one
 // database see each other's batches, once, and hear of each other's changes.
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_USER } from "../testing/clickhouse.ts";
+import { spawnScript } from "../testing/run_script.ts";
+import { serve } from "../server.ts";
 import { ClickHouseStore } from "./clickhouse_store.ts";
 import { storeConformance } from "./store_conformance.ts";
 import type { Change } from "./store.ts";
@@ -148,5 +152,145 @@ describe("ClickHouseStore: connecting", { skip }, () => {
     assert.equal((await sql(db, "SELECT count(), max(version) FROM ml_dash_schema")).trim(), "1\t1");
     await sql(db, "INSERT INTO ml_dash_schema (version) VALUES (99)");
     await assert.rejects(ClickHouseStore.connect(url), /schema version 99, newer than this ml-dash's 1/);
+  });
+});
+
+/** Starts an ml-dash server process over `clickhouse`; resolves with it and its URL once it listens. */
+async function startServer(clickhouse: string, port = 0): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawnScript(new URL("../testing/fixtures/clickhouse_server.ts", import.meta.url), { args: [clickhouse, String(port)] });
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (chunk) => (err += chunk));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on("data", (chunk) => {
+      out += chunk;
+      const line = out.split("\n").find((l) => l.startsWith("http://"));
+      if (line) resolve(line.trim());
+    });
+    child.once("exit", (code) => reject(new Error(`the server exited with ${code}: ${err}`)));
+  });
+  return { child, url };
+}
+
+async function stopServer(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = once(child, "exit");
+  process.kill(child.pid!, signal);
+  await gone;
+}
+
+/** Posts a batch; true once a server acknowledged it (stored now or before). */
+let failedPosts = 0;
+
+async function post(url: string, prefix: string, session: string, seq: number, steps: number[]): Promise<boolean> {
+  const body = JSON.stringify({ prefix, session, seq, batch: { metrics: { train: steps.map((step) => ({ _ts: 1000 + step, step, loss: step / 7 })) } } });
+  try {
+    const res = await fetch(`${url}/api/v1/batch`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    await res.body?.cancel();
+    if (!res.ok) failedPosts++;
+    return res.ok;
+  } catch {
+    failedPosts++;
+    return false;
+  }
+}
+
+describe("ml-dash servers over one ClickHouse", { skip }, () => {
+  it("with clients alternating between two servers, one killed with SIGKILL mid-run and restarted, every point is stored once and none is missing", async () => {
+    const clickhouse = database();
+    const servers = [await startServer(clickhouse), await startServer(clickhouse)];
+    try {
+      const clients = 4;
+      const batches = 40;
+      const perBatch = 25;
+      let sent = 0;
+      let killed: Promise<void> | undefined;
+      const run = async (client: number): Promise<void> => {
+        const prefix = `team/kill/client-${client}`;
+        for (let seq = 0; seq < batches; seq++) {
+          const steps = Array.from({ length: perBatch }, (_, i) => seq * perBatch + i);
+          // Every fifth batch goes to both servers at once; the others to one, alternating, and to the other on failure.
+          if (seq % 5 === 0) await Promise.all(servers.map((s) => post(s.url, prefix, `c${client}`, seq, steps)));
+          for (let attempt = client + seq; !(await post(servers[attempt % 2].url, prefix, `c${client}`, seq, steps)); attempt++) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          if (++sent === Math.floor((clients * batches) / 3)) {
+            // Mid-run, with the other clients' requests in flight: kill the second server, then start it again on its port.
+            const port = Number(new URL(servers[1].url).port);
+            killed = stopServer(servers[1].child, "SIGKILL").then(async () => {
+              servers[1] = await startServer(clickhouse, port);
+            });
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: clients }, (_, c) => run(c)));
+      await killed;
+      console.log(`# ${failedPosts} posts failed (to the killed server) and were sent again`);
+      assert.ok(killed !== undefined && failedPosts > 0, "the server was killed while clients were sending");
+      const expected = Array.from({ length: batches * perBatch }, (_, i) => i);
+      for (const server of servers) {
+        for (let c = 0; c < clients; c++) {
+          const prefix = `team/kill/client-${c}`;
+          const res = await fetch(`${server.url}/api/v1/series?prefix=${prefix}&key=train/loss&points=1000000`);
+          const page = await res.json() as { x: number[]; total: number };
+          assert.equal(page.total, expected.length, `${prefix} through ${server.url}`);
+          assert.deepEqual(page.x, expected);
+          const view = await (await fetch(`${server.url}/api/v1/experiment?prefix=${prefix}`)).json() as { summary: Record<string, { count: number }> };
+          assert.equal(view.summary["train/loss"].count, expected.length);
+        }
+      }
+    } finally {
+      for (const server of servers) await stopServer(server.child);
+    }
+  });
+
+  it("a run logged through one server reaches the event stream of the other", async () => {
+    const clickhouse = database();
+    const [a, b] = [await startServer(clickhouse), await startServer(clickhouse)];
+    const controller = new AbortController();
+    try {
+      const res = await fetch(`${b.url}/api/v1/events`, { signal: controller.signal });
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      while (!text.includes(": connected")) text += decoder.decode((await reader.read()).value);
+      const started = Date.now();
+      assert.equal(await post(a.url, "team/live/run", "s", 0, [0, 1, 2]), true);
+      while (!/event: metrics\ndata: \{"prefix":"team\/live\/run"\}/.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value);
+      }
+      assert.match(text, /event: experiment\ndata: \{"prefix":"team\/live\/run","status":"UNKNOWN"\}/);
+      assert.match(text, /event: metrics\ndata: \{"prefix":"team\/live\/run"\}/);
+      console.log(`# a batch through server A reached server B's event stream after ${Date.now() - started} ms`);
+    } finally {
+      controller.abort();
+      await stopServer(a.child);
+      await stopServer(b.child);
+    }
+  });
+});
+
+describe("serve() over ClickHouse", { skip }, () => {
+  it("says which ClickHouse it serves, and fails at start when the credentials are wrong", async () => {
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (line: string) => lines.push(line);
+    let running;
+    try {
+      running = await serve({ clickhouse: `${server!.url}/served`, port: 0 });
+    } finally {
+      console.log = log;
+    }
+    try {
+      assert.match(lines[0], /^ml-dash: serving ClickHouse database "served" at http:\/\/127\.0\.0\.1:\d+ \(ClickHouse \d+\.\d+/);
+      const res = await fetch(`${running.url}/api/v1/experiments`);
+      assert.deepEqual(await res.json(), { experiments: [], total: 0 });
+    } finally {
+      await running.close();
+    }
+    const wrong = server!.url.replace("http://", `http://${TEST_USER.name}:wrong@`);
+    await assert.rejects(serve({ clickhouse: `${wrong}/served`, port: 0, quiet: true }), /ClickHouse at http:\/\/127\.0\.0\.1:\d+ refused the credentials of user "dash"/);
   });
 });
