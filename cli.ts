@@ -56,7 +56,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: {
     usage:
-      "ml-dash serve [--root .dash] [--port 8787] [--host 127.0.0.1] [--token T | --token-file F] [--read-token T | --read-token-file F] [--insecure] [--max-body BYTES] [--allowed-host NAME]... [--cors-origin ORIGIN]... [--cache-mb N]",
+      "ml-dash serve [--root .dash] [--port 8787] [--host 127.0.0.1] [--token T | --token-file F] [--read-token T | --read-token-file F] [--insecure] [--max-body BYTES] [--allowed-host NAME]... [--cors-origin ORIGIN]... [--cache-mb N] [--clickhouse URL]",
     summary: "run the server: ingest, read API, live events and the dashboard",
     flags: {
       root: "string",
@@ -71,6 +71,7 @@ const COMMANDS: Record<string, Command> = {
       "allowed-host": "list",
       "cors-origin": "list",
       "cache-mb": "string",
+      clickhouse: "string",
     },
     help: `Serves the experiments under --root over HTTP until interrupted.
   --root DIR              the directory of experiments (default ML_DASH_ROOT, else .dash)
@@ -86,7 +87,9 @@ const COMMANDS: Record<string, Command> = {
                           against DNS rebinding, others are refused)
   --cors-origin ORIGIN    a browser origin such as https://app.example that may call the
                           API across origins (repeatable; needs a token)
-  --cache-mb N            megabytes of memory for the server's series cache (a positive integer)`,
+  --cache-mb N            megabytes of memory for the server's series cache (a positive integer)
+  --clickhouse URL        keep experiments in ClickHouse instead of --root:
+                          http://[user:password@]host:8123/<database> (default ML_DASH_CLICKHOUSE_URL)`,
     run: runServe,
   },
   sync: {
@@ -321,7 +324,7 @@ type CliServeOptions = ServeOptions & { root: string };
 
 async function runServe(args: ParsedArgs): Promise<number> {
   const options = serveOptions(args);
-  fs.mkdirSync(options.root, { recursive: true });
+  if (!(options.clickhouse ?? env("ML_DASH_CLICKHOUSE_URL"))) fs.mkdirSync(options.root, { recursive: true });
   const server: DashServer = await serve(options);
   await untilStopped(server);
   return 0;
@@ -346,6 +349,8 @@ function serveOptions(args: ParsedArgs): CliServeOptions {
   if (corsOrigins.length > 0) options.corsOrigins = corsOrigins;
   const cacheMb = positiveIntegerFlag(args, "cache-mb", "a positive whole number of megabytes");
   if (cacheMb !== undefined) options.cacheMb = cacheMb;
+  const clickhouse = flag(args, "clickhouse");
+  if (clickhouse !== undefined) options.clickhouse = clickhouse;
   return options;
 }
 

@@ -590,13 +590,7 @@ export class ClickHouseStore implements Store {
   // ─── ClickHouse ───────────────────────────────────────────────────────────
 
   async #setUp(): Promise<void> {
-    let version: string;
-    try {
-      version = (await this.#request("SELECT version()", undefined, false, false)).trim();
-    } catch (error) {
-      throw new StorageError(`Could not connect to ClickHouse at ${this.info.url}: ${error instanceof Error ? error.message : error}`, { cause: error });
-    }
-    this.info.version = version;
+    this.info.version = (await this.#request("SELECT version()", undefined, false, false)).trim();
     await this.#request(`CREATE DATABASE IF NOT EXISTS ${this.info.database}`, undefined, false, false);
     await this.#request(`CREATE TABLE IF NOT EXISTS ${SCHEMA_TABLE} (version UInt32, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version`);
     const [row] = await this.#tsv(`SELECT max(version) FROM ${SCHEMA_TABLE}`);
@@ -659,7 +653,7 @@ export class ClickHouseStore implements Store {
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (error) {
-      throw new StorageError(`ClickHouse at ${this.info.url} is unreachable: ${error instanceof Error ? error.message : error}`, { cause: error });
+      throw new StorageError(`Could not connect to ClickHouse at ${this.info.url}: ${error instanceof Error ? error.message : error}`, { cause: error });
     }
     const text = await res.text();
     if (res.ok) return text;
