@@ -199,7 +199,7 @@ export class ClickHouseStore implements Store {
   async has(key: BatchKey): Promise<boolean> {
     checkStoredPrefix(key.prefix);
     const rows = await this.#select(
-      `SELECT 1 FROM ${this.#table} WHERE prefix = ${str(key.prefix)} AND kind = 'commit' AND session = ${str(key.session)} AND seq = ${int(key.seq)} LIMIT 1`,
+      `SELECT prefix FROM ${this.#table} WHERE prefix = ${str(key.prefix)} AND kind = 'commit' AND session = ${str(key.session)} AND seq = ${int(key.seq)} LIMIT 1`,
     );
     return rows.length > 0;
   }
@@ -260,7 +260,7 @@ export class ClickHouseStore implements Store {
 
   async exists(prefix: string): Promise<boolean> {
     checkStoredPrefix(prefix);
-    const rows = await this.#select(`SELECT 1 FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'commit' LIMIT 1`);
+    const rows = await this.#select(`SELECT prefix FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'commit' LIMIT 1`);
     return rows.length > 0;
   }
 
@@ -490,7 +490,7 @@ export class ClickHouseStore implements Store {
     const slash = key.indexOf("/");
     if (slash > 0) {
       const metric = key.slice(0, slash);
-      const rows = await this.#select(`SELECT 1 FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'point' AND name = ${str(metric)} LIMIT 1`);
+      const rows = await this.#select(`SELECT prefix FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'point' AND name = ${str(metric)} LIMIT 1`);
       if (rows.length > 0) return { metric, field: key.slice(slash + 1) };
     }
     return { metric: DEFAULT_METRIC, field: key };

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
-import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_USER } from "../testing/clickhouse.ts";
+import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_CLUSTER, TEST_USER } from "../testing/clickhouse.ts";
 import { spawnScript } from "../testing/run_script.ts";
 import { serve } from "../server.ts";
 import { ClickHouseStore } from "./clickhouse_store.ts";
@@ -17,14 +17,19 @@ import type { Change } from "./store.ts";
 const skip = clickHouseSkipReason();
 if (skip) console.log(`# skipping the ClickHouse store tests: ${skip}`);
 let server: ClickHouseServer | undefined;
+/** Two more servers, one shard each of the cluster TEST_CLUSTER. */
+let shards: ClickHouseServer[] = [];
 let databases = 0;
 
 before(async () => {
-  if (!skip) [server] = await startClickHouse();
+  if (skip) return;
+  [server] = await startClickHouse();
+  shards = await startClickHouse({ count: 2 });
 });
 
 after(async () => {
   await server?.stop();
+  for (const shard of shards) await shard.stop();
 });
 
 function database(): string {
@@ -32,6 +37,15 @@ function database(): string {
 }
 
 storeConformance("ClickHouseStore", () => ClickHouseStore.connect(database(), { pollInterval: 50 }), { skip });
+
+/** A store over the two-shard cluster: each shard's local table made first, through the shard itself. */
+async function clusterStore(options: { pollInterval?: number } = {}): Promise<ClickHouseStore> {
+  const name = `cluster_${process.pid}_${databases++}`;
+  for (const shard of shards.slice(1)) await (await ClickHouseStore.connect(`${shard.url}/${name}`)).close();
+  return await ClickHouseStore.connect(`${shards[0].url}/${name}?cluster=${TEST_CLUSTER}`, options);
+}
+
+storeConformance("ClickHouseStore on a cluster of two shards", () => clusterStore({ pollInterval: 50 }), { skip });
 
 const P = "alice/shared/run-1";
 const line = (step: number): string => JSON.stringify({ _ts: 1000 + step, step, loss: 1 / (step + 1) });
@@ -195,9 +209,9 @@ async function post(url: string, prefix: string, session: string, seq: number, s
   }
 }
 
-describe("ml-dash servers over one ClickHouse", { skip }, () => {
-  it("with clients alternating between two servers, one killed with SIGKILL mid-run and restarted, every point is stored once and none is missing", async () => {
-    const clickhouse = database();
+/** Two ml-dash servers over `clickhouse`, clients alternating, the second SIGKILLed mid-run and restarted: every point read back once. */
+async function killOneOfTwo(clickhouse: string): Promise<void> {
+  {
     const servers = [await startServer(clickhouse), await startServer(clickhouse)];
     try {
       const clients = 4;
@@ -242,6 +256,18 @@ describe("ml-dash servers over one ClickHouse", { skip }, () => {
     } finally {
       for (const server of servers) await stopServer(server.child);
     }
+  }
+}
+
+describe("ml-dash servers over one ClickHouse", { skip }, () => {
+  it("with clients alternating between two servers, one killed with SIGKILL mid-run and restarted, every point is stored once and none is missing", async () => {
+    await killOneOfTwo(database());
+  });
+
+  it("the same on a cluster of two shards", async () => {
+    const store = await clusterStore();
+    await store.close();
+    await killOneOfTwo(`${shards[0].url}/${store.info.database}?cluster=${TEST_CLUSTER}`);
   });
 
   it("a run logged through one server reaches the event stream of the other", async () => {
@@ -292,5 +318,28 @@ describe("serve() over ClickHouse", { skip }, () => {
     }
     const wrong = server!.url.replace("http://", `http://${TEST_USER.name}:wrong@`);
     await assert.rejects(serve({ clickhouse: `${wrong}/served`, port: 0, quiet: true }), /ClickHouse at http:\/\/127\.0\.0\.1:\d+ refused the credentials of user "dash"/);
+  });
+});
+
+describe("ClickHouseStore on a cluster", { skip }, () => {
+  it("keeps each experiment on one shard, spreads experiments over both, and reads them all", async () => {
+    const store = await clusterStore();
+    try {
+      const prefixes = Array.from({ length: 20 }, (_, i) => `team/spread/run-${i}`);
+      for (const prefix of prefixes) await store.ingest({ prefix, session: "s", seq: 0 }, { params: { a: 1 }, metrics: { train: [[line(0), line(1)].join("\n")] } });
+      const held: string[][] = [];
+      for (const shard of shards) {
+        const res = await fetch(`${shard.url}/?database=${store.info.database}`, { method: "POST", body: "SELECT DISTINCT prefix FROM ml_dash_rows ORDER BY prefix FORMAT TabSeparated" });
+        held.push((await res.text()).split("\n").filter((l) => l !== ""));
+      }
+      assert.ok(held[0].length > 0 && held[1].length > 0, `rows on both shards: ${held[0].length} and ${held[1].length}`);
+      assert.equal(held[0].filter((p) => held[1].includes(p)).length, 0, "no experiment on both");
+      assert.equal(held[0].length + held[1].length, 20);
+      const page = await store.list({ offset: 0 });
+      assert.equal(page.total, 20);
+      for (const prefix of prefixes) assert.equal((await store.experiment(prefix)).summary["train/loss"].count, 2);
+    } finally {
+      await store.close();
+    }
   });
 });
