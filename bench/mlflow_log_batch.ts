@@ -56,9 +56,11 @@ function bodies(runIds: string[], requests: number): string[] {
   return out;
 }
 
-async function main(): Promise<void> {
+/** Starts the server in a child process on this runtime; its URL and how to stop it. */
+async function startServer(): Promise<{ url: string; stop: () => void }> {
   const root = tempDir("mlflow");
-  const child = spawn(selfCommand(import.meta.url, ["--serve", `--root=${root}`])[0], selfCommand(import.meta.url, ["--serve", `--root=${root}`]).slice(1), { stdio: ["pipe", "pipe", "inherit"] });
+  const [exec, ...args] = selfCommand(import.meta.url, ["--serve", `--root=${root}`]);
+  const child = spawn(exec, args, { stdio: ["pipe", "pipe", "inherit"] });
   const url = await new Promise<string>((resolve, reject) => {
     let text = "";
     child.stdout!.on("data", (chunk) => {
@@ -68,8 +70,21 @@ async function main(): Promise<void> {
     });
     child.on("exit", (code) => reject(new Error(`The server exited with ${code}`)));
   });
+  return {
+    url,
+    stop: () => {
+      child.stdin!.end();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  // --url=http://127.0.0.1:PORT loads a server started elsewhere (e.g. under a profiler) instead of one of our own.
+  const external = argString("url", "");
+  const { url, stop } = external ? { url: external.replace(/\/$/, ""), stop: () => {} } : await startServer();
   try {
-    const { experiment_id } = await post(url, "experiments/create", JSON.stringify({ name: "bench/mlflow" })) as { experiment_id: string };
+    const { experiment_id } = await post(url, "experiments/create", JSON.stringify({ name: external ? `bench/mlflow-${Date.now()}` : "bench/mlflow" })) as { experiment_id: string };
     const runIds: string[] = [];
     for (let i = 0; i < RUNS; i++) {
       const { run } = await post(url, "runs/create", JSON.stringify({ experiment_id, run_name: `run-${i}`, start_time: Date.now(), tags: [] })) as { run: { info: { run_id: string } } };
@@ -100,8 +115,7 @@ async function main(): Promise<void> {
     console.log(`${runtimeName()}: ${fmt(points)} points in ${requests} log-batch requests (${SENDERS} senders, ${RUNS} runs) in ${fmt(seconds, 2)} s: ${fmt(rate)} points/s; all ${fmt(counted)} read back`);
     emit([{ runtime: runtimeName(), figure: "mlflow log-batch points/s", value: Math.round(rate), unit: "points/s" }]);
   } finally {
-    child.stdin!.end();
-    fs.rmSync(root, { recursive: true, force: true });
+    stop();
   }
 }
 

@@ -443,7 +443,9 @@ export class MlflowApi {
 
   async #logBatch(fields: Fields): Promise<unknown> {
     const prefix = await this.#runPrefix(fields);
-    const metrics = fields.array("metrics").map((m, i) => checkedMetric(m, `metrics[${i}]`));
+    const items = fields.array("metrics");
+    const metrics = new Array<MlflowMetric>(items.length);
+    for (let i = 0; i < items.length; i++) metrics[i] = checkedMetric(items[i], i);
     const params = keyValues(fields.array("params"), "params");
     const tags = keyValues(fields.array("tags"), "tags");
     await this.#log(prefix, metrics, params, tags);
@@ -825,6 +827,8 @@ class Fields {
   }
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 async function readJsonBody(req: Request, context: MlflowContext): Promise<Record<string, unknown>> {
   if (!req.body) return Object.create(null);
   const bytes = await readBodyBytes(req, context.maxBody, context.bodies);
@@ -832,7 +836,7 @@ async function readJsonBody(req: Request, context: MlflowContext): Promise<Recor
   if (bytes.byteLength === 0) return Object.create(null);
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    value = JSON.parse(UTF8.decode(bytes));
   } catch (error) {
     throw new MlflowError(400, "MALFORMED_REQUEST", `Malformed JSON body: ${error instanceof Error ? error.message : error}`);
   }
@@ -849,7 +853,19 @@ function optionalInteger(value: unknown, name: string): number | undefined {
   return n;
 }
 
-function checkedMetric(value: unknown, where: string): MlflowMetric {
+/** A metric checked: `where` is its name in errors, or its index in `metrics` (named only on an error). */
+function checkedMetric(value: unknown, where: string | number): MlflowMetric {
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    // The usual point, {key: non-empty string, value: number, timestamp and step: safe integers}, checked with typeof alone.
+    const { key, value: v, timestamp, step } = value as Record<string, unknown>;
+    if (typeof key === "string" && key !== "" && typeof v === "number" && typeof timestamp === "number" && Number.isSafeInteger(timestamp) && typeof step === "number" && Number.isSafeInteger(step)) {
+      return { key, value: v, timestamp, step };
+    }
+  }
+  return checkedMetricSlowly(value, typeof where === "number" ? `metrics[${where}]` : where);
+}
+
+function checkedMetricSlowly(value: unknown, where: string): MlflowMetric {
   if (!isRecord(value)) throw invalid(`Invalid ${where}: expected an object {key, value, timestamp, step}, received ${typeName(value)}`);
   const key = value.key;
   if (typeof key !== "string" || key === "") throw invalid(`Invalid ${where}.key ${JSON.stringify(key)}: expected a non-empty string`);
@@ -1089,54 +1105,61 @@ function mlflowStatus(status: string | undefined): string {
  * `log({"train/loss", "train/acc"}, step)`), else it starts a record.
  */
 function metricRecords(points: MlflowMetric[]): Record<string, string[]> {
-  const keys = new Map<string, { metric: string; field: string; fieldJson: string }>();
-  const open = new Map<string, { step: number; timestamp: number; fields: string[]; text: string; lines: string[] }>();
-  for (const point of points) {
+  // Per MLflow key: its metric's open record and the record it was last written to
+  // (a field is in the open record when its key's mark is that record's number).
+  const keys = new Map<string, { record: OpenRecord; fieldJson: string; mark: number }>();
+  const records = new Map<string, OpenRecord>();
+  let serial = 0;
+  for (let i = 0; i < points.length; i++) {
+    const point = points[i];
     let stored = keys.get(point.key);
-    if (!stored) {
+    if (stored === undefined) {
       const { metric, field } = storedKeyOf(point.key);
-      keys.set(point.key, stored = { metric, field, fieldJson: JSON.stringify(field) });
+      let record = records.get(metric);
+      if (record === undefined) records.set(metric, record = { serial: -1, step: 0, timestamp: 0, text: "", lines: [] });
+      keys.set(point.key, stored = { record, fieldJson: JSON.stringify(field), mark: -1 });
     }
-    const value = valueText(point.value as number);
-    let record = open.get(stored.metric);
-    if (record && record.step === point.step && record.timestamp === point.timestamp && !record.fields.includes(stored.field)) {
-      record.fields.push(stored.field);
-      record.text += `,${stored.fieldJson}:${value}`;
-      continue;
+    const record = stored.record;
+    const value = point.value as number;
+    const text = value - value === 0 ? `${stored.fieldJson}:${value}` : `${stored.fieldJson}:"${value}"`;
+    if (record.serial >= 0 && record.step === point.step && record.timestamp === point.timestamp && stored.mark !== record.serial) {
+      record.text += `,${text}`;
+    } else {
+      if (record.serial >= 0) record.lines.push(`${record.text}}`);
+      record.serial = serial++;
+      record.step = point.step;
+      record.timestamp = point.timestamp;
+      record.text = `{"_ts":${point.timestamp / 1000},"step":${point.step},${text}`;
     }
-    const lines = record?.lines ?? [];
-    if (record) lines.push(`${record.text}}`);
-    record = {
-      step: point.step,
-      timestamp: point.timestamp,
-      fields: [stored.field],
-      text: `{"_ts":${point.timestamp / 1000},"step":${point.step},${stored.fieldJson}:${value}`,
-      lines,
-    };
-    open.set(stored.metric, record);
+    stored.mark = record.serial;
   }
   const out: Record<string, string[]> = Object.create(null);
-  for (const [metric, record] of open) {
+  for (const [metric, record] of records) {
     record.lines.push(`${record.text}}`);
     out[metric] = [record.lines.join("\n")];
   }
   return out;
 }
 
-function valueText(value: number): string {
-  return Number.isFinite(value) ? String(value) : `"${value}"`;
+/** The record of a metric being built: its step and timestamp, its text so far, its finished lines. */
+interface OpenRecord {
+  serial: number;
+  step: number;
+  timestamp: number;
+  text: string;
+  lines: string[];
 }
 
 /**
  * The points of a run stored lately, to tell a retried point from a new one:
- * key → step → (timestamp, value) pairs, in two generations of at most half
- * the bound each; when the newer fills, the older is dropped (O(1) a point).
+ * (key, step, timestamp, value) in two generations of at most half the bound
+ * each; when the newer fills, the older is dropped (O(1) a point).
  */
 class PointMemory {
   #half: number;
   #size = 0;
-  #current = new Map<string, Map<number, number[]>>();
-  #previous = new Map<string, Map<number, number[]>>();
+  #current = new Map<string, KeyPoints>();
+  #previous = new Map<string, KeyPoints>();
 
   constructor(bound: number) {
     this.#half = Math.max(1, Math.floor(bound / 2));
@@ -1144,29 +1167,91 @@ class PointMemory {
 
   /** Remembers a point; false when it was remembered already. */
   add(key: string, step: number, timestamp: number, value: number): boolean {
-    if (holdsPoint(this.#current, key, step, timestamp, value) || holdsPoint(this.#previous, key, step, timestamp, value)) return false;
+    let current = this.#current.get(key);
+    if (current !== undefined && current.holds(step, timestamp, value)) return false;
+    const previous = this.#previous.get(key);
+    if (previous !== undefined && previous.holds(step, timestamp, value)) return false;
     if (this.#size >= this.#half) {
       this.#previous = this.#current;
       this.#current = new Map();
       this.#size = 0;
+      current = undefined;
     }
-    let steps = this.#current.get(key);
-    if (!steps) this.#current.set(key, steps = new Map());
-    const pairs = steps.get(step);
-    if (pairs) pairs.push(timestamp, value);
-    else steps.set(step, [timestamp, value]);
+    if (current === undefined) this.#current.set(key, current = new KeyPoints());
+    current.insert(step, timestamp, value);
     this.#size++;
     return true;
   }
 }
 
-function holdsPoint(memory: Map<string, Map<number, number[]>>, key: string, step: number, timestamp: number, value: number): boolean {
-  const pairs = memory.get(key)?.get(step);
-  if (!pairs) return false;
-  for (let i = 0; i < pairs.length; i += 2) {
-    if (pairs[i] === timestamp && Object.is(pairs[i + 1], value)) return true;
+/**
+ * The remembered points of one key in one generation. Points that come in
+ * (step, timestamp) order, as a training loop logs them, are appended to
+ * columns (no object a point; a new point is told from a remembered one by
+ * comparing it with the last, a retried one found by binary search); a point
+ * that comes out of order goes to a map of step → (timestamp, value) pairs.
+ */
+class KeyPoints {
+  #n = 0;
+  #steps = new Float64Array(16);
+  #times = new Float64Array(16);
+  #values = new Float64Array(16);
+  #lastStep = -Infinity;
+  #lastTime = -Infinity;
+  #unordered: Map<number, number[]> | undefined;
+
+  holds(step: number, timestamp: number, value: number): boolean {
+    const unordered = this.#unordered;
+    if (unordered !== undefined) {
+      const pairs = unordered.get(step);
+      if (pairs !== undefined) {
+        for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === timestamp && Object.is(pairs[i + 1], value)) return true;
+      }
+    }
+    if (step > this.#lastStep || (step === this.#lastStep && timestamp > this.#lastTime)) return false;
+    const steps = this.#steps;
+    const times = this.#times;
+    let lo = 0;
+    let hi = this.#n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (steps[mid] < step || (steps[mid] === step && times[mid] < timestamp)) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.#n && steps[i] === step && times[i] === timestamp; i++) {
+      if (Object.is(this.#values[i], value)) return true;
+    }
+    return false;
   }
-  return false;
+
+  insert(step: number, timestamp: number, value: number): void {
+    if (step > this.#lastStep || (step === this.#lastStep && timestamp >= this.#lastTime)) {
+      const n = this.#n;
+      if (n === this.#steps.length) this.#grow();
+      this.#steps[n] = step;
+      this.#times[n] = timestamp;
+      this.#values[n] = value;
+      this.#n = n + 1;
+      this.#lastStep = step;
+      this.#lastTime = timestamp;
+      return;
+    }
+    const unordered = this.#unordered ??= new Map();
+    const pairs = unordered.get(step);
+    if (pairs) pairs.push(timestamp, value);
+    else unordered.set(step, [timestamp, value]);
+  }
+
+  #grow(): void {
+    const grown = (column: Float64Array) => {
+      const next = new Float64Array(column.length * 2);
+      next.set(column);
+      return next;
+    };
+    this.#steps = grown(this.#steps);
+    this.#times = grown(this.#times);
+    this.#values = grown(this.#values);
+  }
 }
 
 function latestOf(key: string, points: { step: number; timestamp: number; value: number }[]): MlflowMetric | undefined {
