@@ -523,7 +523,8 @@ export class MlflowApi {
   /** The points not stored yet: one identical to a point this facade remembers of the run is left out. */
   async #newPoints(prefix: string, metrics: MlflowMetric[]): Promise<MlflowMetric[]> {
     const memory = this.#memoryOf(prefix);
-    for (const key of new Set(metrics.map((m) => m.key))) {
+    for (let i = 0; i < metrics.length; i++) {
+      const key = metrics[i].key;
       if (memory.loaded.has(key)) continue;
       if (!memory.fresh) await this.#rememberStored(prefix, key, memory);
       memory.loaded.add(key);
