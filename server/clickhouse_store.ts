@@ -644,14 +644,18 @@ export class ClickHouseStore implements Store {
     if (inDatabase) params.set("database", this.info.database);
     if (insert && this.info.cluster) params.set("insert_distributed_sync", "1");
     if (data !== undefined) params.set("query", sql);
+    const send = (): Promise<Response> =>
+      fetch(`${this.#base}/?${params}`, { method: "POST", headers: this.#headers, body: data ?? sql, signal: AbortSignal.timeout(this.#timeoutMs) });
     let res: Response;
     try {
-      res = await fetch(`${this.#base}/?${params}`, {
-        method: "POST",
-        headers: this.#headers,
-        body: data ?? sql,
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
+      try {
+        res = await send();
+      } catch (error) {
+        // A kept-alive connection that ClickHouse closed meanwhile: a read is sent once more. An insert
+        // is not (it may have landed, and its attempt's rows would be there twice): the client retries it.
+        if (data !== undefined) throw error;
+        res = await send();
+      }
     } catch (error) {
       throw new StorageError(`Could not connect to ClickHouse at ${this.info.url}: ${error instanceof Error ? error.message : error}`, { cause: error });
     }
