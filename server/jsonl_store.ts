@@ -17,6 +17,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { checkFilePath, checkMetricName } from "../storage/backend.ts";
 import type { Batch } from "../storage/backend.ts";
 import { ConfigError, StorageError } from "../storage/errors.ts";
 import { DashReader, JsonlBackend, OutsideRootError } from "../storage/jsonl.ts";
@@ -126,6 +127,11 @@ export class JsonlStore implements Store {
   ingest(key: BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
     const { prefix, session, seq } = key;
     if (this.#ledger.has(prefix, session, seq)) return Promise.resolve({ duplicate: true });
+    try {
+      checkNames(batch);
+    } catch (error) {
+      return Promise.reject(notStored(error));
+    }
     const isNew = !this.#watcher.knows(prefix) && !fs.existsSync(experimentPath(this.root, prefix, EXPERIMENT_FILE));
     // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
     if (isNew && !batch.metadata) batch.metadata = { prefix };
@@ -336,6 +342,16 @@ export class JsonlStore implements Store {
     }
     return real;
   }
+}
+
+/**
+ * Checks a batch's metric names and file paths before anything of it is written:
+ * a JSON state file replaced by the batch (parameters.json, experiment.json) is
+ * not rolled back, so a batch refused half-way would keep its state.
+ */
+function checkNames(batch: Batch): void {
+  for (const name in batch.metrics ?? {}) checkMetricName(name);
+  for (const file of batch.files ?? []) checkFilePath(file.path);
 }
 
 /** A batch that could not be stored and was rolled back: the request's fault (4xx) or the disk's (5xx, retried later). */

@@ -349,9 +349,10 @@ export function storeConformance(name: string, makeStore: () => Promise<Store>, 
       );
       assert.equal(await store.has(key(0)), false);
       assert.equal(await store.has(key(1)), false);
-      // The params of the batch with a bad metric name are not kept. (The JSONL store keeps those of
-      // the batch with a bad file path, which the protocol refuses before a store sees it.)
-      assert.equal("a" in (await store.open(P)).params, false);
+      // Nothing of either batch is kept, not even its params.
+      const params = (await store.open(P)).params;
+      assert.equal("a" in params, false);
+      assert.equal("b" in params, false);
     });
 
     withStore("a watcher hears of a new experiment, its metrics, its logs and a change of status", async (store) => {
