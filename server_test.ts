@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
-import { serve } from "./server.ts";
+import { createHandler, serve } from "./server.ts";
 import type { DashServer } from "./server.ts";
 import { Experiment } from "./mod.ts";
 import { minMaxDownsample } from "./storage/downsample.ts";
@@ -778,5 +778,18 @@ test("a disk that fills up while a batch is stored: the batch is rolled back and
     }
   } finally {
     disk.unmount();
+  }
+});
+
+test("a Content-Length that is not a count of bytes is 400, not 500", async () => {
+  const handler = createHandler({ root: tempDir("server") });
+  try {
+    const body = JSON.stringify({ prefix: "alice/proj/length", session: "s", seq: 0, batch: {} });
+    const req = new Request("http://127.0.0.1/api/v1/batch", { method: "POST", headers: { "content-type": "application/json", "content-length": "-5" }, body });
+    assert.equal(req.headers.get("content-length"), "-5", "the runtime keeps the header as given");
+    const res = await handler(req);
+    assert.equal(res.status, 400, await res.text());
+  } finally {
+    await handler.close();
   }
 });

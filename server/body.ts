@@ -96,6 +96,9 @@ export class BodyBudget {
  */
 export async function readBodyBytes(req: Request, limit: number, budget: BodyBudget): Promise<Uint8Array> {
   const length = req.headers.get("content-length");
+  if (length !== null && !/^\d+$/.test(length.trim())) {
+    throw new HttpError(400, `Invalid Content-Length ${JSON.stringify(length)}: expected a count of bytes`);
+  }
   const declared = length === null ? NaN : Number(length);
   if (declared > limit) throw tooLarge(limit);
   if (Number.isFinite(declared)) budget.take(declared);

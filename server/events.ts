@@ -63,17 +63,24 @@ export class EventHub {
    */
   subscribe(): Response {
     let self: ReadableStreamDefaultController<Uint8Array> | undefined;
+    let cancelled = false;
     const stream = new ReadableStream<Uint8Array>({
       start: async (controller) => {
         self = controller;
-        this.#unwatch ??= this.#store.watch((change) => this.#send(change));
+        this.#unwatch ??= this.#store.watch((change) => this.#send(change)).catch((error) => {
+          // A watch that failed is not kept: the next stream asks again.
+          this.#unwatch = undefined;
+          throw error;
+        });
         await this.#unwatch;
+        if (cancelled) return;
         this.#clients.add(controller);
         this.#ping ??= setInterval(() => this.#write(": ping\n\n"), PING_INTERVAL_MS);
         unrefTimer(this.#ping);
         controller.enqueue(this.#encoder.encode(": connected\nretry: 2000\n\n"));
       },
       cancel: () => {
+        cancelled = true;
         if (self) this.#drop(self);
       },
     });

@@ -23,7 +23,7 @@ import { BodyBudget, readBodyBytes } from "./body.ts";
 import { EventHub } from "./events.ts";
 import { RequestGuard } from "./guard.ts";
 import { JsonlStore } from "./jsonl_store.ts";
-import { answerMlflow, isMlflowPath } from "./mlflow.ts";
+import { answerMlflow, isMlflowPath, isMlflowWrite } from "./mlflow.ts";
 import { getExperiment, getFile, getLogs, getSeries, listExperiments } from "./read_api.ts";
 import { serveStatic } from "./static.ts";
 import type { Store } from "./store.ts";
@@ -186,9 +186,10 @@ export function createHandler(options: HandlerOptions): DashHandler {
       if (req.method === "GET" || req.method === "HEAD") return serveStatic(url.pathname, options.dashboardDir);
       return errorJson(405, `Method ${req.method} is not allowed on ${url.pathname}`);
     }
-    const denied = authorize(req, url, write, options);
+    const mlflow = isMlflowPath(url.pathname);
+    const denied = authorize(req, url, mlflow ? isMlflowWrite(req.method, url.pathname) : write, options);
     if (denied) return denied;
-    if (isMlflowPath(url.pathname)) return await answerMlflow(store, req, url, { maxBody, bodies });
+    if (mlflow) return await answerMlflow(store, req, url, { maxBody, bodies });
     switch (`${req.method} ${url.pathname}`) {
       case "POST /api/v1/batch":
         return await ingest(req);

@@ -24,6 +24,7 @@ import * as path from "node:path";
 import type { Batch } from "../storage/backend.ts";
 import type { DashReader } from "../storage/jsonl.ts";
 import { EXPERIMENT_ENTRIES, experimentPath, isTempPath, LOGS_FILE, metricOfFile, METRICS_DIR } from "../storage/layout.ts";
+import { unrefTimer } from "../storage/runtime.ts";
 import type { Change } from "./store.ts";
 
 interface Snapshot {
@@ -114,7 +115,10 @@ export class RootWatcher {
     this.#onChange = onChange;
     this.#watch();
     await this.#scanAll(false);
+    // Stopped (or started again) during the first scan: this start is over.
+    if (this.#onChange !== onChange || this.#timer !== undefined) return;
     this.#timer = setInterval(() => this.#tick(), this.#interval);
+    unrefTimer(this.#timer);
   }
 
   /**

@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { isValidMetricName } from "../storage/backend.ts";
 import type { Batch } from "../storage/backend.ts";
 import { fileSystem } from "../storage/file_system.ts";
 import { experimentDir, experimentPath, FILES_INDEX, LOGS_FILE, metricEntry, PARAMETERS_LOG, replaceFileSync, SESSIONS_FILE, SESSIONS_LOG } from "../storage/layout.ts";
@@ -89,6 +90,8 @@ export class SessionLedger {
     const ledger = this.#load(prefix);
     const dir = this.#dir(prefix);
     this.#checkInside(dir);
+    // A batch before this one is still noted as being applied (its roll-back failed): undo it first.
+    if (ledger.applying) this.rollBack(prefix);
     fs.mkdirSync(dir, { recursive: true });
     const sizes: Record<string, number> = Object.create(null);
     for (const f of files) sizes[f] = fileSize(path.join(dir, f));
@@ -114,7 +117,13 @@ export class SessionLedger {
   rollBack(prefix: string): void {
     const ledger = this.#load(prefix);
     if (!ledger.applying) return;
-    this.#cutBack(prefix, ledger.applying);
+    try {
+      this.#cutBack(prefix, ledger.applying);
+    } catch (error) {
+      // The log still ends with the batch begun: the next load cuts back.
+      this.#cache.delete(prefix);
+      throw error;
+    }
     delete ledger.applying;
     this.#append(prefix, ledger, { undone: true });
   }
@@ -140,19 +149,22 @@ export class SessionLedger {
     }
     delete ledger.applying;
     record(ledger, session, seq);
-    if (ledger.events >= COMPACT_EVERY) this.#compact(prefix, ledger);
+    if (ledger.events >= COMPACT_EVERY) this.#compactIfYouCan(prefix, ledger);
   }
 
   /** Folds the log of every ledger in memory into its snapshot, so that a restart reads one file. */
   close(): void {
     for (const [prefix, ledger] of this.#cache) {
-      if (ledger.events > 0 && !ledger.applying) {
-        try {
-          this.#compact(prefix, ledger);
-        } catch {
-          // The log stays; the next load folds it.
-        }
-      }
+      if (ledger.events > 0 && !ledger.applying) this.#compactIfYouCan(prefix, ledger);
+    }
+  }
+
+  /** Compacts; a failure only leaves the log longer (it holds every event, and the next load folds it). */
+  #compactIfYouCan(prefix: string, ledger: Ledger): void {
+    try {
+      this.#compact(prefix, ledger);
+    } catch {
+      // The log stays.
     }
   }
 
@@ -186,6 +198,8 @@ export class SessionLedger {
   #cutBack(prefix: string, sizes: Record<string, number>): void {
     const dir = this.#dir(prefix);
     for (const [file, size] of Object.entries(sizes)) {
+      // Sizes come from a file of the root: only files a batch appends to may be cut.
+      if (!isAppendedFile(file) || !Number.isSafeInteger(size) || size < 0) continue;
       const full = path.join(dir, file);
       if (fileSize(full) > size) fs.truncateSync(full, size);
     }
@@ -206,6 +220,8 @@ export class SessionLedger {
   #load(prefix: string): Ledger {
     let ledger = this.#cache.get(prefix);
     if (ledger) return ledger;
+    // The ledger's own files may be planted too: nothing is read, cut or written through a link out of the root.
+    this.#checkInside(this.#dir(prefix));
     ledger = readSnapshot(this.#file(prefix));
     const events = readLog(this.#log(prefix));
     for (const event of events) fold(ledger, event);
@@ -335,6 +351,13 @@ const MAX_SESSIONS = 10_000;
 /** Ledgers kept in memory; the oldest loaded is dropped first (it is on disk). */
 const MAX_CACHED_LEDGERS = 1_000;
 const MAX_SEQS_ABOVE = 10_000;
+
+/** Whether a name is one {@linkcode appendedFiles} gives. */
+function isAppendedFile(file: string): boolean {
+  if (file === LOGS_FILE || file === PARAMETERS_LOG || file === FILES_INDEX) return true;
+  const metric = /^metrics\/(.+)\.jsonl$/.exec(file)?.[1];
+  return metric !== undefined && isValidMetricName(metric) && metricEntry(metric) === file;
+}
 
 /** The append-only files a batch adds lines to, relative to its experiment's folder. */
 export function appendedFiles(batch: Batch): string[] {

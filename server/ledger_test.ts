@@ -87,3 +87,17 @@ test("close() folds the log into the snapshot: a restart reads one file and know
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, ".sessions.json"), "utf8")).sessions.s.upTo, 4);
   assert.equal(new SessionLedger(root, () => {}).has(PREFIX, "s", 4), true);
 });
+
+test("sizes read from a planted ledger cut no file outside the experiment's appended files", () => {
+  const root = tempDir("ledger");
+  const outside = path.join(tempDir("ledger-outside"), "precious.txt");
+  fs.writeFileSync(outside, "keep me");
+  const dir = path.join(root, ...PREFIX.split("/"));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, "notes.txt"), "mine");
+  const escape = path.relative(dir, outside);
+  fs.writeFileSync(path.join(dir, ".sessions.jsonl"), JSON.stringify({ begin: { [escape]: 0, "notes.txt": 0 } }) + "\n");
+  new SessionLedger(root, () => {}).has(PREFIX, "s", 0);
+  assert.equal(fs.readFileSync(outside, "utf8"), "keep me");
+  assert.equal(fs.readFileSync(path.join(dir, "notes.txt"), "utf8"), "mine");
+});

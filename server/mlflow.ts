@@ -48,6 +48,7 @@ import { ConfigError, StorageError } from "../storage/errors.ts";
 import { MIME, ProtocolError } from "../storage/protocol.ts";
 import { HttpError } from "./answers.ts";
 import { readBodyBytes } from "./body.ts";
+import { savedFileHeaders } from "./read_api.ts";
 import type { BodyBudget } from "./body.ts";
 import { compareTargets, EXPERIMENT_ATTRIBUTES, FilterSyntaxError, matches, parseFilter, parseOrderBy } from "./mlflow_filter.ts";
 import type { FilterTarget, OrderKey } from "./mlflow_filter.ts";
@@ -97,6 +98,31 @@ const MAX_SERIES_POINTS = Number.MAX_SAFE_INTEGER;
  */
 export function isMlflowPath(pathname: string): boolean {
   return pathname.startsWith(MLFLOW_API) || pathname === MLFLOW_ARTIFACTS || pathname.startsWith(`${MLFLOW_ARTIFACTS}/`);
+}
+
+/** The endpoints that only read: the MLflow client POSTs some of them (searches), and they need only the read token. */
+const READ_ENDPOINTS: ReadonlySet<string> = new Set([
+  "experiments/get-by-name", "experiments/get", "experiments/search", "runs/get", "runs/search", "metrics/get-history", "logged-models/search",
+]);
+
+/**
+ * Whether a request under the MLflow paths writes (and so needs the write token):
+ * a tracking endpoint that is not a read, whatever its method; an artifact PUT.
+ *
+ * @param method The request's method.
+ * @param pathname The request's path.
+ * @returns True when it writes.
+ *
+ * @example
+ * ```ts
+ * import { isMlflowWrite } from "./mlflow.ts";
+ *
+ * console.log(isMlflowWrite("POST", "/api/2.0/mlflow/runs/search"), isMlflowWrite("POST", "/api/2.0/mlflow/runs/log-batch")); // false true
+ * ```
+ */
+export function isMlflowWrite(method: string, pathname: string): boolean {
+  if (pathname.startsWith(MLFLOW_API)) return !READ_ENDPOINTS.has(pathname.slice(MLFLOW_API.length));
+  return method === "PUT";
 }
 
 const facades = new WeakMap<Store, MlflowApi>();
@@ -408,7 +434,7 @@ export class MlflowApi {
       checkedPrefix(prefix);
       const metadata: ExperimentRecord = { prefix, metadata: { mlflow: { user_id: userId, tags: Object.fromEntries(tags) } } };
       if (readme !== undefined) metadata.readme = readme;
-      this.#memory.set(prefix, { seen: new PointMemory(REMEMBERED_POINTS), loaded: new Set(), fresh: true });
+      this.#memoryOf(prefix).fresh = true;
       await this.#write(prefix, { metadata, status: { status: "RUNNING", startedAt: startTime / 1000, endedAt: null } });
       return prefix;
     });
@@ -710,9 +736,9 @@ export class MlflowApi {
     if (path === "") throw invalid(`Invalid artifact path ${JSON.stringify(rest)}: expected a file under <experiment_id>/<run_id>/artifacts/`);
     const file = await this.#store.file(prefix, fileOfArtifact(path));
     if (!file) throw missing(`No artifact ${JSON.stringify(path)} in run ${runIdOf(prefix)}`);
-    return new Response(req.method === "HEAD" ? null : file.data as BodyInit, {
-      headers: { "content-type": file.mime ?? "application/octet-stream", "content-length": String(file.data.byteLength) },
-    });
+    const headers = savedFileHeaders(file.mime, path);
+    headers["content-length"] = String(file.data.byteLength);
+    return new Response(req.method === "HEAD" ? null : file.data as BodyInit, { headers });
   }
 
   async #putArtifact(req: Request, prefix: string, path: string, context: MlflowContext): Promise<unknown> {
@@ -759,8 +785,9 @@ export class MlflowApi {
   /** Stores a batch under this facade's session, with the next seq of the prefix. */
   async #write(prefix: string, batch: Batch): Promise<void> {
     const seq = this.#seq.get(prefix) ?? 0;
-    await this.#store.ingest({ prefix, session: this.#session, seq }, batch);
+    // Taken before the answer: a batch whose fate is unknown (stored, then an error) must not lend its seq to the next.
     this.#seq.set(prefix, seq + 1);
+    await this.#store.ingest({ prefix, session: this.#session, seq }, batch);
   }
 
   /** Runs `work` after every earlier work of the same key settled (one writer per run). */

@@ -21,7 +21,7 @@ function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-mlflow-"));
 }
 
-async function withServer(root: string, work: (server: DashServer) => Promise<void>, options: { token?: string } = {}): Promise<void> {
+async function withServer(root: string, work: (server: DashServer) => Promise<void>, options: { token?: string; readToken?: string } = {}): Promise<void> {
   const server = await serve({ root, port: 0, quiet: true, ...options });
   try {
     await work(server);
@@ -433,6 +433,34 @@ test("a token arrives as Bearer: writes without it are 401, with it they pass; P
     assert.equal((await fetch(url, { method: "PUT", body: "x" })).status, 401);
     assert.equal((await fetch(url, { method: "PUT", body: "x", headers: auth })).status, 200);
   }, { token: "s3cret" });
+});
+
+test("with a read token, the searches the client POSTs need only it; writes still need the write token", async () => {
+  const root = tempDir();
+  await withServer(root, async (server) => {
+    const write = { authorization: "Bearer w" };
+    const read = { authorization: "Bearer r" };
+    const created = await call(server, "POST", "experiments/create", { name: "tokens" }, write);
+    assert.equal(created.status, 200);
+    assert.equal((await call(server, "POST", "experiments/search", { max_results: 10 }, read)).status, 200);
+    assert.equal((await call(server, "POST", "runs/search", { experiment_ids: [created.body.experiment_id] }, read)).status, 200);
+    assert.equal((await call(server, "POST", "experiments/create", { name: "other" }, read)).status, 401);
+  }, { token: "w", readToken: "r" });
+});
+
+test("an artifact saved as text/html is served sandboxed, as a download, never as a page of the server's origin", async () => {
+  const root = tempDir();
+  await withServer(root, async (server) => {
+    const experimentId = (await ok(server, "POST", "experiments/create", { name: "xss" })).experiment_id;
+    const runId = (await createRun(server, experimentId, "r")).info.run_id;
+    const url = `${server.url}${ARTIFACTS}/${experimentId}/${runId}/artifacts/page.html`;
+    assert.equal((await fetch(url, { method: "PUT", body: "<script>alert(1)</script>", headers: { "content-type": "text/html" } })).status, 200);
+    const res = await fetch(url);
+    assert.equal(await res.text(), "<script>alert(1)</script>");
+    assert.equal(res.headers.get("content-security-policy"), "sandbox");
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+    assert.match(res.headers.get("content-disposition") ?? "", /^attachment/);
+  });
 });
 
 test("malformed requests are 4xx with MLflow's error_code and a message, never 5xx", async () => {

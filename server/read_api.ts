@@ -157,15 +157,35 @@ export async function getFile(store: Store, url: URL): Promise<Response> {
   const file = requiredParam(url, "path");
   const stored = await store.file(prefix, file);
   if (!stored) throw new HttpError(404, `Unknown file "${file}" in experiment "${prefix}"`);
-  const type = stored.mime !== undefined && MIME.test(stored.mime) ? stored.mime : contentType(file);
-  // A saved file is anyone's upload: it must not run as a page of the dashboard's origin.
+  return new Response(stored.data as BodyInit, { headers: savedFileHeaders(stored.mime, file) });
+}
+
+/**
+ * The headers of a saved file's download. A saved file is anyone's upload: it
+ * must not run as a page of the dashboard's origin, so it is sandboxed, never
+ * sniffed, and a download unless its whole type is one a browser shows without
+ * running it.
+ *
+ * @param mime The type it was saved with, if any (one that is not a media type is replaced by the name's).
+ * @param file Its path.
+ * @returns The headers.
+ *
+ * @example
+ * ```ts
+ * import { savedFileHeaders } from "./read_api.ts";
+ *
+ * console.log(savedFileHeaders("text/html", "x.html")["content-disposition"]); // attachment; filename="x.html"; ...
+ * ```
+ */
+export function savedFileHeaders(mime: string | undefined, file: string): Record<string, string> {
+  const type = mime !== undefined && MIME.test(mime) ? mime : contentType(file);
   const headers: Record<string, string> = {
     "content-type": type,
     "x-content-type-options": "nosniff",
     "content-security-policy": "sandbox",
   };
   if (!INLINE_MIME.test(type)) headers["content-disposition"] = attachment(file.split("/").pop()!);
-  return new Response(stored.data as BodyInit, { headers });
+  return headers;
 }
 
 /** The whole type, parameters aside, must be one a browser shows without running it. */

@@ -373,7 +373,10 @@ export class JsonlBackend implements Backend {
 
   #saveFile(prefix: string, dir: string, file: FileInfo & { data: Uint8Array }): void {
     const target = savedFilePath(this.root, prefix, file.path);
-    this.#mkdir(target.slice(0, target.lastIndexOf("/")));
+    const folder = target.slice(0, target.lastIndexOf("/"));
+    this.#mkdir(folder);
+    // Checked at every save, not only when the folder was made: a link may replace it since.
+    this.checkInside(folder);
     replaceFileSync(fileSystem, target, file.data);
     const { data: _data, ...info } = file;
     this.#appendLines(entryPath(dir, FILES_INDEX), [JSON.stringify(info)]);
@@ -454,12 +457,12 @@ function lastByte(file: string): number | undefined {
  */
 export class OutsideRootError extends StorageError {
   /**
-   * Creates the error, never retryable.
+   * Creates the error, never retryable; a server answers it with 403.
    *
    * @param message The path refused, the root, and where the link leads.
    */
   constructor(message: string) {
-    super(message, { retryable: false });
+    super(message, { status: 403, retryable: false });
   }
 }
 
