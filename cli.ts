@@ -39,7 +39,7 @@ import type { ExperimentRecord, ParamValue, StatusRecord } from "./mod.ts";
 import { serve } from "./server.ts";
 import type { DashServer, ServeOptions } from "./server.ts";
 import { isOrigin } from "./server/guard.ts";
-import { DashReader } from "./storage/jsonl.ts";
+import { DashReader, wholeLines } from "./storage/jsonl.ts";
 import type { ExperimentSummary, KeySummary } from "./storage/jsonl.ts";
 import { credentialsKey, credentialsPath, HttpBackend, postEnvelope, resolveToken } from "./storage/http.ts";
 
@@ -799,15 +799,7 @@ async function sendFiles(sync: ExperimentSync, stream: Stream, group: FileLine[]
 
 /** The complete lines of a JSONL file (a torn last line is left out). */
 function completeLines(file: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    return [];
-  }
-  const end = text.lastIndexOf("\n");
-  if (end < 0) return [];
-  return text.slice(0, end).split("\n");
+  return wholeLines(file).lines;
 }
 
 function isJsonObject(line: string): boolean {

@@ -26,20 +26,7 @@ import { EXPERIMENT_FILE, experimentPath } from "../storage/layout.ts";
 import { unrefTimer } from "../storage/runtime.ts";
 import { appendedFiles, SessionLedger } from "./ledger.ts";
 import { RootWatcher } from "./jsonl_watch.ts";
-import type {
-  BatchKey,
-  Change,
-  ExperimentPage,
-  ExperimentView,
-  ListQuery,
-  LogPage,
-  LogPageQuery,
-  OpenState,
-  SeriesPage,
-  SeriesQuery,
-  Store,
-  StoredFile,
-} from "./store.ts";
+import type * as contract from "./store.ts";
 
 /** Options of {@linkcode JsonlStore}. */
 export interface JsonlStoreOptions {
@@ -69,14 +56,14 @@ const IDLE_CLOSE_MS = 2000;
  * await store.close();
  * ```
  */
-export class JsonlStore implements Store {
+export class JsonlStore implements contract.Store {
   /** The root directory. */
   readonly root: string;
   #backend: JsonlBackend;
   #reader: DashReader;
   #ledger: SessionLedger;
   #watcher: RootWatcher;
-  #listeners = new Set<(change: Change) => void>();
+  #listeners = new Set<(change: contract.Change) => void>();
   #idleClose: ReturnType<typeof setTimeout> | undefined;
 
   /**
@@ -112,7 +99,7 @@ export class JsonlStore implements Store {
    * @param key The batch's experiment, session and seq.
    * @returns True when the session ledger holds it.
    */
-  has(key: BatchKey): Promise<boolean> {
+  has(key: contract.BatchKey): Promise<boolean> {
     return Promise.resolve(this.#ledger.has(key.prefix, key.session, key.seq));
   }
 
@@ -124,7 +111,7 @@ export class JsonlStore implements Store {
    * @param batch What to store.
    * @returns Whether the batch had been stored before.
    */
-  ingest(key: BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
+  ingest(key: contract.BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
     const { prefix, session, seq } = key;
     if (this.#ledger.has(prefix, session, seq)) return Promise.resolve({ duplicate: true });
     try {
@@ -161,9 +148,9 @@ export class JsonlStore implements Store {
    * @param sessions The sessions whose largest seq to report.
    * @returns The experiment's state.
    */
-  async open(prefix: string, sessions?: readonly string[]): Promise<OpenState> {
+  async open(prefix: string, sessions?: readonly string[]): Promise<contract.OpenState> {
     this.#ledger.recover(prefix);
-    const state: OpenState = {
+    const state: contract.OpenState = {
       params: await this.#reader.params(prefix),
       files: await this.#reader.files(prefix),
       steps: await this.#reader.lastSteps(prefix),
@@ -189,7 +176,7 @@ export class JsonlStore implements Store {
    * @param query The prefix and status to match, and the page.
    * @returns The page and the number of matches.
    */
-  async list(query: ListQuery): Promise<ExperimentPage> {
+  async list(query: contract.ListQuery): Promise<contract.ExperimentPage> {
     const all = await this.#reader.listExperiments({ prefix: query.prefix, status: query.status });
     const end = query.limit === undefined ? undefined : query.offset + query.limit;
     return { experiments: all.slice(query.offset, end), total: all.length };
@@ -201,7 +188,7 @@ export class JsonlStore implements Store {
    * @param prefix The experiment's prefix.
    * @returns Its metadata, status, parameters, metrics and files.
    */
-  experiment(prefix: string): Promise<ExperimentView> {
+  experiment(prefix: string): Promise<contract.ExperimentView> {
     this.#ledger.recover(prefix);
     return this.#reader.overview(prefix);
   }
@@ -214,7 +201,7 @@ export class JsonlStore implements Store {
    * @param query The x field, the range, the page and the number of points.
    * @returns The points, the number in range and whether they were downsampled.
    */
-  async series(prefix: string, key: string, query: SeriesQuery): Promise<SeriesPage> {
+  async series(prefix: string, key: string, query: contract.SeriesQuery): Promise<contract.SeriesPage> {
     this.#ledger.recover(prefix);
     const byField = query.x !== "step" && query.x !== "_ts";
     const series = await this.#reader.series(prefix, key, byField ? { x: query.x } : {});
@@ -244,7 +231,7 @@ export class JsonlStore implements Store {
    * @param query The level to match and the page.
    * @returns The records and the number of matches.
    */
-  async logs(prefix: string, query: LogPageQuery): Promise<LogPage> {
+  async logs(prefix: string, query: contract.LogPageQuery): Promise<contract.LogPage> {
     this.#ledger.recover(prefix);
     const all = await this.#reader.logs(prefix, { level: query.level });
     const end = query.limit === undefined ? undefined : query.offset + query.limit;
@@ -259,7 +246,7 @@ export class JsonlStore implements Store {
    * @returns Its bytes and media type, or undefined when there is no such file.
    * @throws {StorageError} With status 400 for an invalid path, 403 for a link that leads outside the root.
    */
-  async file(prefix: string, file: string): Promise<StoredFile | undefined> {
+  async file(prefix: string, file: string): Promise<contract.StoredFile | undefined> {
     this.#ledger.recover(prefix);
     let target: string;
     try {
@@ -285,7 +272,7 @@ export class JsonlStore implements Store {
    * @param onChange Receives the changes.
    * @returns A function that removes the listener.
    */
-  async watch(onChange: (change: Change) => void): Promise<() => void> {
+  async watch(onChange: (change: contract.Change) => void): Promise<() => void> {
     this.#listeners.add(onChange);
     if (!this.#watcher.started) await this.#watcher.start((change) => this.#emit(change));
     return () => {
@@ -317,7 +304,7 @@ export class JsonlStore implements Store {
     if (batch.logs) this.#emit({ kind: "logs", prefix });
   }
 
-  #emit(change: Change): void {
+  #emit(change: contract.Change): void {
     for (const listener of [...this.#listeners]) listener(change);
   }
 

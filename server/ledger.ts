@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { isValidMetricName } from "../storage/backend.ts";
 import type { Batch } from "../storage/backend.ts";
 import { fileSystem } from "../storage/file_system.ts";
+import { wholeLines } from "../storage/jsonl.ts";
 import { experimentDir, experimentPath, FILES_INDEX, LOGS_FILE, metricEntry, PARAMETERS_LOG, replaceFileSync, SESSIONS_FILE, SESSIONS_LOG } from "../storage/layout.ts";
 
 /**
@@ -277,16 +278,10 @@ function readSnapshot(file: string): Ledger {
 
 /** The events of a log; a torn last line (a crash or a full disk mid-append) is cut off the file. */
 function readLog(file: string): LedgerEvent[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    return [];
-  }
-  const end = text.lastIndexOf("\n") + 1;
-  if (end < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, end)));
+  const { lines, bytes, torn } = wholeLines(file);
+  if (torn) fs.truncateSync(file, bytes);
   const events: LedgerEvent[] = [];
-  for (const line of text.slice(0, end).split("\n")) {
+  for (const line of lines) {
     if (line === "") continue;
     try {
       events.push(JSON.parse(line));

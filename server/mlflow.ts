@@ -241,7 +241,7 @@ export class MlflowApi {
   #folders = new Map<string, string>();
   #memory = new Map<string, RunMemory>();
   #latest = new Map<string, { count: number; metric: MlflowMetric | undefined }>();
-  #routes: Map<string, { write: boolean; route: Route }>;
+  #routes: Map<string, Route>;
 
   /**
    * Creates the facade; it reads nothing until the first request.
@@ -250,21 +250,21 @@ export class MlflowApi {
    */
   constructor(store: Store) {
     this.#store = store;
-    this.#routes = new Map<string, { write: boolean; route: Route }>([
-      ["experiments/get-by-name", { write: false, route: (f) => this.#getExperimentByName(f) }],
-      ["experiments/get", { write: false, route: (f) => this.#getExperiment(f) }],
-      ["experiments/create", { write: true, route: (f) => this.#createExperiment(f) }],
-      ["experiments/search", { write: false, route: (f) => this.#searchExperiments(f) }],
-      ["runs/create", { write: true, route: (f) => this.#createRun(f) }],
-      ["runs/get", { write: false, route: (f) => this.#getRun(f) }],
-      ["runs/update", { write: true, route: (f) => this.#updateRun(f) }],
-      ["runs/log-batch", { write: true, route: (f) => this.#logBatch(f) }],
-      ["runs/log-metric", { write: true, route: (f) => this.#logMetric(f) }],
-      ["runs/log-parameter", { write: true, route: (f) => this.#logParameter(f) }],
-      ["runs/set-tag", { write: true, route: (f) => this.#setTag(f) }],
-      ["runs/search", { write: false, route: (f) => this.#searchRuns(f) }],
-      ["metrics/get-history", { write: false, route: (f) => this.#getHistory(f) }],
-      ["logged-models/search", { write: false, route: () => Promise.resolve({ models: [] }) }],
+    this.#routes = new Map<string, Route>([
+      ["experiments/get-by-name", (f) => this.#getExperimentByName(f)],
+      ["experiments/get", (f) => this.#getExperiment(f)],
+      ["experiments/create", (f) => this.#createExperiment(f)],
+      ["experiments/search", (f) => this.#searchExperiments(f)],
+      ["runs/create", (f) => this.#createRun(f)],
+      ["runs/get", (f) => this.#getRun(f)],
+      ["runs/update", (f) => this.#updateRun(f)],
+      ["runs/log-batch", (f) => this.#logBatch(f)],
+      ["runs/log-metric", (f) => this.#logMetric(f)],
+      ["runs/log-parameter", (f) => this.#logParameter(f)],
+      ["runs/set-tag", (f) => this.#setTag(f)],
+      ["runs/search", (f) => this.#searchRuns(f)],
+      ["metrics/get-history", (f) => this.#getHistory(f)],
+      ["logged-models/search", () => Promise.resolve({ models: [] })],
     ]);
   }
 
@@ -280,13 +280,14 @@ export class MlflowApi {
     try {
       if (url.pathname.startsWith(MLFLOW_ARTIFACTS)) return await this.#artifacts(req, url, context);
       const name = url.pathname.slice(MLFLOW_API.length);
-      const entry = this.#routes.get(name);
-      if (!entry) throw new MlflowError(404, "ENDPOINT_NOT_FOUND", `Unknown MLflow endpoint ${url.pathname}: ml-dash serves tracking (experiments, runs, metrics) and artifacts, not the model registry, traces or the MLflow UI`);
-      if (req.method !== "POST" && !(req.method === "GET" && !entry.write)) {
-        throw new MlflowError(405, "BAD_REQUEST", `Method ${req.method} is not allowed on ${url.pathname}: expected ${entry.write ? "POST" : "GET or POST"}`);
+      const route = this.#routes.get(name);
+      if (!route) throw new MlflowError(404, "ENDPOINT_NOT_FOUND", `Unknown MLflow endpoint ${url.pathname}: ml-dash serves tracking (experiments, runs, metrics) and artifacts, not the model registry, traces or the MLflow UI`);
+      const reads = READ_ENDPOINTS.has(name);
+      if (req.method !== "POST" && !(req.method === "GET" && reads)) {
+        throw new MlflowError(405, "BAD_REQUEST", `Method ${req.method} is not allowed on ${url.pathname}: expected ${reads ? "GET or POST" : "POST"}`);
       }
       const fields = req.method === "GET" ? new Fields(url.searchParams) : new Fields(await readJsonBody(req, context));
-      return mlflowJson(await entry.route(fields));
+      return mlflowJson(await route(fields));
     } catch (error) {
       return errorAnswer(error);
     }

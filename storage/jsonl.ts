@@ -466,6 +466,33 @@ export class OutsideRootError extends StorageError {
   }
 }
 
+/**
+ * The whole lines of a JSONL file; a torn last line (a crash or a full disk
+ * mid-append) is left out. Empty lines are kept, as the file has them.
+ *
+ * @param file The file.
+ * @returns Its whole lines, the bytes they take (with their newlines), and whether a torn line followed.
+ *
+ * @example
+ * ```ts
+ * import { mkdtempSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { wholeLines } from "./jsonl.ts";
+ *
+ * const file = join(mkdtempSync(join(tmpdir(), "lines-")), "x.jsonl");
+ * writeFileSync(file, '{"a":1}\n{"a":');
+ * console.log(wholeLines(file)); // { lines: [ '{"a":1}' ], bytes: 8, torn: true }
+ * ```
+ */
+export function wholeLines(file: string): { lines: string[]; bytes: number; torn: boolean } {
+  const text = fileSystem.readText(file);
+  if (text === undefined) return { lines: [], bytes: 0, torn: false };
+  const end = text.lastIndexOf("\n") + 1;
+  const whole = text.slice(0, end);
+  return { lines: end === 0 ? [] : whole.slice(0, -1).split("\n"), bytes: encoder.encode(whole).byteLength, torn: end < text.length };
+}
+
 /** The error for a write that a link would lead outside the root. */
 function outsideRoot(path: string, root: string, found: string): StorageError {
   return new OutsideRootError(`Refusing to write ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
