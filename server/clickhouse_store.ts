@@ -313,29 +313,31 @@ export class ClickHouseStore implements Store {
        WHERE prefix = ${str(prefix)} AND kind = 'point' AND name = ${str(metric)} AND field = ${str(f)} AND ${this.#committed(prefix)}`;
     let source: string;
     if (query.x === "step" || query.x === "_ts") {
-      source = rows(field, `${query.x === "step" ? "step" : "ts"} AS x, value, ord, line`);
+      source = rows(field, `${query.x === "step" ? "step" : "ts"} AS x, value, ord, line, ts`);
     } else {
       // Another field of the same records: its rows share the record's attempt and line.
-      source = `SELECT x, value, ord, line FROM (${rows(field, "value, ord, line, attempt")}) ALL INNER JOIN
+      source = `SELECT x, value, ord, line, ts FROM (${rows(field, "value, ord, line, attempt, ts")}) ALL INNER JOIN
         (${rows(query.x, "value AS x, attempt, line")}) USING (attempt, line)`;
     }
     const range: string[] = [];
     if (query.from !== undefined) range.push(`x >= ${num(query.from)}`);
     if (query.to !== undefined) range.push(`x <= ${num(query.to)}`);
-    let ranged = `SELECT x, value, ord, line FROM (${source})${range.length ? ` WHERE ${range.join(" AND ")}` : ""}`;
+    let ranged = `SELECT x, value, ord, line, ts FROM (${source})${range.length ? ` WHERE ${range.join(" AND ")}` : ""}`;
     let total: number | undefined;
     if (query.offset > 0 || query.limit !== undefined) {
       total = Number((await this.#select<{ n: string }>(`SELECT count() AS n FROM (${ranged})`))[0]?.n ?? 0);
       const limit = query.limit === undefined ? "18446744073709551615" : int(query.limit);
-      ranged = `SELECT x, value, ord, line FROM (${ranged}) ORDER BY x, ord, line LIMIT ${int(query.offset)}, ${limit}`;
+      ranged = `SELECT x, value, ord, line, ts FROM (${ranged}) ORDER BY x, ord, line LIMIT ${int(query.offset)}, ${limit}`;
     }
     const [stats] = await this.#tsv(`SELECT count(), toString(minIf(x, isFinite(x))), toString(maxIf(x, isFinite(x))) FROM (${ranged})`);
     const n = Number(stats?.[0] ?? 0);
     total ??= n;
     const target = Math.max(2, Math.floor(query.points));
     if (n <= target) {
-      const points = await this.#tsv(`SELECT toString(x), toString(value) FROM (${ranged}) ORDER BY x, ord, line`);
-      return { x: points.map((p) => toNumber(p[0])), value: points.map((p) => toNumber(p[1])), total, downsampled: false };
+      const points = await this.#tsv(`SELECT toString(x), toString(value), toString(ts) FROM (${ranged}) ORDER BY x, ord, line`);
+      const page: SeriesPage = { x: points.map((p) => toNumber(p[0])), value: points.map((p) => toNumber(p[1])), total, downsampled: false };
+      if (query.time) page.time = points.map((p) => toNumber(p[2]));
+      return page;
     }
     const buckets = Math.floor(target / 2);
     const lo = toNumber(stats[1]);

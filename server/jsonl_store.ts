@@ -207,11 +207,13 @@ export class JsonlStore implements contract.Store {
     const series = await this.#reader.series(prefix, key, byField ? { x: query.x } : {});
     let x = byField ? series.x! : query.x === "_ts" ? series.ts : series.step;
     let value = series.value;
+    let time = query.time ? series.ts : undefined;
     const { from, to } = query;
     // Without a range every point counts: a long series is not copied once more for each request.
     if (from !== undefined || to !== undefined) {
       const inRange = (v: number): boolean => (from === undefined || v >= from) && (to === undefined || v <= to);
       value = value.filter((_, i) => inRange(x[i]));
+      time = time?.filter((_, i) => inRange(x[i]));
       x = x.filter(inRange);
     }
     const total = x.length;
@@ -219,9 +221,12 @@ export class JsonlStore implements contract.Store {
       const end = query.limit === undefined ? undefined : query.offset + query.limit;
       x = x.slice(query.offset, end);
       value = value.slice(query.offset, end);
+      time = time?.slice(query.offset, end);
     }
     const reduced = minMaxDownsample(x, value, query.points);
-    return { x: reduced.x, value: reduced.value, total, downsampled: reduced.downsampled };
+    const page: contract.SeriesPage = { x: reduced.x, value: reduced.value, total, downsampled: reduced.downsampled };
+    if (time && !reduced.downsampled) page.time = time.slice(0, reduced.x.length);
+    return page;
   }
 
   /**

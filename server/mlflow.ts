@@ -626,16 +626,13 @@ export class MlflowApi {
     return withToken({ metrics }, more ? pageToken(offset + maxResults) : undefined);
   }
 
-  /** Points of a stored key in stored order: steps, times and values from two reads of the same range. */
+  /** Points of a stored key with their steps, times and values, from one read that answers each point's `_ts` too. */
   async #points(prefix: string, key: string, offset: number, limit: number | undefined): Promise<{ step: number; timestamp: number; value: number }[]> {
-    const query = { offset, limit, points: MAX_SERIES_POINTS };
-    const [steps, times] = await Promise.all([
-      this.#store.series(prefix, key, { ...query, x: "step" }),
-      this.#store.series(prefix, key, { ...query, x: "_ts" }),
-    ]);
-    const n = Math.min(steps.x.length, times.x.length);
+    const page = await this.#store.series(prefix, key, { x: "step", offset, limit, points: MAX_SERIES_POINTS, time: true });
+    const time = page.time ?? [];
+    const n = Math.min(page.x.length, time.length);
     const points = new Array<{ step: number; timestamp: number; value: number }>(n);
-    for (let i = 0; i < n; i++) points[i] = { step: steps.x[i], timestamp: Math.round(times.x[i] * 1000), value: steps.value[i] };
+    for (let i = 0; i < n; i++) points[i] = { step: page.x[i], timestamp: Math.round(time[i] * 1000), value: page.value[i] };
     return points;
   }
 

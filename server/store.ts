@@ -90,6 +90,8 @@ export interface SeriesQuery {
   limit?: number;
   /** Points to answer at most: more are min-max downsampled. */
   points: number;
+  /** Also answer each point's `_ts` (`SeriesPage.time`), when the page is not downsampled. */
+  time?: boolean;
 }
 
 /** The answered points of a series. */
@@ -102,6 +104,8 @@ export interface SeriesPage {
   total: number;
   /** Whether points were left out by downsampling. */
   downsampled: boolean;
+  /** With `SeriesQuery.time` and no downsampling: the `_ts` of each point, in seconds. */
+  time?: number[];
 }
 
 /** Which log lines to answer. */

@@ -205,6 +205,15 @@ export function storeConformance(name: string, makeStore: () => Promise<Store>, 
       assert.deepEqual(none, { x: [], value: [], total: 0, downsampled: false });
     });
 
+    withStore("asked for time, a series answers each point's _ts beside its x, also when steps and times are in different orders", async (store) => {
+      const rows = [{ _ts: 5, step: 5, acc: 0.9 }, { _ts: 9, step: 3, acc: 0.7 }, { _ts: 6, step: 5, acc: 0.8 }, { _ts: 4, step: 5, acc: 0.6 }];
+      await store.ingest(key(0), { metrics: { m: [records(rows)] } });
+      const page = await store.series(P, "m/acc", { x: "step", offset: 0, points: 1000, time: true });
+      const points = page.x.map((x, i) => [x, page.time![i], page.value[i]]);
+      assert.deepEqual(points.sort((a, b) => a[1] - b[1]), [[5, 4, 0.6], [5, 5, 0.9], [5, 6, 0.8], [3, 9, 0.7]]);
+      assert.equal((await store.series(P, "m/acc", { x: "step", offset: 0, points: 1000 })).time, undefined, "only when asked");
+    });
+
     withStore("a series range and its paging apply before downsampling; total counts the range", async (store) => {
       const rows = Array.from({ length: 100 }, (_, i) => ({ _ts: 1 + i, step: i, loss: i * 2 }));
       await store.ingest(key(0), { metrics: { train: [records(rows)] } });
