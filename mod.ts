@@ -36,15 +36,9 @@ import type {
   Backend,
   Batch,
   ExistingState,
-  ExperimentRecord,
   FileInfo,
-  FileUpload,
-  LogRecord,
-  MetricRecord,
-  MetricValue,
   ParamValue,
   Status,
-  StatusRecord,
 } from "./storage/backend.ts";
 import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
 import { denoNamespace, hostName, nodeProcess, processId, readEnv, unrefTimer } from "./storage/runtime.ts";

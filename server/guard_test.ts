@@ -10,7 +10,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Browser, chromium } from "playwright-core";
+import { chromium } from "playwright-core";
 import { type DashServer, serve } from "../server.ts";
 import { RequestGuard } from "./guard.ts";
 import { runtimeName } from "../testing/run_script.ts";

@@ -25,7 +25,6 @@ import type {
   ExperimentRecord,
   FileInfo,
   LogRecord,
-  MetricRecord,
   ParamValue,
   Status,
   StatusRecord,
