@@ -259,7 +259,7 @@ export class JsonlBackend implements Backend {
       const root = this.#realRoot ??= fileSystem.realPath(this.root);
       const found = real + rest;
       if (root === undefined || (found !== root && !found.startsWith(root.endsWith("/") ? root : `${root}/`))) {
-        throw outsideRoot(path, this.root, `a link that leads to ${JSON.stringify(found)}`);
+        throw outsideRoot(path, this.root, `a link that leads outside the root, to ${JSON.stringify(found)}`);
       }
       return;
     }
@@ -492,9 +492,9 @@ export function wholeLines(file: string): { lines: string[]; bytes: number; torn
   return { lines: end === 0 ? [] : whole.slice(0, -1).split("\n"), bytes: encoder.encode(whole).byteLength, torn: end < text.length };
 }
 
-/** The error for a write that a link would lead outside the root. */
+/** The error for a read or write that a link would lead outside the root. */
 function outsideRoot(path: string, root: string, found: string): StorageError {
-  return new OutsideRootError(`Refusing to write ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
+  return new OutsideRootError(`Refusing ${JSON.stringify(path)}: expected a path inside the root ${JSON.stringify(root)}, found ${found}`);
 }
 
 /**
