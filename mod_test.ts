@@ -15,28 +15,7 @@ import {
 import { DashReader, JsonlBackend } from "./storage/jsonl.ts";
 import { fileSystem, PartialWriteError } from "./storage/file_system.ts";
 import { sleep, tempDir } from "./testing/temp.ts";
-
-function readJson(file: string): Record<string, unknown> {
-  return JSON.parse(fs.readFileSync(file, "utf8"));
-}
-
-function readLines(file: string): Record<string, unknown>[] {
-  if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-}
-
-/** Runs `fn` with console.warn captured; returns the warnings. */
-async function captureWarnings(fn: () => unknown): Promise<string[]> {
-  const warnings: string[] = [];
-  const original = console.warn;
-  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
-  try {
-    await fn();
-  } finally {
-    console.warn = original;
-  }
-  return warnings;
-}
+import { captureWarnings, readJson, readLines } from "./testing/files.ts";
 
 function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
   const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));

@@ -7,14 +7,15 @@
 // Chromium (.ci/run), so there the tests always run.
 
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { Experiment } from "../mod.ts";
 import { type DashServer, serve } from "../server.ts";
-import { runtimeName } from "../testing/run_script.ts";
+import { longerTimeoutsOnBun } from "../testing/run_script.ts";
+import { CHROMIUM, CHROMIUM_ARGS, missingChromium } from "../testing/chromium.ts";
 import {
   type DashboardFixture,
   FIXTURE_RUNS,
@@ -23,31 +24,12 @@ import {
   writeDashboardFixture,
 } from "../testing/fixtures/dashboard_fixture.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const LAUNCH_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 // How long a wait may last before the test fails (never a speed requirement).
 const WAIT = { timeout: 30_000 };
 
-const skip = !existsSync(CHROMIUM) && !process.env.CI
-  ? `${CHROMIUM} is missing (install Debian's chromium package to run the dashboard tests; CI always runs them)`
-  : false;
+const skip = missingChromium;
 
-// Bun applies its 5 s default timeout to hooks and ignores node:test's timeout
-// options; starting a browser takes longer on a busy machine.
-if (runtimeName() === "bun") {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(120_000);
-}
+await longerTimeoutsOnBun();
 
 const row = (prefix: string): string => `[data-testid="experiment-row"][data-prefix="${prefix}"]`;
 const chart = (key: string): string => `[data-testid="chart"][data-key="${key}"]`;
@@ -63,7 +45,7 @@ describe("dashboard", { skip }, () => {
     root = mkdtempSync(join(tmpdir(), "ml-dash-dashboard-"));
     fixture = await writeDashboardFixture(root);
     server = await serve({ root, port: 0, hostname: "127.0.0.1", quiet: true });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS] });
   });
 
   after(async () => {

@@ -4,7 +4,7 @@
 // loopback, and in real headless Chromium (Debian's /usr/bin/chromium): a page
 // of another origin, and a name that resolves to 127.0.0.1.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
@@ -13,30 +13,17 @@ import { after, before, describe, it } from "node:test";
 import { chromium } from "playwright-core";
 import { type DashServer, serve } from "../server.ts";
 import { RequestGuard } from "./guard.ts";
-import { runtimeName } from "../testing/run_script.ts";
+import { longerTimeoutsOnBun } from "../testing/run_script.ts";
+import { CHROMIUM, CHROMIUM_ARGS, missingChromium } from "../testing/chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const LAUNCH_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
+  ...CHROMIUM_ARGS,
   // A name of the attacker's that resolves to loopback, as DNS rebinding makes it do.
   "--host-resolver-rules=MAP rebind.attacker.example 127.0.0.1",
 ];
-const noChromium = !existsSync(CHROMIUM) && !process.env.CI
-  ? `${CHROMIUM} is missing (install Debian's chromium package; CI always runs these)`
-  : false;
+const noChromium = missingChromium;
 
-if (runtimeName() === "bun") {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(120_000);
-}
+await longerTimeoutsOnBun();
 
 const BATCH = JSON.stringify({ prefix: "alice/csrf/run", session: "s1", seq: 0, batch: { params: { lr: 1 } } });
 

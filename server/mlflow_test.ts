@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { serve } from "../server.ts";
 import type { DashServer, ServeOptions } from "../server.ts";
 import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_USER } from "../testing/clickhouse.ts";
-import { runtimeName } from "../testing/run_script.ts";
+import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 import { Experiment } from "../mod.ts";
 
 const API = "/api/2.0/mlflow";
@@ -530,11 +530,7 @@ function cases(): void {
   });
 }
 
-if (runtimeName() === "bun") {
-  const bunTest = "bun:test";
-  const { setDefaultTimeout } = await import(bunTest);
-  setDefaultTimeout(120_000);
-}
+await longerTimeoutsOnBun();
 
 describe("MLflow API on the JSONL store", () => {
   cases();

@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -18,6 +17,7 @@ import { HttpBackend } from "./http.ts";
 import { DashReader } from "./jsonl.ts";
 import { denoPath, runScript, spawnScript } from "../testing/run_script.ts";
 import { sleep, tempDir } from "../testing/temp.ts";
+import { freePort } from "../testing/net.ts";
 
 function fixture(name: string): URL {
   return new URL(`../testing/fixtures/${name}`, import.meta.url);
@@ -27,18 +27,6 @@ async function get(url: string, pathname: string): Promise<Record<string, unknow
   const res = await fetch(url + pathname);
   assert.equal(res.status, 200, `${pathname}: ${res.status}`);
   return await res.json();
-}
-
-/** A port nobody listens on (it was free a moment ago). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves with the first match of `pattern` in the child's stdout (fails after a generous deadline). */

@@ -12,6 +12,7 @@ import type { Batch } from "../mod.ts";
 import { DashReader, JsonlBackend, readParams } from "./jsonl.ts";
 import { spawnScript } from "../testing/run_script.ts";
 import { tempDir } from "../testing/temp.ts";
+import { captureWarnings, readJson, readLines } from "../testing/files.ts";
 
 /** Per-test limit (bun's default of 5 s is short for tests that spawn processes). */
 const TEST_TIMEOUT = { timeout: 60_000 };
@@ -291,28 +292,6 @@ describe("names that are special to JavaScript objects", () => {
 });
 
 // ─── The writer's open files, and the reader (moved from mod_test.ts) ───────
-
-function readJson(file: string): Record<string, unknown> {
-  return JSON.parse(fs.readFileSync(file, "utf8"));
-}
-
-function readLines(file: string): Record<string, unknown>[] {
-  if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-}
-
-/** Runs `fn` with console.warn captured; returns the warnings. */
-async function captureWarnings(fn: () => unknown): Promise<string[]> {
-  const warnings: string[] = [];
-  const original = console.warn;
-  console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
-  try {
-    await fn();
-  } finally {
-    console.warn = original;
-  }
-  return warnings;
-}
 
 describe("JSONL backend", () => {
   const openFiles = (): number => fs.readdirSync("/proc/self/fd").length;

@@ -21,7 +21,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
+import { freePort } from "./net.ts";
 import * as os from "node:os";
 import * as path from "node:path";
 
@@ -172,18 +172,6 @@ function readIfExists(file: string): string {
   } catch {
     return "";
   }
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function configXml(dir: string, port: { http: number; tcp: number; interserver: number }, all: { tcp: number }[]): string {

@@ -234,3 +234,16 @@ function mergeEnv(
   }
   return env;
 }
+
+/**
+ * Bun applies its 5 s default timeout to hooks and ignores node:test's timeout
+ * options: tests that start browsers or servers raise it to 120 s there.
+ *
+ * @returns Once the timeout is set (at once elsewhere).
+ */
+export async function longerTimeoutsOnBun(): Promise<void> {
+  if (runtimeName() !== "bun") return;
+  const bunTest = "bun:test";
+  const { setDefaultTimeout } = await import(bunTest);
+  setDefaultTimeout(120_000);
+}
