@@ -16,7 +16,6 @@
  * @module
  */
 import * as fs from "node:fs";
-import { checkFilePath, checkMetricName } from "../storage/backend.ts";
 import type { Batch } from "../storage/backend.ts";
 import { ConfigError, StorageError } from "../storage/errors.ts";
 import { DashReader, JsonlBackend, OutsideRootError } from "../storage/jsonl.ts";
@@ -113,11 +112,6 @@ export class JsonlStore implements contract.Store {
   ingest(key: contract.BatchKey, batch: Batch): Promise<{ duplicate: boolean }> {
     const { prefix, session, seq } = key;
     if (this.#ledger.has(prefix, session, seq)) return Promise.resolve({ duplicate: true });
-    try {
-      checkNames(batch);
-    } catch (error) {
-      return Promise.reject(notStored(error));
-    }
     const isNew = !this.#watcher.knows(prefix) && !fs.existsSync(experimentPath(this.root, prefix, EXPERIMENT_FILE));
     // Every stored prefix gets an experiment.json, which is what makes it an experiment for readers.
     if (isNew && !batch.metadata) batch.metadata = { prefix };
@@ -322,16 +316,6 @@ export class JsonlStore implements contract.Store {
     }, IDLE_CLOSE_MS);
     unrefTimer(this.#idleClose);
   }
-}
-
-/**
- * Checks a batch's metric names and file paths before anything of it is written:
- * a JSON state file replaced by the batch (parameters.json, experiment.json) is
- * not rolled back, so a batch refused half-way would keep its state.
- */
-function checkNames(batch: Batch): void {
-  for (const name in batch.metrics ?? {}) checkMetricName(name);
-  for (const file of batch.files ?? []) checkFilePath(file.path);
 }
 
 /** A batch that could not be stored and was rolled back: the request's fault (4xx) or the disk's (5xx, retried later). */

@@ -29,6 +29,7 @@ import type {
   Status,
   StatusRecord,
 } from "./backend.ts";
+import { checkFilePath, checkMetricName } from "./backend.ts";
 import { StorageError } from "./errors.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
@@ -155,6 +156,10 @@ export class JsonlBackend implements Backend {
 
   /** Writes the parts of a batch not stored yet. */
   #writeBatch(prefix: string, dir: string, batch: Batch): void {
+    // Names are checked before anything is written: a replaced JSON file (parameters.json,
+    // experiment.json) is not undone, so a batch refused half-way would keep its state.
+    for (const name in batch.metrics ?? {}) checkMetricName(name);
+    for (const file of batch.files ?? []) checkFilePath(file.path);
     this.#mkdir(dir);
     // A batch written again after a failure skips the parts already stored, and an append
     // resumes where it stopped: no record is appended twice.
