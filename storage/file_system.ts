@@ -1,8 +1,12 @@
 /**
  * The file operations of the JSONL backend and reader, with one small adapter
- * per runtime: `Deno.*` on Deno, `node:fs` elsewhere. On Deno, loading the
- * `node:fs` compatibility layer costs tens of milliseconds at start-up, which a
- * short script or a serverless job pays in full.
+ * per runtime: `Deno.*` on Deno, `node:fs` on Node and Bun, and a remote-only
+ * stub that refuses every operation where there is no file system (a Worker,
+ * an edge runtime, a browser). On Deno, loading the `node:fs` compatibility
+ * layer costs tens of milliseconds at start-up, which a short script or a
+ * serverless job pays in full. The adapter is picked synchronously, without a
+ * top-level `await` and without any `node:` import a bundler would have to
+ * resolve.
  *
  * @example
  * ```ts
@@ -22,7 +26,8 @@
  *
  * @module
  */
-import { denoNamespace } from "./runtime.ts";
+import { StorageError } from "./errors.ts";
+import { denoNamespace, nodeBuiltin, runtimeKey } from "./runtime.ts";
 
 /** A file opened for appending. */
 export interface AppendFile {
@@ -249,10 +254,60 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
   };
 }
 
-const deno = denoNamespace<DenoFileApi>();
+/**
+ * The file operations where there are none (a Worker, an edge runtime, a
+ * browser): each one throws an error that names the runtime and the way out.
+ */
+function remoteOnlyFileSystem(): FileSystem {
+  const refuse = (): never => {
+    throw new StorageError(
+      `No file system in this runtime (${runtimeKey()}): expected Deno, Bun or Node for a local .dash folder; log to a server instead (the url option or ML_DASH_URL)`,
+    );
+  };
+  return {
+    makeDirectory: refuse,
+    openAppend: refuse,
+    openRead: refuse,
+    readText: refuse,
+    readBytes: refuse,
+    writeFile: refuse,
+    rename: refuse,
+    remove: refuse,
+    size: refuse,
+    list: refuse,
+    realPath: refuse,
+    isLink: refuse,
+    isMissing: () => false,
+  };
+}
+
+/** The adapter of this runtime, picked synchronously (no top-level `await`: see {@linkcode nodeBuiltin}); undefined where there is none. */
+function localFileSystem(): FileSystem | undefined {
+  const deno = denoNamespace<DenoFileApi>();
+  if (deno) return denoFileSystem(deno);
+  const fs = nodeBuiltin<NodeFs>("node:fs");
+  return fs ? nodeFileSystem(fs) : undefined;
+}
+
+const local = localFileSystem();
 
 /**
- * The file operations of this runtime: `Deno.*` on Deno, `node:fs` on Node and Bun.
+ * Whether this runtime has a file system (Deno, Bun, Node); false in a Worker,
+ * an edge runtime or a browser, where {@linkcode fileSystem} refuses every operation.
+ *
+ * @example
+ * ```ts
+ * import { hasFileSystem } from "./file_system.ts";
+ *
+ * console.log(hasFileSystem ? "a .dash folder can be written" : "remote only");
+ * ```
+ */
+export const hasFileSystem: boolean = local !== undefined;
+
+/**
+ * The file operations of this runtime: `Deno.*` on Deno, `node:fs` on Node and
+ * Bun; where there is no file system, every operation throws a
+ * {@linkcode StorageError} that says so.
  *
  * @example
  * ```ts
@@ -261,4 +316,4 @@ const deno = denoNamespace<DenoFileApi>();
  * console.log(fileSystem.size("package.json")); // 0 where there is none
  * ```
  */
-export const fileSystem: FileSystem = deno ? denoFileSystem(deno) : nodeFileSystem(await import("node:fs"));
+export const fileSystem: FileSystem = local ?? remoteOnlyFileSystem();

@@ -373,11 +373,8 @@ export class HttpBackend implements Backend {
     if (this.#options.outbox === false) return Promise.resolve(undefined);
     return this.#fs ??= (async () => {
       if (!permissionGranted("write", this.#outboxRoot())) return undefined;
-      try {
-        return this.#loadedFs = (await import("./file_system.ts")).fileSystem;
-      } catch {
-        return undefined;
-      }
+      const { fileSystem, hasFileSystem } = await import("./file_system.ts");
+      return hasFileSystem ? this.#loadedFs = fileSystem : undefined;
     })();
   }
 
@@ -534,8 +531,8 @@ export async function resolveToken(url: string, token?: string): Promise<string 
   const file = credentialsPath();
   if (!file || !permissionGranted("read", file)) return undefined;
   try {
-    const fs = await import("node:fs/promises");
-    const all = JSON.parse(await fs.readFile(file, "utf8")) as Record<string, { token?: string }>;
+    const { fileSystem } = await import("./file_system.ts");
+    const all = JSON.parse(fileSystem.readText(file) ?? "{}") as Record<string, { token?: string }>;
     const key = credentialsKey(url);
     const entry = all[key] ?? Object.entries(all).find(([k]) => safeOrigin(k) === safeOrigin(key))?.[1];
     return typeof entry?.token === "string" ? entry.token : undefined;

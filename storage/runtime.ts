@@ -110,6 +110,36 @@ export function nodeProcess(): typeof globalThis.process | undefined {
 }
 
 /**
+ * A module built into Node and Bun (`node:fs`, `node:os`, ...), loaded
+ * synchronously with `process.getBuiltinModule` (Node ≥ 20.16, Bun); undefined
+ * where there is none (a Worker, an edge runtime, a browser). No `node:`
+ * specifier appears in the module graph, so bundlers for the browser and the
+ * edge have nothing to resolve, a page attempts no blocked import, and no
+ * module needs a top-level `await` (which IIFE and CommonJS bundles and
+ * Node's `require` of ES modules refuse).
+ *
+ * @typeParam T The module's type, such as `typeof import("node:fs")`.
+ * @param name The module's name, with the `node:` prefix.
+ * @returns The module, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { nodeBuiltin } from "./runtime.ts";
+ *
+ * const os = nodeBuiltin<typeof import("node:os")>("node:os");
+ * console.log(os ? os.platform() : "no node:os here");
+ * ```
+ */
+export function nodeBuiltin<T>(name: `node:${string}`): T | undefined {
+  try {
+    const load = (nodeProcess() as { getBuiltinModule?(id: string): unknown } | undefined)?.getBuiltinModule;
+    return typeof load === "function" ? load(name) as T | undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Reads an environment variable on any runtime; `undefined` where it is unset,
  * where there is no environment (a Worker), or where access is denied (Deno
  * without `--allow-env`). It never throws.
@@ -179,8 +209,7 @@ export async function hostName(): Promise<string | undefined> {
     if (typeof deno?.hostname === "function") {
       return deno.permissions!.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
     }
-    const os: { hostname(): string } = await import("node:os");
-    return os.hostname();
+    return nodeBuiltin<{ hostname(): string }>("node:os")?.hostname();
   } catch {
     return undefined;
   }

@@ -1,0 +1,50 @@
+// The module bundled as a new user would, with esbuild's defaults: for the
+// browser (ESM, IIFE, CommonJS), with the conditions wrangler sets for a
+// Cloudflare Worker, and the storage and server entry points as CommonJS for
+// Node. Each bundle builds with no error and no warning, and keeps no `node:`
+// import for a browser or a Worker to attempt.
+import { test } from "node:test";
+import { deepEqual, doesNotMatch, equal } from "node:assert/strict";
+import { build, type BuildOptions, type Message } from "esbuild";
+import { sourceFile } from "../testing/source.ts";
+
+/** Bundles `entry` in memory; returns the code and every error and warning. */
+async function bundle(entry: string, options: BuildOptions): Promise<{ code: string; messages: string[] }> {
+  const result = await build({ entryPoints: [sourceFile(entry)], bundle: true, write: false, logLevel: "silent", ...options })
+    .catch((error: { errors?: Message[]; warnings?: Message[] }) => ({ outputFiles: [], errors: error.errors ?? [], warnings: error.warnings ?? [] }));
+  const messages = [...result.errors, ...result.warnings].map((m) => `${m.location?.file ?? ""}: ${m.text}`);
+  return { code: result.outputFiles?.map((f) => f.text).join("\n") ?? "", messages };
+}
+
+const NODE_IMPORT = /(?:from\s*|import\s*\(\s*|require\s*\(\s*)["']node:/;
+
+for (const format of ["esm", "iife", "cjs"] as const) {
+  test(`mod.ts bundles for the browser as ${format} with esbuild's defaults, no warning and no node: import`, async () => {
+    const { code, messages } = await bundle("mod.ts", { platform: "browser", format });
+    deepEqual(messages, []);
+    doesNotMatch(code, NODE_IMPORT);
+  });
+}
+
+test("mod.ts bundles with the conditions wrangler sets for a Worker (workerd, worker, browser), no warning and no node: import", async () => {
+  const { code, messages } = await bundle("mod.ts", {
+    platform: "neutral",
+    format: "esm",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["browser", "module", "main"],
+  });
+  deepEqual(messages, []);
+  doesNotMatch(code, NODE_IMPORT);
+});
+
+for (const entry of ["storage/jsonl.ts", "storage/http.ts"]) {
+  test(`${entry} bundles as CommonJS for Node (no top-level await), with no warning`, async () => {
+    const { messages } = await bundle(entry, { platform: "node", format: "cjs" });
+    deepEqual(messages, []);
+  });
+}
+
+test("server.ts bundles as CommonJS for Node: no top-level await anywhere in its graph", async () => {
+  const { messages } = await bundle("server.ts", { platform: "node", format: "cjs" });
+  equal(messages.filter((m) => /top-level await/i.test(m)).join("\n"), "");
+});
