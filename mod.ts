@@ -41,7 +41,7 @@ import type {
   Status,
 } from "./storage/backend.ts";
 import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
-import { denoNamespace, hostName, nodeProcess, processId, readEnv, unrefTimer } from "./storage/runtime.ts";
+import { denoNamespace, hostName, isPage, nodeProcess, processId, readEnv, unrefTimer } from "./storage/runtime.ts";
 
 // ─── Facade: the Experiment API ─────────────────────────────────────────────
 
@@ -438,6 +438,8 @@ interface Settings extends Pick<ExperimentOptions, "readme" | "tags" | "metadata
   flushInterval: number;
   metricBatchSize: number;
   logBatchSize: number;
+  /** Seconds the server is retried before a batch is kept (undefined: `ML_DASH_HTTP_TIMEOUT`, else 30). */
+  httpTimeout?: number;
 }
 
 /**
@@ -850,7 +852,7 @@ function guessMime(path: string): string {
 function experimentOptionNames(): readonly string[] {
   return [
     "prefix", "readme", "tags", "metadata", "dashRoot", "dashUrl", "token", "strict",
-    "flushInterval", "metricBatchSize", "logBatchSize",
+    "flushInterval", "metricBatchSize", "logBatchSize", "httpTimeout",
   ];
 }
 
@@ -897,7 +899,14 @@ function resolveSettings(options: ExperimentOptions): Settings {
     flushInterval: positive("flushInterval", options.flushInterval, "ML_DASH_FLUSH_INTERVAL", 5),
     metricBatchSize: positive("metricBatchSize", options.metricBatchSize, "ML_DASH_METRIC_BATCH_SIZE", 100),
     logBatchSize: positive("logBatchSize", options.logBatchSize, "ML_DASH_LOG_BATCH_SIZE", 100),
+    httpTimeout: checkHttpTimeout(options.httpTimeout),
   };
+}
+
+/** The `httpTimeout` option: seconds, 0 or more (the env var's default is the HTTP backend's own). */
+function checkHttpTimeout(seconds: number | undefined): number | undefined {
+  if (seconds === undefined || (typeof seconds === "number" && seconds >= 0 && Number.isFinite(seconds))) return seconds;
+  throw new ConfigError(`Invalid httpTimeout ${describe(seconds)}: expected a number of seconds, 0 or more`);
 }
 
 function positive(name: string, option: number | undefined, envName: string, fallback: number): number {
@@ -945,7 +954,8 @@ async function createBackend(settings: Settings): Promise<Backend> {
     const { HttpBackend } = await loadHttpModule();
     // A server that is down does not keep a run from starting, unless strict.
     const openWhenUnreachable = !settings.strict;
-    backends.push(new HttpBackend({ url: settings.dashUrl, token: settings.token, outboxRoot: settings.dashRoot, openWhenUnreachable }));
+    const giveUpAfterMs = settings.httpTimeout === undefined ? undefined : settings.httpTimeout * 1000;
+    backends.push(new HttpBackend({ url: settings.dashUrl, token: settings.token, outboxRoot: settings.dashRoot, openWhenUnreachable, giveUpAfterMs }));
   }
   return backends.length === 1 ? backends[0] : new FanOutBackend(backends);
 }
@@ -1098,7 +1108,7 @@ function denoSignals(): DenoSignalApi | undefined {
 function installExitHooks(): void {
   if (exitEvents) return;
   const deno = denoSignals();
-  const events = deno ? denoExitEvents(deno) : processExitEvents();
+  const events = deno ? denoExitEvents(deno) : processExitEvents() ?? pageExitEvents();
   if (!events) return;
   events.add({ beforeExit: flushAllAtExit, exit: flushAllSync, signal: endOnSignal, crash: failAllAtCrash });
   exitEvents = events;
@@ -1187,6 +1197,32 @@ function processExitEvents(): ExitEvents | undefined {
     },
     remove: () => listeners.removeAll(),
     userHandles: (signal) => proc.listenerCount(signal) > (listeners.has(signal) ? 1 : 0),
+  };
+}
+
+/**
+ * A web page: it may be closed at any time once hidden, so what is buffered
+ * goes out when it is hidden (`visibilitychange`) or left (`pagehide`), with
+ * requests that outlive the page. There is no signal and no exit code.
+ */
+function pageExitEvents(): ExitEvents | undefined {
+  if (!isPage()) return undefined;
+  const doc = (globalThis as unknown as { document: EventTarget & { visibilityState: string } }).document;
+  const listeners = listenerList(
+    (name, listener) => globalThis.addEventListener(name, listener as EventListener),
+    (name, listener) => globalThis.removeEventListener(name, listener as EventListener),
+  );
+  const onHidden = (exit: () => void) => (): void => {
+    if (doc.visibilityState === "hidden") exit();
+  };
+  return {
+    add(hooks) {
+      listeners.add("pagehide", () => hooks.exit());
+      // visibilitychange is fired at the document, and bubbles to the window.
+      listeners.add("visibilitychange", onHidden(() => hooks.exit()));
+    },
+    remove: () => listeners.removeAll(),
+    userHandles: () => false,
   };
 }
 
@@ -1542,6 +1578,13 @@ export interface ExperimentOptions {
   metricBatchSize?: number;
   /** Log records per batch (default 100, or `ML_DASH_LOG_BATCH_SIZE`). */
   logBatchSize?: number;
+  /**
+   * Seconds a server that is down or does not answer is retried before a batch
+   * is kept in the outbox, or in memory where there is no file system (default
+   * `ML_DASH_HTTP_TIMEOUT`, else 30). In a Worker, keep it well under the
+   * platform's `waitUntil` budget (30 s on Cloudflare).
+   */
+  httpTimeout?: number;
 }
 
 /** Options of {@linkcode startRun}. */

@@ -27,7 +27,7 @@ import type { Backend, Batch, ExistingState } from "./backend.ts";
 import { StorageError } from "./errors.ts";
 import { outboxDir, outboxFile, replaceFileSync } from "./layout.ts";
 import { encodeJson, encodeNdjson, JSON_TYPE, NDJSON_TYPE, textOf } from "./protocol.ts";
-import { permissionGranted, readEnv } from "./runtime.ts";
+import { isPage, permissionGranted, readEnv } from "./runtime.ts";
 
 /** Options of {@linkcode HttpBackend}. */
 export interface HttpBackendOptions {
@@ -41,7 +41,7 @@ export interface HttpBackendOptions {
   outbox?: boolean;
   /** The session id (default: a random UUID). */
   session?: string;
-  /** Stop retrying a batch after this many ms and spool it (default `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). */
+  /** Stop retrying a batch after this many ms and spool it, a request that hangs included (default `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). */
   giveUpAfterMs?: number;
   /** First retry delay in ms (default 100); it doubles up to `maxDelayMs`. */
   initialDelayMs?: number;
@@ -117,6 +117,8 @@ export class HttpBackend implements Backend {
   #pending = new Set<Envelope>();
   #down = false;
   #token: Promise<string | undefined> | undefined;
+  /** The token once known: as a page hides, nothing can be awaited. */
+  #resolvedToken: string | undefined;
   #fs: Promise<FileSystem | undefined> | undefined;
   /** The outbox's file system once loaded: at process exit nothing can be awaited. */
   #loadedFs: FileSystem | undefined;
@@ -182,7 +184,8 @@ export class HttpBackend implements Backend {
   async #postRetrying(pathname: string, body: string, type: string, onceWhileDown: boolean): Promise<{ value: unknown } | Failure> {
     const started = Date.now();
     for (let attempt = 0;; attempt++) {
-      const result = await this.#post(pathname, body, type);
+      // A server that accepts the connection and never answers is bounded too (a Worker's waitUntil budget is 30 s).
+      const result = await this.#post(pathname, body, type, this.#giveUpAfterMs - (Date.now() - started));
       if ("value" in result) {
         this.#down = false;
         return result;
@@ -258,6 +261,7 @@ export class HttpBackend implements Backend {
     const unsent = [...this.#pending].filter((e) => !e.acked && !e.spooled);
     if (unsent.length === 0) return;
     const fs = this.#loadedFs;
+    if (!fs && isPage()) return this.#sendAsPageHides(unsent);
     if (!fs) throw new StorageError(`Could not keep ${unsent.length} batch(es) for ${this.#base} at exit: there is no outbox (no filesystem, or it was not ready)`);
     try {
       this.#spool(fs, unsent);
@@ -265,6 +269,31 @@ export class HttpBackend implements Backend {
       throw new StorageError(`Could not keep ${unsent.length} batch(es) for ${this.#base} at exit in the outbox: ${errorText(error)}`, { cause: error });
     }
   };
+
+  /**
+   * A page is hidden or left, and nothing may be awaited: the batches go with
+   * `fetch(..., { keepalive: true })`, which the browser completes after the
+   * page is gone, as many as fit in its 64 KiB of keepalive bodies, in order.
+   * They count as sent: should the page stay, the server recognises a batch
+   * that comes again by its sequence number.
+   */
+  #sendAsPageHides(envelopes: Envelope[]): void {
+    let budget = KEEPALIVE_BYTES;
+    for (const [i, envelope] of envelopes.entries()) {
+      const body = utf8Bytes(envelope.body ??= encodeNdjson(envelope));
+      if (body.length > budget) {
+        throw new StorageError(
+          `Could not send ${envelopes.length - i} batch(es) to ${this.#base} as the page was hidden: over the browser's ${KEEPALIVE_BYTES / 1024} KiB for requests that outlive a page (flush more often, or call run.flush() before leaving the page)`,
+        );
+      }
+      budget -= body.length;
+      const headers: Record<string, string> = { "content-type": NDJSON_TYPE };
+      if (this.#resolvedToken) headers.authorization = `Bearer ${this.#resolvedToken}`;
+      fetch(this.#base + "/api/v1/batch", { method: "POST", headers, body: body as BodyInit, keepalive: true }).catch(() => {});
+      envelope.acked = true;
+      this.#pending.delete(envelope);
+    }
+  }
 
   /** The requests of a batch: made once, so that a retry keeps its sequence numbers. */
   async #envelopesOf(prefix: string, batch: Batch): Promise<Envelope[]> {
@@ -385,9 +414,9 @@ export class HttpBackend implements Backend {
   }
 
   /** One POST; resolves to the parsed answer or a failure (never rejects). */
-  async #post(pathname: string, body: string, contentType: string): Promise<{ value: unknown } | Failure> {
+  async #post(pathname: string, body: string, contentType: string, timeLeftMs: number): Promise<{ value: unknown } | Failure> {
     this.#token ??= resolveToken(this.#base, this.#options.token);
-    const token = await this.#token;
+    const token = this.#resolvedToken = await this.#token;
     const headers: Record<string, string> = { "content-type": contentType };
     if (token) headers.authorization = `Bearer ${token}`;
     let payload: Uint8Array;
@@ -399,8 +428,12 @@ export class HttpBackend implements Backend {
     }
     let response: Response;
     try {
-      response = await fetch(this.#base + pathname, { method: "POST", headers, body: payload as BodyInit });
+      const signal = AbortSignal.timeout(Math.max(MIN_REQUEST_MS, timeLeftMs));
+      response = await fetch(this.#base + pathname, { method: "POST", headers, body: payload as BodyInit, signal });
     } catch (error) {
+      if (isNetDenied(error)) {
+        return { message: `network access to ${new URL(this.#base).host} is not granted to this Deno process or worker (${errorText(error)}): grant it with --allow-net or the worker's permissions`, retryable: false };
+      }
       return { message: `network error: ${errorText(error)}`, retryable: true };
     }
     let text = "";
@@ -550,6 +583,18 @@ function safeOrigin(url: string): string | undefined {
 }
 
 // ─── Helpers ────────────────────────────────────────────────────────────────
+
+/** What a browser lets the keepalive requests of a page carry, all together (the Fetch standard's quota). */
+const KEEPALIVE_BYTES = 64 * 1024;
+
+/** However little of the bound is left, a request may take this long (a small bound still lets a healthy server answer once). */
+const MIN_REQUEST_MS = 1000;
+
+/** Whether a failed fetch was refused by Deno's permissions (`NotCapable` in a worker without net, `PermissionDenied`): retrying cannot help. */
+function isNetDenied(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === "NotCapable" || name === "PermissionDenied";
+}
 
 /**
  * Splits a batch whose text exceeds `maxBytes` into several requests, at the

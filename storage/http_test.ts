@@ -682,3 +682,36 @@ test("mod.ts under deno run --allow-net=127.0.0.1 --deny-read --deny-write logs 
     await server.close();
   }
 });
+
+test("the httpTimeout option bounds a server that accepts connections and never answers: start and complete settle, and the records are in the outbox", { timeout: 60_000 }, async () => {
+  const net = await import("node:net");
+  const sockets = new Set<import("node:net").Socket>();
+  const silent = net.createServer((socket) => void sockets.add(socket)); // reads nothing, answers nothing
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+  const outboxRoot = tempDir("http");
+  const savedRoot = process.env.ML_DASH_ROOT;
+  process.env.ML_DASH_ROOT = outboxRoot;
+  const original = console.warn;
+  console.warn = () => {};
+  try {
+    const exp = new Experiment({ prefix: "alice/silent/run", dashUrl: url, httpTimeout: 0.2 });
+    await exp.run.start();
+    for (let step = 0; step < 3; step++) exp.metrics("train").log({ loss: step });
+    await assert.rejects(exp.run.complete(), /saved in the outbox/);
+  } finally {
+    console.warn = original;
+    if (savedRoot === undefined) delete process.env.ML_DASH_ROOT;
+    else process.env.ML_DASH_ROOT = savedRoot;
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  }
+  const { steps } = outboxRecords(path.join(outboxRoot, ".outbox", encodeURIComponent("alice/silent/run")));
+  assert.deepEqual(steps, [0, 1, 2]);
+});
+
+test("the httpTimeout option must be a number of seconds, 0 or more", () => {
+  for (const bad of [-1, Number.NaN, "5"]) {
+    assert.throws(() => new Experiment({ prefix: "alice/x/y", dashUrl: "http://127.0.0.1:1", httpTimeout: bad as number }).run, /Invalid httpTimeout .*: expected a number of seconds, 0 or more/);
+  }
+});

@@ -110,6 +110,23 @@ export function nodeProcess(): typeof globalThis.process | undefined {
 }
 
 /**
+ * Whether this code runs in a web page (a `document` with a visibility state),
+ * where the end of a run is the page being hidden or left, not a process exit.
+ *
+ * @returns True in a page; false in Deno, Bun, Node, Workers and edge runtimes.
+ *
+ * @example
+ * ```ts
+ * import { isPage } from "./runtime.ts";
+ *
+ * console.log(isPage() ? "flush on pagehide" : "flush at process exit");
+ * ```
+ */
+export function isPage(): boolean {
+  return typeof (globalThis as { document?: { visibilityState?: unknown } }).document?.visibilityState === "string";
+}
+
+/**
  * A module built into Node and Bun (`node:fs`, `node:os`, ...), loaded
  * synchronously with `process.getBuiltinModule` (Node ≥ 20.16, Bun); undefined
  * where there is none (a Worker, an edge runtime, a browser). No `node:`
@@ -139,10 +156,18 @@ export function nodeBuiltin<T>(name: `node:${string}`): T | undefined {
   }
 }
 
+/** The part of `Deno` that reads the environment, after asking whether it may. */
+interface DenoEnvApi {
+  env: { get(name: string): string | undefined };
+  permissions: { querySync(p: { name: "env"; variable: string }): { state: string } };
+}
+
 /**
  * Reads an environment variable on any runtime; `undefined` where it is unset,
- * where there is no environment (a Worker), or where access is denied (Deno
- * without `--allow-env`). It never throws.
+ * where there is no environment (a Worker), or where access is not granted
+ * (Deno without `--allow-env`: the permission is queried first, and "prompt"
+ * counts as denied, so a terminal never prompts for an optional setting). It
+ * never throws.
  *
  * @param name The variable's name.
  * @returns Its value, or undefined.
@@ -157,8 +182,9 @@ export function nodeBuiltin<T>(name: `node:${string}`): T | undefined {
  */
 export function readEnv(name: string): string | undefined {
   try {
-    const deno = denoNamespace<{ env: { get(n: string): string | undefined } }>();
-    if (deno) return deno.env.get(name);
+    const deno = denoNamespace<DenoEnvApi>();
+    // Asked first: in a terminal, reading an env var without --allow-env would prompt, once per name.
+    if (deno) return deno.permissions.querySync({ name: "env", variable: name }).state === "granted" ? deno.env.get(name) : undefined;
     return nodeProcess()?.env?.[name];
   } catch {
     return undefined;
