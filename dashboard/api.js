@@ -90,6 +90,7 @@ const API = new URL("../api/v1/", import.meta.url);
 // A server with a read token: open the page as /?access_token=T (sent with every read).
 const ACCESS_TOKEN = new URLSearchParams(location.search).get("access_token");
 const FETCH_CONCURRENCY = 4; // the event stream holds one of the browser's 6 connections
+const STREAM_RETRY_MS = 3000;
 
 /**
  * The URL of an API endpoint with its query.
@@ -111,25 +112,95 @@ let active = 0;
 const waiting = [];
 
 /**
+ * A request that failed: the server's status and message, or status 0 when the
+ * server could not be reached.
+ */
+export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} message
+   */
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
  * GET a JSON endpoint, at most FETCH_CONCURRENCY at once.
  * @param {string} path
  * @param {Query} [params]
  * @returns {Promise<any>}
  */
 export async function fetchJson(path, params = {}) {
+  return await limited(() => requestJson(apiUrl(path, params), {}));
+}
+
+/**
+ * Sends a JSON body to a write endpoint with the write token given.
+ * @param {string} path
+ * @param {unknown} body
+ * @param {string} [token] the server's write token, when it has one
+ * @returns {Promise<any>}
+ */
+export async function postJson(path, body, token) {
+  /** @type {Record<string, string>} */
+  const headers = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  return await limited(() => requestJson(apiUrl(path), { method: "POST", headers, body: JSON.stringify(body) }));
+}
+
+/**
+ * Runs a request once fewer than FETCH_CONCURRENCY are under way.
+ * @template T
+ * @param {() => Promise<T>} request
+ * @returns {Promise<T>}
+ */
+async function limited(request) {
   if (active >= FETCH_CONCURRENCY) await new Promise((resolve) => waiting.push(() => resolve(undefined)));
   active++;
   try {
-    const response = await fetch(apiUrl(path, params));
-    if (!response.ok) {
-      const body = await response.text().catch(() => "");
-      throw new Error(`${response.status} ${response.statusText}: ${body.slice(0, 200)}`);
-    }
-    return await response.json();
+    return await request();
   } finally {
     active--;
     waiting.shift()?.();
   }
+}
+
+/**
+ * A request's JSON answer; an ApiError with the server's message when it fails.
+ * @param {URL} url
+ * @param {RequestInit} init
+ * @returns {Promise<any>}
+ */
+async function requestJson(url, init) {
+  /** @type {Response} */
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    throw new ApiError(0, "Could not reach the server");
+  }
+  if (!response.ok) {
+    const body = await response.text().catch(() => "");
+    throw new ApiError(response.status, serverMessage(body) || `${response.status} ${response.statusText}`);
+  }
+  return await response.json();
+}
+
+/**
+ * The message of an error answer `{"error": "..."}`, else its start.
+ * @param {string} body
+ * @returns {string}
+ */
+function serverMessage(body) {
+  try {
+    const parsed = JSON.parse(body);
+    if (parsed && typeof parsed.error === "string") return parsed.error;
+  } catch {
+    // Not JSON: the text itself.
+  }
+  return body.slice(0, 200);
 }
 
 /**
@@ -164,7 +235,11 @@ export function openEventStream(listeners) {
   if (!("EventSource" in globalThis)) return;
   const source = new EventSource(apiUrl("events"));
   source.addEventListener("open", listeners.onOpen);
-  source.addEventListener("error", listeners.onError);
+  source.addEventListener("error", () => {
+    listeners.onError();
+    // The browser gives up on an answer that is not a stream (a proxy's 502): start over.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => openEventStream(listeners), STREAM_RETRY_MS);
+  });
   for (const [type, listener] of Object.entries(listeners.onEvent)) {
     source.addEventListener(type, (event) => listener(parseEvent(event.data)));
   }

@@ -202,9 +202,10 @@ export function renderCharts() {
   const order = [...groups.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b)));
   disposeCharts(new Set(shown));
   const loading = state.selected.some((p) => !state.details.has(p));
+  const failed = state.selected.some((p) => state.details.get(p)?.error !== undefined);
   if (!shown.length) {
     fill(panel, h("div", { class: "empty small" },
-      loading ? "Loading…" : keys.size ? "No chart matches the filter." : "The selected runs have no metrics yet."));
+      loading ? "Loading…" : keys.size ? "No chart matches the filter." : failed ? "The selected runs could not be read (see above)." : "The selected runs have no metrics yet."));
     return;
   }
   fill(panel, ...order.map((group) => groupSection(group, groups.get(group) ?? [], keys)));

@@ -8,7 +8,7 @@ import { reloadSeriesOf, renderCharts, renderXOptions } from "./charts_panel.js"
 import { $ } from "./dom.js";
 import * as fmt from "./format.js";
 import { renderLogs } from "./logs_panel.js";
-import { loadDetail, renderEmpty, renderMain, renderTabs } from "./main_panel.js";
+import { loadDetail, loadSelection, renderEmpty, renderMain, renderTabs } from "./main_panel.js";
 import { state } from "./state.js";
 import { loadExperiments } from "./tree.js";
 
@@ -92,11 +92,21 @@ function selectedRunOf(event) {
   return event?.prefix && state.selected.includes(event.prefix) ? event.prefix : undefined;
 }
 
+/** Rereads the list, the selected runs that failed to load, and the open logs. */
+function recoverFromOutage() {
+  scheduleListRefresh();
+  loadSelection();
+  for (const prefix of state.selected) if (state.details.get(prefix)?.error === undefined) scheduleRunRefresh(prefix);
+  if (state.tab === "logs") renderLogs();
+}
+
 /** Follows the server's event stream, showing the connection in the Live badge. */
 export function connectLive() {
   const indicator = $("#live");
   openEventStream({
     onOpen: () => {
+      // Back after an outage: what failed meanwhile is read again, and what changed.
+      if (indicator.dataset.state === "offline") recoverFromOutage();
       indicator.dataset.state = "live";
       indicator.title = "Live: updates arrive as they are logged";
     },

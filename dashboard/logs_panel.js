@@ -2,7 +2,7 @@
 // The Logs tab: the last LOG_LIMIT lines of each selected run at or above a
 // level, merged in time order, with a run menu and a text search.
 
-import { fetchJson } from "./api.js";
+import { errorMessage, fetchJson } from "./api.js";
 import { fill, h, $, searchBox, targetValue } from "./dom.js";
 import * as fmt from "./format.js";
 import { runLabels } from "./runs.js";
@@ -13,7 +13,7 @@ import { colorOf, state } from "./state.js";
 
 /**
  * A run's lines as last fetched, and the level they were fetched for.
- * @typedef {{ level: string, logs: LogLine[], total: number }} CachedLogs
+ * @typedef {{ level: string, logs: LogLine[], total: number, error?: string }} CachedLogs
  */
 
 const LEVELS = ["debug", "info", "warn", "error", "fatal"];
@@ -60,9 +60,9 @@ export async function renderLogs(refresh = []) {
     fill(panel, logsToolbar(), panel.querySelector(".log-view") ?? body);
   }
   panel.dataset.level = logLevel;
-  const stale = runs.filter((p) => refresh.includes(p) || logCache.get(p)?.level !== logLevel);
+  const stale = runs.filter((p) => refresh.includes(p) || logCache.get(p)?.level !== logLevel || logCache.get(p)?.error !== undefined);
   if (stale.length) {
-    await Promise.all(stale.map((p) => fetchLogs(p).catch(() => logCache.set(p, { level: logLevel, logs: [], total: 0 }))));
+    await Promise.all(stale.map((p) => fetchLogs(p).catch((error) => logCache.set(p, { level: logLevel, logs: [], total: 0, error: errorMessage(error) }))));
   }
   if (state.tab === "logs") drawLogLines();
 }
@@ -125,12 +125,18 @@ function drawLogLines() {
   }
   lines.sort((a, b) => a.line._ts - b.line._ts);
   const matching = text ? lines.filter(({ line }) => String(line.message).toLowerCase().includes(text)) : lines;
+  const failures = runs.filter((p) => logCache.get(p)?.error !== undefined).map((p) =>
+    h("div", { class: "load-error", role: "alert", dataset: { testid: "log-error", prefix: p } },
+      h("span", {}, `Could not load the logs of ${p}: ${logCache.get(p)?.error}`),
+      h("button", { type: "button", class: "button small", dataset: { testid: "retry-logs" }, onclick: () => renderLogs() }, "Retry"),
+    )
+  );
   const multi = runs.length > 1;
   // Lines that span days carry their date; within a day the time is enough.
   const span = lines.length ? lines[lines.length - 1].line._ts - lines[0].line._ts : 0;
   /** @param {number} ts */
   const stamp = (ts) => (span > 20 * 3600 ? fmt.dateTime(ts).slice(5) : fmt.dateTime(ts).slice(11));
-  fill(view, ...(matching.length ? matching.map(({ prefix, line }) => {
+  fill(view, ...failures, ...(matching.length ? matching.map(({ prefix, line }) => {
     const { _ts, level, message, ...meta } = line;
     const metaText = Object.entries(meta).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
     return h("div", { class: `log-line level-${level}`, dataset: { testid: "log-line", level, prefix } },
@@ -140,7 +146,7 @@ function drawLogLines() {
       h("span", { class: "log-message" }, String(message)),
       metaText ? h("span", { class: "log-meta" }, metaText) : null,
     );
-  }) : [h("div", { class: "empty small" }, lines.length ? "No line matches the search." : "No log lines.")]));
+  }) : failures.length ? [] : [h("div", { class: "empty small" }, lines.length ? "No line matches the search." : "No log lines.")]));
   const count = document.querySelector("#log-count");
   if (count) {
     count.textContent = `${matching.length.toLocaleString()} line${matching.length === 1 ? "" : "s"}${total > lines.length ? ` (last ${lines.length.toLocaleString()} of ${total.toLocaleString()})` : ""}`;

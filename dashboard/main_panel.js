@@ -12,21 +12,13 @@ import { renderOverview } from "./overview_panel.js";
 import { renderParams } from "./params_panel.js";
 import { statusDot, statusOf } from "./runs.js";
 import { setSelection } from "./selection.js";
-import { state, writeHash } from "./state.js";
+import { state, TABS, writeHash } from "./state.js";
 
 /** @typedef {import("./api.js").ExperimentDetail} ExperimentDetail */
 
-const TABS = [
-  ["charts", "Charts"],
-  ["overview", "Overview"],
-  ["params", "Parameters"],
-  ["logs", "Logs"],
-  ["files", "Files"],
-];
-
-/** Shows the selection, then again once the details not read yet have arrived. */
+/** Shows the selection, then again once the details not read yet (or that failed) have arrived. */
 export async function loadSelection() {
-  const missing = state.selected.filter((p) => !state.details.has(p));
+  const missing = state.selected.filter((p) => !state.details.has(p) || state.details.get(p)?.error !== undefined);
   renderMain();
   await Promise.all(missing.map((p) => loadDetail(p)));
   if (missing.length) renderMain();
@@ -34,7 +26,7 @@ export async function loadSelection() {
 
 /**
  * Reads a run's detail into state.details; a run that cannot be read gets an
- * empty detail with the error.
+ * empty detail with the error, which the next selection or reconnection reads again.
  * @param {string} prefix
  * @returns {Promise<ExperimentDetail | null>}
  */
@@ -86,6 +78,7 @@ export function renderMain() {
     disposeCharts(new Set());
     return;
   }
+  renderLoadErrors();
   renderTabs();
   renderXOptions();
   for (const [id] of TABS) $(`#panel-${id}`).hidden = id !== state.tab;
@@ -94,6 +87,19 @@ export function renderMain() {
   else if (state.tab === "params") renderParams();
   else if (state.tab === "logs") renderLogs();
   else if (state.tab === "files") renderFiles();
+}
+
+/** The selected runs that could not be read: the server's message and a button to try again. */
+function renderLoadErrors() {
+  const failed = state.selected.filter((p) => state.details.get(p)?.error !== undefined);
+  const box = $("#load-errors");
+  box.hidden = failed.length === 0;
+  fill(box, ...failed.map((p) =>
+    h("div", { class: "load-error", role: "alert", dataset: { testid: "load-error", prefix: p } },
+      h("span", {}, `Could not load ${p}: ${state.details.get(p)?.error}`),
+      h("button", { type: "button", class: "button small", dataset: { testid: "retry" }, onclick: () => loadSelection() }, "Retry"),
+    )
+  ));
 }
 
 /** What to do with nothing selected: the recent runs to open, or how to log one. */

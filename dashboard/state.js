@@ -9,6 +9,15 @@ import { readStored, store } from "./local_settings.js";
 /** @typedef {import("./api.js").ExperimentSummary} ExperimentSummary */
 /** @typedef {import("./api.js").ExperimentDetail} ExperimentDetail */
 
+/** The tabs of the main panel, the first one the default: [id, label]. */
+export const TABS = [
+  ["charts", "Charts"],
+  ["overview", "Overview"],
+  ["params", "Parameters"],
+  ["logs", "Logs"],
+  ["files", "Files"],
+];
+
 const PALETTE = [
   "#3b82f6", "#f97316", "#10b981", "#e11d48", "#8b5cf6",
   "#eab308", "#06b6d4", "#db2777", "#65a30d", "#64748b",
@@ -102,7 +111,8 @@ export function writeHash() {
 export function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   state.x = params.get("x") || "step";
-  state.tab = params.get("tab") || "charts";
+  const tab = params.get("tab");
+  state.tab = TABS.some(([id]) => id === tab) ? /** @type {string} */ (tab) : "charts";
   state.smoothing = Math.min(0.99, Math.max(0, Number(params.get("smooth")) || 0));
   state.colorIndex.clear();
   state.selected = [];

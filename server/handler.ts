@@ -25,6 +25,7 @@ import { RequestGuard } from "./guard.ts";
 import { JsonlStore } from "./jsonl_store.ts";
 import { answerMlflow, isMlflowPath, isMlflowWrite } from "./mlflow.ts";
 import { getExperiment, getFile, getLogs, getSeries, listExperiments } from "./read_api.ts";
+import { listRuns } from "./runs_api.ts";
 import { serveStatic } from "./static.ts";
 import type { Store } from "./store.ts";
 
@@ -109,7 +110,7 @@ export const DEFAULT_MAX_BODY: number = 64 * 1024 * 1024;
 const DEFAULT_CONCURRENT_BODIES = 128 * 1024 * 1024;
 
 /** The routes of the API, each `METHOD path`. */
-const API_PATHS = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api/v1/experiment", "/api/v1/series", "/api/v1/logs", "/api/v1/file", "/api/v1/events"];
+const API_PATHS = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api/v1/experiment", "/api/v1/runs", "/api/v1/series", "/api/v1/logs", "/api/v1/file", "/api/v1/events"];
 
 /**
  * Creates the server's fetch handler: ingest (`POST /api/v1/batch`,
@@ -199,6 +200,8 @@ export function createHandler(options: HandlerOptions): DashHandler {
         return await listExperiments(store, url);
       case "GET /api/v1/experiment":
         return await getExperiment(store, url);
+      case "GET /api/v1/runs":
+        return await listRuns(store, url);
       case "GET /api/v1/series":
         return await getSeries(store, url);
       case "GET /api/v1/logs":

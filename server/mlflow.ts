@@ -50,7 +50,7 @@ import { HttpError } from "./answers.ts";
 import { readBodyBytes } from "./body.ts";
 import { savedFileHeaders } from "./read_api.ts";
 import type { BodyBudget } from "./body.ts";
-import { compareTargets, EXPERIMENT_ATTRIBUTES, FilterSyntaxError, matches, parseFilter, parseOrderBy } from "./mlflow_filter.ts";
+import { compareTargets, EXPERIMENT_ATTRIBUTES, FilterSyntaxError, matches, paramText, parseFilter, parseOrderBy } from "./mlflow_filter.ts";
 import type { FilterTarget, OrderKey } from "./mlflow_filter.ts";
 import type { ExperimentView, KeySummary, Store } from "./store.ts";
 
@@ -1291,10 +1291,6 @@ function latestOf(key: string, points: { step: number; timestamp: number; value:
 /** A number as MLflow's JSON carries it: NaN and ±Infinity as strings. */
 function jsonNumber(value: number): number | string {
   return Number.isFinite(value) ? value : String(value);
-}
-
-function paramText(value: ParamValue): string {
-  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 function mlflowMeta(view: ExperimentView): MlflowMeta {

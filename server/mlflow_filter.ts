@@ -231,6 +231,23 @@ export function compareTargets(order: readonly OrderKey[], a: FilterTarget, b: F
   return 0;
 }
 
+/**
+ * A param's value as the language compares it: a string as it is, anything else as JSON.
+ *
+ * @param value The stored value.
+ * @returns Its text.
+ *
+ * @example
+ * ```ts
+ * import { paramText } from "./mlflow_filter.ts";
+ *
+ * console.log(paramText(0.001), paramText("adam"), paramText([1, 2])); // 0.001 adam [1,2]
+ * ```
+ */
+export function paramText(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
 // ─── Evaluation ─────────────────────────────────────────────────────────────
 
 function valueOf(target: FilterTarget, entity: FilterEntity, key: string): string | number | undefined {
@@ -393,7 +410,8 @@ interface Token {
   quote?: string;
 }
 
-const WORD = /[A-Za-z_][A-Za-z0-9_.]*/y;
+// A slash may go on a word, so that metric keys such as val/acc need no backticks.
+const WORD = /[A-Za-z_][A-Za-z0-9_./]*/y;
 const NUMBER = /[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/y;
 const OPERATOR = /(<=|>=|!=|<>|==|=|<|>)/y;
 

@@ -114,3 +114,11 @@ test("experiments have their own attributes", () => {
   assert.equal(matches(parseFilter("name LIKE 'mn%' AND creation_time > 1", { attributes: EXPERIMENT_ATTRIBUTES }), experiment), true);
   assert.throws(() => parseFilter("attributes.status = 'x'", { attributes: EXPERIMENT_ATTRIBUTES }), /unknown attribute "status"/);
 });
+
+test("parseFilter() reads a metric key with a slash without backticks", () => {
+  assert.deepEqual(parseFilter("metrics.val/acc > 0.9 and params.lr = '0.001'"), [
+    { entity: "metric", key: "val/acc", comparator: ">", value: 0.9 },
+    { entity: "param", key: "lr", comparator: "=", value: "0.001" },
+  ]);
+  assert.equal(matches(parseFilter("metrics.train/loss < 0.5"), RESNET), true);
+});

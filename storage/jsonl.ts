@@ -31,6 +31,7 @@ import type {
 } from "./backend.ts";
 import { checkFilePath, checkMetricName } from "./backend.ts";
 import { StorageError } from "./errors.ts";
+import { fieldNames, fieldValues, KeyScanner, numberAt, scanFlatRecord, toNumber } from "./record_text.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
 import {
@@ -1083,14 +1084,6 @@ function splitKey(key: string, metricExists: (metric: string) => boolean): { met
   return { metric: DEFAULT_METRIC, field: key };
 }
 
-function toNumber(value: unknown): number {
-  if (typeof value === "number") return value;
-  if (value === "NaN") return NaN;
-  if (value === "Infinity") return Infinity;
-  if (value === "-Infinity") return -Infinity;
-  return Number(value);
-}
-
 /** Bytes read at a time: files may be larger than the longest string a runtime allows. */
 const READ_BLOCK_BYTES = 4 << 20;
 
@@ -1191,29 +1184,6 @@ function readSeries(file: string, read: SeriesRead, field: string, xField: strin
   }, read.bytes);
 }
 
-/**
- * Finds a key in the lines of one text, asked in order: it keeps the key's next
- * occurrence, so that a line without the key costs no search through the rest of the text.
- */
-class KeyScanner {
-  readonly #key: string;
-  readonly #text: string;
-  #next: number;
-
-  constructor(key: string, text: string) {
-    this.#key = key;
-    this.#text = text;
-    this.#next = text.indexOf(key);
-  }
-
-  /** The number after the key in `text.slice(start, end)`, if the key is there; `start` never decreases. */
-  numberIn(start: number, end: number): number | undefined {
-    if (this.#next !== -1 && this.#next < start) this.#next = this.#text.indexOf(this.#key, start);
-    if (this.#next === -1 || this.#next >= end) return undefined;
-    return numberAt(this.#text, this.#next + this.#key.length, end);
-  }
-}
-
 /** Bytes read from the end of a metric file to find its last record. */
 const TAIL_BYTES = 64 << 10;
 
@@ -1257,62 +1227,6 @@ function numberAfter(text: string, key: string, start: number, end: number): num
   return at < 0 || at >= end ? undefined : numberAt(text, at + key.length, end);
 }
 
-/** The JSON value at `start` (before `end`) as a number: a number, or a string such as "NaN"; undefined if there is none. */
-function numberAt(text: string, start: number, end: number): number | undefined {
-  if (text.charCodeAt(start) === 34) return toNumber(text.slice(start + 1, text.indexOf('"', start + 1)));
-  let stop = start;
-  for (let c = text.charCodeAt(stop); c !== 44 && c !== 125 && stop < end; c = text.charCodeAt(++stop));
-  return stop > start ? parseNumber(text, start, stop) : undefined;
-}
-
-/** 10^0 … 10^22: every one is exact as a double. */
-const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
-
-/**
- * The number written in `text.slice(start, end)`, as `Number()` reads it. A
- * decimal of at most 15 digits and a small exponent is computed directly
- * (its digits and the power of ten are exact doubles, so one multiplication
- * or division rounds correctly); steps, times and most metrics are such
- * numbers, and reading them costs no string. Anything else goes to `Number()`.
- */
-function parseNumber(text: string, start: number, end: number): number {
-  let i = start;
-  const negative = text.charCodeAt(i) === 45;
-  if (negative) i++;
-  let mantissa = 0;
-  let digits = 0;
-  let scale = 0;
-  let c = text.charCodeAt(i);
-  const integerStart = i;
-  for (; c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
-    mantissa = mantissa * 10 + (c - 48);
-    if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
-  }
-  let anyDigit = i > integerStart;
-  if (c === 46 && i < end) {
-    for (c = text.charCodeAt(++i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) {
-      mantissa = mantissa * 10 + (c - 48);
-      if (mantissa !== 0 && ++digits > 15) return Number(text.slice(start, end));
-      scale--;
-      anyDigit = true;
-    }
-  }
-  if ((c === 101 || c === 69) && i < end) {
-    let j = i + 1;
-    const sign = text.charCodeAt(j) === 45 ? -1 : 1;
-    if (text.charCodeAt(j) === 45 || text.charCodeAt(j) === 43) j++;
-    let exponent = 0;
-    const first = j;
-    for (c = text.charCodeAt(j); c >= 48 && c <= 57 && j - first < 4; c = text.charCodeAt(++j)) exponent = exponent * 10 + (c - 48);
-    if (j === first) return Number(text.slice(start, end));
-    scale += sign * exponent;
-    i = j;
-  }
-  if (i !== end || !anyDigit || scale < -22 || scale > 22) return Number(text.slice(start, end));
-  const value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa * POWERS_OF_TEN[scale];
-  return negative ? -value : value;
-}
-
 /** Parses a JSONL file, skipping a torn last line and any line that is not JSON. */
 function readJsonl<T>(file: string): T[] {
   const records: T[] = [];
@@ -1325,9 +1239,6 @@ function readJsonl<T>(file: string): T[] {
   });
   return records;
 }
-
-const fieldNames: string[] = [];
-const fieldValues: number[] = [];
 
 /**
  * Calls `onRecord(count)` for each metric record of a file from byte `from`
@@ -1383,53 +1294,6 @@ function readSummary(file: string, read: SummaryRead): number {
       }
     }
   }, read.bytes);
-}
-
-/**
- * Reads the record `{"k":1.5,"s":"NaN",...}` at `text.slice(start, end)` into
- * fieldNames / fieldValues and returns the field count, or -1 if it is
- * anything else (escaped keys, nesting, ...). A key that is the same as the
- * previous record's at its place is not copied again.
- */
-function scanFlatRecord(text: string, start: number, end: number): number {
-  if (end - start < 2 || text.charCodeAt(start) !== 123 || text.charCodeAt(end - 1) !== 125) return -1;
-  if (end - start === 2) return 0;
-  let count = 0;
-  let i = start + 1;
-  for (;;) {
-    if (text.charCodeAt(i) !== 34) return -1;
-    const keyEnd = text.indexOf('"', i + 1);
-    if (keyEnd < 0 || keyEnd >= end || text.charCodeAt(keyEnd - 1) === 92 || text.charCodeAt(keyEnd + 1) !== 58) return -1;
-    const previous = fieldNames[count];
-    if (previous === undefined || previous.length !== keyEnd - i - 1 || !text.startsWith(previous, i + 1)) {
-      fieldNames[count] = text.slice(i + 1, keyEnd);
-    }
-    let j = keyEnd + 2;
-    let value: number;
-    const first = text.charCodeAt(j);
-    if (first === 34) {
-      const close = text.indexOf('"', j + 1);
-      if (close < 0 || close >= end) return -1;
-      value = toNumber(text.slice(j + 1, close));
-      j = close + 1;
-    } else {
-      if (first === 123 || first === 91) return -1;
-      let k = j;
-      while (k < end) {
-        const c = text.charCodeAt(k);
-        if (c === 44 || c === 125) break;
-        k++;
-      }
-      if (k === j) return -1;
-      value = parseNumber(text, j, k);
-      j = k;
-    }
-    fieldValues[count++] = value;
-    const c = text.charCodeAt(j);
-    if (c === 125) return j === end - 1 ? count : -1;
-    if (c !== 44) return -1;
-    i = j + 1;
-  }
 }
 
 function latestFiles(file: string): Map<string, FileInfo> {

@@ -1,0 +1,216 @@
+/**
+ * `GET /api/v1/runs`: the runs of a folder as the dashboard's runs table shows
+ * them, one row per run with its status, times, tags, params and each metric
+ * key's last, min and max, narrowed by a filter in the MLflow search language
+ * (`metrics.val/acc > 0.9 and params.lr = '0.001'`), parsed by the one parser
+ * of that language (`mlflow_filter.ts`). Built on the {@linkcode Store}'s
+ * listing and overviews.
+ *
+ * In a filter, `tags.k` is `v` for a tag `k=v` (or `k:v`) and `'true'` for a
+ * plain tag `k`; the attributes are `status` (with `STALE` for a run whose
+ * heartbeat stopped), `name`, `prefix`, `start_time`, `end_time`, `created`
+ * (epoch seconds) and `duration` (seconds).
+ *
+ * @example
+ * ```ts ignore
+ * import { listRuns } from "./runs_api.ts";
+ * import { JsonlStore } from "./jsonl_store.ts";
+ *
+ * const res = await listRuns(new JsonlStore(".dash"), new URL("http://x/api/v1/runs?prefix=alice&filter=metrics.acc>0.9"));
+ * ```
+ *
+ * @module
+ */
+import { HttpError, json } from "./answers.ts";
+import { type AttributeTypes, FilterSyntaxError, type FilterTarget, matches, paramText, parseFilter } from "./mlflow_filter.ts";
+import type { FilterClause } from "./mlflow_filter.ts";
+import { queryPrefix } from "./read_api.ts";
+import type { ExperimentSummary, ExperimentView, Store } from "./store.ts";
+
+/** The attributes a runs filter may name. */
+export const RUNS_ATTRIBUTES: AttributeTypes = new Map([
+  ["status", "string"],
+  ["name", "string"],
+  ["run_name", "string"],
+  ["prefix", "string"],
+  ["start_time", "number"],
+  ["end_time", "number"],
+  ["created", "number"],
+  ["duration", "number"],
+]);
+
+/** The last, smallest and largest value of a metric key, and how many it has (null: not a finite number). */
+export interface RunMetric {
+  /** The last value logged. */
+  last: number | null;
+  /** The smallest. */
+  min: number | null;
+  /** The largest. */
+  max: number | null;
+  /** How many values. */
+  count: number;
+}
+
+/** One row of the runs table. */
+export interface RunRow {
+  /** The run's prefix. */
+  prefix: string;
+  /** Its last segment. */
+  name: string;
+  /** Its status, `STALE` for a RUNNING run whose heartbeat stopped. */
+  status: string;
+  /** When it was created, epoch seconds. */
+  createdAt?: number;
+  /** When it last started. */
+  startedAt?: number;
+  /** When it ended (null: it has not). */
+  endedAt?: number | null;
+  /** Its last heartbeat. */
+  heartbeatAt?: number;
+  /** Its tags. */
+  tags: string[];
+  /** Its description. */
+  readme?: string;
+  /** Its other metadata (`experiment.json`'s `metadata`). */
+  metadata?: Record<string, unknown>;
+  /** Its flattened params (a null-prototype object: keys are users' names). */
+  params: Record<string, unknown>;
+  /** Each metric key's summary (a null-prototype object). */
+  metrics: Record<string, RunMetric>;
+}
+
+/** How many overviews are read at once. */
+const CONCURRENT_READS = 8;
+
+/**
+ * `GET /api/v1/runs?prefix=&filter=`: the runs at and under `prefix` (all without it) that match `filter`.
+ *
+ * @param store The store.
+ * @param url The request's URL.
+ * @returns `{runs, total}`, runs sorted by prefix; 400 with the parser's message for a bad filter.
+ *
+ * @example List the runs whose last accuracy is above 0.9
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { listRuns } from "./runs_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * await store.ingest({ prefix: "alice/sweep/a", session: "s", seq: 0 }, { metrics: { val: ['{"_ts":1,"step":0,"acc":0.95}'] } });
+ * await store.ingest({ prefix: "alice/sweep/b", session: "s", seq: 0 }, { metrics: { val: ['{"_ts":1,"step":0,"acc":0.5}'] } });
+ * const res = await listRuns(store, new URL("http://localhost/api/v1/runs?prefix=alice/sweep&filter=metrics.val/acc%20%3E%200.9"));
+ * console.log((await res.json()).runs.map((r: { name: string }) => r.name)); // [ "a" ]
+ * await store.close();
+ * ```
+ */
+export async function listRuns(store: Store, url: URL): Promise<Response> {
+  const prefixText = url.searchParams.get("prefix");
+  const folder = prefixText ? queryPrefix(prefixText) : undefined;
+  const clauses = parsedFilter(url.searchParams.get("filter") ?? "");
+  const { experiments } = await store.list({ prefix: folder, offset: 0 });
+  const inFolder = experiments.filter((e) => folder === undefined || e.prefix === folder || e.prefix.startsWith(`${folder}/`));
+  const rows = await mapConcurrently(inFolder, CONCURRENT_READS, async (e) => runRow(e, await store.experiment(e.prefix)));
+  const runs = rows.filter((r) => matches(clauses, filterTarget(r)));
+  return json({ runs, total: runs.length });
+}
+
+/**
+ * A filter of the request, a 400 with the parser's message when the language does not allow it.
+ *
+ * @param text The filter, maybe empty.
+ * @returns Its clauses.
+ */
+function parsedFilter(text: string): FilterClause[] {
+  try {
+    return parseFilter(text, { attributes: RUNS_ATTRIBUTES });
+  } catch (error) {
+    if (error instanceof FilterSyntaxError) throw new HttpError(400, error.message);
+    throw error;
+  }
+}
+
+/**
+ * A run's row, from its listing and its overview.
+ *
+ * @param e The run as listed.
+ * @param view Its overview.
+ * @returns The row.
+ */
+function runRow(e: ExperimentSummary, view: ExperimentView): RunRow {
+  const metrics: Record<string, RunMetric> = Object.create(null);
+  for (const [key, s] of Object.entries(view.summary)) {
+    metrics[key] = { last: finite(s.last), min: finite(s.min), max: finite(s.max), count: s.count };
+  }
+  const params: Record<string, unknown> = Object.assign(Object.create(null), view.params);
+  const extra = view.metadata?.metadata;
+  return {
+    prefix: e.prefix,
+    name: e.prefix.slice(e.prefix.lastIndexOf("/") + 1),
+    status: e.stale ? "STALE" : e.status,
+    createdAt: e.createdAt,
+    startedAt: e.startedAt,
+    endedAt: e.endedAt,
+    heartbeatAt: e.heartbeatAt,
+    tags: e.tags,
+    readme: e.readme,
+    metadata: extra && typeof extra === "object" && Object.keys(extra).length ? extra as Record<string, unknown> : undefined,
+    params,
+    metrics,
+  };
+}
+
+/**
+ * A row as the filter sees it.
+ *
+ * @param row The row.
+ * @returns Its metrics (last values), params (as text), tags and attributes.
+ */
+function filterTarget(row: RunRow): FilterTarget {
+  const metrics = new Map<string, number>();
+  for (const [key, m] of Object.entries(row.metrics)) if (m.last !== null) metrics.set(key, m.last);
+  const start = row.startedAt ?? row.createdAt;
+  const end = row.endedAt ?? null;
+  return {
+    metrics,
+    params: new Map(Object.entries(row.params).map(([k, v]) => [k, paramText(v)])),
+    tags: new Map(row.tags.map(tagEntry)),
+    attributes: new Map<string, string | number | null>([
+      ["status", row.status],
+      ["name", row.name],
+      ["run_name", row.name],
+      ["prefix", row.prefix],
+      ["start_time", start ?? null],
+      ["end_time", end],
+      ["created", row.createdAt ?? null],
+      ["duration", start !== undefined && end !== null ? end - start : null],
+    ]),
+  };
+}
+
+/**
+ * A tag as a key and value: `k=v` and `k:v` are `k` → `v`, a plain tag `k` is `k` → `true`.
+ *
+ * @param tag The tag.
+ * @returns Its key and value.
+ */
+function tagEntry(tag: string): [string, string] {
+  const at = tag.search(/[=:]/);
+  return at > 0 ? [tag.slice(0, at), tag.slice(at + 1)] : [tag, "true"];
+}
+
+function finite(value: number | null | undefined): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/** `work` over `items`, at most `limit` at once, answers in the items' order. */
+async function mapConcurrently<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

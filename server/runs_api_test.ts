@@ -1,0 +1,92 @@
+// GET /api/v1/runs through the real handler over a JSONL store in a temp dir:
+// rows with status, times, tags, params and each key's last / min / max, the
+// folder, the filter language, and a 400 with the parser's message.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { createHandler, type DashHandler } from "./handler.ts";
+import { JsonlStore } from "./jsonl_store.ts";
+
+const line = (record: Record<string, unknown>): string => JSON.stringify(record);
+
+describe("GET /api/v1/runs", () => {
+  let root: string;
+  let handler: DashHandler;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "ml-dash-runs-api-"));
+    const store = new JsonlStore(root);
+    handler = createHandler({ store });
+    const runs: [string, number, string, number[]][] = [
+      ["alice/sweep/lr-0.1", 0.1, "FAILED", [0.5, 0.2, 0.4]],
+      ["alice/sweep/lr-0.001", 0.001, "COMPLETED", [0.3, 0.95, 0.93]],
+      ["alice/sweepy/other", 0.001, "COMPLETED", [0.99]],
+    ];
+    for (const [prefix, lr, status, accs] of runs) {
+      await store.ingest({ prefix, session: "s", seq: 0 }, {
+        metadata: { prefix, tags: ["team=vision", "sweep"], readme: `run ${prefix}`, metadata: { gpu: "a100" } },
+        status: { status: status as "FAILED", startedAt: 100, endedAt: 160, heartbeatAt: 160 },
+        params: { lr, "model.depth": 4 },
+        metrics: { val: accs.map((acc, step) => line({ _ts: 100 + step, step, acc })) },
+      });
+    }
+  });
+
+  after(async () => {
+    await handler?.close();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  const get = async (query: string): Promise<{ status: number; body: Record<string, any> }> => {
+    const res = await handler(new Request(`http://localhost/api/v1/runs${query}`));
+    return { status: res.status, body: await res.json() };
+  };
+
+  it("answers a row per run of the folder with status, times, tags, params and each key's last, min and max", async () => {
+    const { status, body } = await get("?prefix=alice/sweep");
+    assert.equal(status, 200);
+    assert.deepEqual(body.runs.map((r: { prefix: string }) => r.prefix), ["alice/sweep/lr-0.001", "alice/sweep/lr-0.1"]);
+    const row = body.runs[1];
+    assert.equal(row.name, "lr-0.1");
+    assert.equal(row.status, "FAILED");
+    assert.equal(row.startedAt, 100);
+    assert.equal(row.endedAt, 160);
+    assert.deepEqual(row.tags, ["team=vision", "sweep"]);
+    assert.equal(row.readme, "run alice/sweep/lr-0.1");
+    assert.deepEqual(row.metadata, { gpu: "a100" });
+    assert.deepEqual(row.params, { lr: 0.1, "model.depth": 4 });
+    assert.deepEqual(row.metrics["val/acc"], { last: 0.4, min: 0.2, max: 0.5, count: 3 });
+    assert.equal(body.total, 2);
+  });
+
+  it("answers every run without a prefix", async () => {
+    const { body } = await get("");
+    assert.equal(body.runs.length, 3);
+  });
+
+  it("keeps the runs that match a filter in the MLflow language", async () => {
+    const names = async (filter: string): Promise<string[]> =>
+      (await get(`?filter=${encodeURIComponent(filter)}`)).body.runs.map((r: { name: string }) => r.name);
+    assert.deepEqual(await names("metrics.val/acc > 0.9 and params.lr = '0.001'"), ["lr-0.001", "other"]);
+    assert.deepEqual(await names("attributes.status = 'FAILED'"), ["lr-0.1"]);
+    assert.deepEqual(await names("tags.team = 'vision' and tags.sweep = 'true' and attributes.name LIKE 'lr-%'"), ["lr-0.001", "lr-0.1"]);
+    assert.deepEqual(await names("attributes.duration = 60 and params.model.depth = '4' and metrics.val/acc < 0.5"), ["lr-0.1"]);
+  });
+
+  it("answers 400 with the parser's message for a bad filter", async () => {
+    const { status, body } = await get(`?filter=${encodeURIComponent("metrics.val/acc >")}`);
+    assert.equal(status, 400);
+    assert.match(body.error, /^Invalid filter "metrics\.val\/acc >": expected a number/);
+    const unknown = await get(`?filter=${encodeURIComponent("attributes.color = 'red'")}`);
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.error, /color/);
+  });
+
+  it("answers 400 for a prefix the path rules refuse", async () => {
+    const { status, body } = await get("?prefix=../x");
+    assert.equal(status, 400);
+    assert.match(body.error, /\.\./);
+  });
+});
