@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { denoNamespace } from "./runtime.ts";
+import { denoNamespace, nodeProcess } from "./runtime.ts";
 
 /** A file opened for appending. */
 export interface AppendFile {
@@ -261,4 +261,8 @@ const deno = denoNamespace<DenoFileApi>();
  * console.log(fileSystem.size("package.json")); // 0 where there is none
  * ```
  */
-export const fileSystem: FileSystem = deno ? denoFileSystem(deno) : nodeFileSystem(await import("node:fs"));
+export const fileSystem: FileSystem = deno
+  ? denoFileSystem(deno)
+  // `getBuiltinModule` (Node >= 20.16, Bun) skips the ES module namespace of node:fs, whose making
+  // on Node reads every export and so loads its streams (about 3.5 ms of opening a run).
+  : nodeFileSystem(nodeProcess()?.getBuiltinModule?.("node:fs") ?? await import("node:fs"));
