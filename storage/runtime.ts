@@ -179,7 +179,8 @@ export async function hostName(): Promise<string | undefined> {
     if (typeof deno?.hostname === "function") {
       return deno.permissions!.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
     }
-    const os: { hostname(): string } = await import("node:os");
+    // `getBuiltinModule` (Node >= 20.16, Bun) skips making the ES module namespace of node:os.
+    const os: { hostname(): string } = nodeProcess()?.getBuiltinModule?.("node:os") ?? await import("node:os");
     return os.hostname();
   } catch {
     return undefined;
