@@ -41,7 +41,7 @@ import type {
   Status,
 } from "./storage/backend.ts";
 import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
-import { denoNamespace, hostName, isPage, nodeProcess, processId, readEnv, unrefTimer } from "./storage/runtime.ts";
+import { denoNamespace, hostName, isPage, nodeProcess, processId, readEnv, unrefInterval } from "./storage/runtime.ts";
 
 // ─── Facade: the Experiment API ─────────────────────────────────────────────
 
@@ -1294,7 +1294,7 @@ class RecordBuffer {
   #writing: Promise<void> = Promise.resolve();
   /** The batches the write in progress holds, oldest first. */
   #inFlight: Batch[] = [];
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopTimer: (() => void) | undefined;
   /** Whether the overflow was reported: [the program does not yield, the backend is slower]. */
   #overflowWarned = [false, false];
   #failedExitFlushes = 0;
@@ -1400,13 +1400,12 @@ class RecordBuffer {
       this.patch({ status: { heartbeatAt: nowSeconds() } });
       this.flush().catch((e) => this.#warnFailure(e));
     };
-    this.#timer = setInterval(tick, this.#flushInterval * 1000);
-    unrefTimer(this.#timer);
+    this.#stopTimer = unrefInterval(tick, this.#flushInterval * 1000);
   }
 
   stopTimer(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
   }
 
   #batchIsFull(): void {

@@ -290,3 +290,48 @@ export function unrefTimer(timer: unknown): void {
   }
   if (typeof timer === "number") denoNamespace<{ unrefTimer?(id: number): void }>()?.unrefTimer?.(timer);
 }
+
+/**
+ * Calls `tick` every `ms` milliseconds without keeping the process alive, and
+ * returns the function that stops it. On Deno, where the first timer of a
+ * process loads the Node-style timers (about 5 ms), it waits with
+ * `Atomics.waitAsync`, whose time-outs keep no process alive; elsewhere it is
+ * an unref'd `setInterval`.
+ *
+ * @param tick Called at every interval.
+ * @param ms The interval in milliseconds.
+ * @returns Stops the ticks; no tick comes after it.
+ *
+ * @example
+ * ```ts
+ * import { unrefInterval } from "./runtime.ts";
+ *
+ * const stop = unrefInterval(() => console.log("tick"), 60_000);
+ * stop();
+ * ```
+ */
+export function unrefInterval(tick: () => void, ms: number): () => void {
+  if (!denoNamespace() || typeof Atomics.waitAsync !== "function") {
+    const timer = setInterval(tick, ms);
+    unrefTimer(timer);
+    return () => clearInterval(timer);
+  }
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const timeout = Math.max(1, ms);
+  let stopped = false;
+  const wait = (): void => {
+    const result = Atomics.waitAsync(cell, 0, 0, timeout);
+    if (!result.async) return void queueMicrotask(ticked);
+    result.value.then(ticked);
+  };
+  const ticked = (): void => {
+    if (stopped) return;
+    wait();
+    tick();
+  };
+  wait();
+  return () => {
+    stopped = true;
+    Atomics.notify(cell, 0);
+  };
+}
