@@ -7,8 +7,10 @@ import { serve } from "../server.ts";
 import type { DashServer } from "../server.ts";
 import { bundleFor } from "../testing/edge_bundle.ts";
 import { waitForExperiment } from "../testing/edge_server.ts";
-import { runtimeName } from "../testing/run_script.ts";
+import { longerTimeoutsOnBun, runtimeName } from "../testing/run_script.ts";
 import { tempDir } from "../testing/temp.ts";
+
+await longerTimeoutsOnBun();
 
 // edge-runtime is a Node package (node:vm); under Deno its own modules do not resolve
 // (@edge-runtime/primitives/load), so the test runs on Node and Bun.

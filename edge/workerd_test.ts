@@ -8,7 +8,10 @@ import type { DashServer } from "../server.ts";
 import { bundleFor } from "../testing/edge_bundle.ts";
 import { Miniflare } from "miniflare";
 import { tempDir } from "../testing/temp.ts";
+import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 import { waitForExperiment } from "../testing/edge_server.ts";
+
+await longerTimeoutsOnBun();
 
 let server: DashServer;
 let worker: Miniflare | undefined;
