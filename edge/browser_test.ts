@@ -15,7 +15,7 @@ import { serve } from "../server.ts";
 import type { DashServer } from "../server.ts";
 import { CHROMIUM, CHROMIUM_ARGS, missingChromium } from "../testing/chromium.ts";
 import { waitForExperiment } from "../testing/edge_server.ts";
-import { ROOT } from "../testing/source.ts";
+import { CHECKOUT } from "../testing/source.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 import { sleep, tempDir } from "../testing/temp.ts";
 
@@ -27,15 +27,10 @@ const skip = missingChromium;
 /** Builds dist/ as `npm run build` does, into a temp folder (the checkout's dist/ is left alone). */
 function buildDist(): string {
   const out = tempDir("browser-dist");
-  const tsc = join(sourceRoot(), "node_modules", ".bin", "tsc");
-  const result = spawnSync(tsc, ["-p", join(sourceRoot(), "tsconfig.json"), "--outDir", out], { encoding: "utf8" });
+  const tsc = join(CHECKOUT, "node_modules", ".bin", "tsc");
+  const result = spawnSync(tsc, ["-p", join(CHECKOUT, "tsconfig.json"), "--outDir", out], { encoding: "utf8" });
   if (result.status !== 0) throw new Error(`tsc failed: ${result.stdout}${result.stderr}`);
   return out;
-}
-
-/** The checkout (ROOT is `.build/` when Node runs the compiled tests). */
-function sourceRoot(): string {
-  return ROOT.replace(/\.build\/?$/, "");
 }
 
 /** Serves `dist` under /dist/ and `pages` at their names, on a port of its own (another origin than the server's). */
