@@ -932,9 +932,9 @@ export class DashReader {
   /**
    * One key's points with the step or the time in a range, min-max
    * downsampled to at most `query.points`, read through the metric file's
-   * index: only the blocks of the JSONL that the range cuts (or, for few
-   * points, every block in range) are read. Buckets are runs of whole blocks
-   * of the index where the range has more blocks than buckets.
+   * index: only the blocks of the JSONL that the range cuts are read (every
+   * block in range when they are few); buckets are whole blocks of the index
+   * where the range has many (see downsampleRange in storage/read_index.ts).
    *
    * @param prefix The prefix.
    * @param key `metric/field` (or `field` for the default metric).

@@ -37,7 +37,7 @@
 import { fileSystem } from "./file_system.ts";
 import type { AppendFile } from "./file_system.ts";
 import { metricIndexPath, replaceFileSync } from "./layout.ts";
-import { fieldNames, fieldValues, scanFlatRecord, toNumber } from "./record_text.ts";
+import { fieldNames, fieldValues, parseNumber, scanFlatRecord, toNumber } from "./record_text.ts";
 
 /** Records a block holds (the last block of a file may hold fewer). */
 export const BLOCK_RECORDS = 1024;
@@ -295,7 +295,8 @@ export class MetricIndex {
   }
 
   #record(text: string, start: number, end: number): void {
-    let count = scanFlatRecord(text, start, end);
+    let count = scanRecord(text, start, end);
+    if (count < 0) count = scanFlatRecord(text, start, end);
     if (count < 0) count = parseRecord(text.slice(start, end));
     const block = this.#open;
     const at = block.records++;
@@ -380,6 +381,88 @@ function addValue(key: KeyBlock, value: number, step: number | null, ts: number,
     key.hiStep = x;
     key.hiTs = ts;
     key.hiAt = at;
+  }
+}
+
+/** 10^0 … 10^22: every one is exact as a double. */
+const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
+
+/**
+ * scanFlatRecord for the records the library writes, in one pass: a key is
+ * compared with the one at its place in the record before, and a number of at
+ * most 15 digits without an exponent is read as it is scanned (exactly, as
+ * parseNumber reads it); any other number goes to parseNumber. Returns the
+ * field count, or -1 where scanFlatRecord (then JSON.parse) must decide.
+ * The writer indexes every record it appends with it, so it is worth its length.
+ */
+function scanRecord(text: string, start: number, end: number): number {
+  if (text.charCodeAt(start) !== 123 || text.charCodeAt(end - 1) !== 125 || end - start < 3) return -1;
+  let i = start + 1;
+  let count = 0;
+  for (;;) {
+    if (text.charCodeAt(i) !== 34) return -1;
+    const keyStart = i + 1;
+    const previous = fieldNames[count];
+    let k = keyStart;
+    if (previous !== undefined) {
+      const n = previous.length;
+      let p = 0;
+      while (p < n && text.charCodeAt(k) === previous.charCodeAt(p)) {
+        k++;
+        p++;
+      }
+      if (p !== n || text.charCodeAt(k) !== 34) k = -1;
+    } else k = -1;
+    if (k < 0) {
+      k = text.indexOf('"', keyStart);
+      if (k < 0 || k >= end || text.charCodeAt(k - 1) === 92) return -1;
+      fieldNames[count] = text.slice(keyStart, k);
+    }
+    if (text.charCodeAt(k + 1) !== 58) return -1;
+    let j = k + 2;
+    let c = text.charCodeAt(j);
+    let value: number;
+    if (c === 34) {
+      const close = text.indexOf('"', j + 1);
+      if (close < 0 || close >= end) return -1;
+      value = toNumber(text.slice(j + 1, close));
+      j = close + 1;
+      c = text.charCodeAt(j);
+    } else {
+      if (c === 123 || c === 91) return -1;
+      const numberStart = j;
+      const negative = c === 45;
+      if (negative) c = text.charCodeAt(++j);
+      let mantissa = 0;
+      let digits = 0;
+      let scale = 0;
+      let any = false;
+      for (; c >= 48 && c <= 57; c = text.charCodeAt(++j)) {
+        mantissa = mantissa * 10 + (c - 48);
+        if (mantissa !== 0) digits++;
+        any = true;
+      }
+      if (c === 46) {
+        for (c = text.charCodeAt(++j); c >= 48 && c <= 57; c = text.charCodeAt(++j)) {
+          mantissa = mantissa * 10 + (c - 48);
+          if (mantissa !== 0) digits++;
+          scale--;
+          any = true;
+        }
+      }
+      if (!any || digits > 15 || scale < -22 || (c !== 44 && c !== 125)) {
+        while (j < end && c !== 44 && c !== 125) c = text.charCodeAt(++j);
+        if (j === numberStart) return -1;
+        value = parseNumber(text, numberStart, j);
+      } else {
+        value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa;
+        if (negative) value = -value;
+      }
+    }
+    fieldValues[count++] = value;
+    if (c === 125) return j === end - 1 ? count : -1;
+    if (c !== 44) return -1;
+    i = j + 1;
   }
 }
 
@@ -902,9 +985,10 @@ interface Candidate {
  * A key's points with x in a range, reduced to at most `query.points` by
  * min-max buckets. Blocks wholly in range answer from their stats; only
  * blocks the range cuts are read, or every block in range when it holds so
- * few points that they are answered as they are, or so few blocks that each
- * bucket needs points from inside a block. Buckets are runs of whole blocks
- * when there are more blocks than buckets.
+ * few points that they are answered as they are, or so few blocks (fewer
+ * than a quarter of `query.points`) that buckets need points from inside a
+ * block. Otherwise buckets are runs of whole blocks, or single blocks where
+ * there are fewer blocks than buckets (then fewer points are answered).
  *
  * @param blocks The blocks of the key's metric file.
  * @param field The key's field.
@@ -961,7 +1045,8 @@ export function downsampleRange(
   for (const c of cut) total += c.points!.value.length;
   const kept = candidates.filter((c) => c.points === undefined || c.points.value.length > 0);
   const buckets = Math.floor(target / 2);
-  if (total > target && kept.length >= buckets) return { ...bucketsOfBlocks(kept, buckets, query.x), total, downsampled: true };
+  // Down to half the buckets asked for, whole blocks make the buckets: reading that many blocks would cost more than a chart is worth.
+  if (total > target && kept.length >= buckets / 2) return { ...bucketsOfBlocks(kept, Math.min(buckets, kept.length), query.x), total, downsampled: true };
   readAll(kept.filter((c) => c.points === undefined));
   const all: RangePoints = { step: [], ts: [], value: [] };
   for (const c of kept) {
