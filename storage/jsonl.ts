@@ -1279,8 +1279,7 @@ function collectSeries(text: string, read: Omit<SeriesRead, "bytes">, field: str
   const steps = new KeyScanner('"step":', text);
   const times = new KeyScanner('"_ts":', text);
   for (let at = text.indexOf(fieldKey); at !== -1; at = text.indexOf(fieldKey, at)) {
-    let lineStart = at;
-    while (lineStart > 0 && text.charCodeAt(lineStart - 1) !== 10) lineStart--;
+    const lineStart = text.lastIndexOf("\n", at) + 1;
     let lineEnd = text.indexOf("\n", at);
     if (lineEnd === -1) lineEnd = text.length;
     const value = numberAt(text, at + fieldKey.length, lineEnd);

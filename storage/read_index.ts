@@ -733,7 +733,12 @@ function lastLineMatches(file: string, block: IndexBlock): boolean {
  */
 export function loadIndex(file: string): LoadedIndex {
   const size = fileSystem.size(file);
-  const text = fileSystem.readText(metricIndexPath(file)) ?? "";
+  let text = "";
+  try {
+    text = fileSystem.readText(metricIndexPath(file)) ?? "";
+  } catch {
+    // Unreadable (a folder, a name too long for the file system): read as missing.
+  }
   let { blocks, broken } = assemble(text);
   let stale = broken > 0 || text.length === 0;
   const inside = blocks.findIndex((b) => b.end > size);
