@@ -33,7 +33,7 @@ import { checkFilePath, checkMetricName } from "./backend.ts";
 import { StorageError } from "./errors.ts";
 import { downsampleRange, IndexAppender, loadIndex, readRange, saveIndex, summarize } from "./read_index.ts";
 import type { DownsampledRange, KeySummary, MetricIndex, RangePoints, RangeQuery } from "./read_index.ts";
-import { KeyScanner, numberAt } from "./record_text.ts";
+import { approximateNumberAt, KeyScanner, numberAt } from "./record_text.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
 import {
@@ -1271,8 +1271,12 @@ function readSeries(file: string, read: SeriesRead, field: string, xField: strin
   return forEachText(file, (text) => collectSeries(text, read, field, xField), read.bytes);
 }
 
-/** Appends to `read` the rows of `text` (whole lines) that have `field` (and `xField`); see readSeries. */
-function collectSeries(text: string, read: Omit<SeriesRead, "bytes">, field: string, xField: string | undefined): void {
+/**
+ * Appends to `read` the rows of `text` (whole lines) that have `field` (and
+ * `xField`); see readSeries. With `read.at`, values are read approximately
+ * (approximateNumberAt) and where each starts in `text` goes to `read.at`.
+ */
+function collectSeries(text: string, read: Omit<SeriesRead, "bytes"> & { at?: number[] }, field: string, xField: string | undefined): void {
   const fieldKey = JSON.stringify(field) + ":";
   const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
   const xs = xKey === undefined ? undefined : new KeyScanner(xKey, text);
@@ -1282,7 +1286,8 @@ function collectSeries(text: string, read: Omit<SeriesRead, "bytes">, field: str
     const lineStart = text.lastIndexOf("\n", at) + 1;
     let lineEnd = text.indexOf("\n", at);
     if (lineEnd === -1) lineEnd = text.length;
-    const value = numberAt(text, at + fieldKey.length, lineEnd);
+    const valueStart = at + fieldKey.length;
+    const value = read.at === undefined ? numberAt(text, valueStart, lineEnd) : approximateNumberAt(text, valueStart, lineEnd);
     at = lineEnd + 1;
     if (value === undefined) continue;
     let x = 0;
@@ -1295,14 +1300,16 @@ function collectSeries(text: string, read: Omit<SeriesRead, "bytes">, field: str
     read.step.push(steps.numberIn(lineStart, lineEnd) ?? NaN);
     read.ts.push(times.numberIn(lineStart, lineEnd) ?? NaN);
     if (read.x) read.x.push(x);
+    read.at?.push(valueStart);
   }
 }
 
-/** The points of `field` in `text` (whole lines of a metric file). */
+/** The points of `field` in `text` (whole lines of a metric file): values approximate, each exact on demand. */
 function pointsOf(text: string, field: string): RangePoints {
-  const points = { step: [], ts: [], value: [] };
+  const at: number[] = [];
+  const points = { step: [], ts: [], value: [], at };
   collectSeries(text, points, field, undefined);
-  return points;
+  return { step: points.step, ts: points.ts, value: points.value, exact: (i) => numberAt(text, at[i], text.length) ?? NaN };
 }
 
 /** A metric file's read index in the cache: `bytes` of the file are in it. */

@@ -961,8 +961,25 @@ export interface RangePoints {
   step: number[];
   /** Times. */
   ts: number[];
-  /** Values. */
+  /** Values, or where `exact` is given values within 1e-14 of each (relative): what comparing needs. */
   value: number[];
+  /** The value of point `i` as stored, where `value` holds approximations. */
+  exact?: (i: number) => number;
+}
+
+/** Values this close (relative) may compare either way as approximations: the stored values decide. */
+const APPROXIMATION = 1e-14;
+
+/** Whether point `i` of `points` is below point `j`. */
+function below(points: RangePoints, i: number, j: number): boolean {
+  const a = points.value[i];
+  const b = points.value[j];
+  if (points.exact === undefined || Math.abs(a - b) > APPROXIMATION * Math.max(Math.abs(a), Math.abs(b))) return a < b;
+  return points.exact(i) < points.exact(j);
+}
+
+function exactValue(points: RangePoints, i: number): number {
+  return points.exact === undefined ? points.value[i] : points.exact(i);
 }
 
 /** A key's points in a range, min-max downsampled. */
@@ -979,11 +996,12 @@ export interface DownsampledRange {
   downsampled: boolean;
 }
 
-/** A block's points in the range, in file order, or its stats where every one of them is in range. */
+/** A block: its stats where every point of it is in range, else its points in range (places in `source`, in file order). */
 interface Candidate {
   key: KeyBlock;
   block: IndexBlock;
-  points?: RangePoints;
+  source?: RangePoints;
+  picked?: number[];
 }
 
 /**
@@ -1041,31 +1059,36 @@ export function downsampleRange(
     if (whole) total += key.count;
   }
   const readAll = (which: Candidate[]): void => {
-    for (const [start, end, members] of runsOf(which)) {
-      const points = readPoints(start, end);
-      splitByBlock(points, members, query.x, ranged ? inRange : undefined);
-    }
+    for (const [start, end, members] of runsOf(which)) splitByBlock(readPoints(start, end), members, query.x, ranged ? inRange : undefined);
   };
   readAll(cut);
-  for (const c of cut) total += c.points!.value.length;
-  const kept = candidates.filter((c) => c.points === undefined || c.points.value.length > 0);
+  for (const c of cut) total += c.picked!.length;
+  const kept = candidates.filter((c) => c.picked === undefined || c.picked.length > 0);
   const buckets = Math.floor(target / 2);
   // Down to half the buckets asked for, whole blocks make the buckets: reading that many blocks would cost more than a chart is worth.
   if (total > target && kept.length >= buckets / 2) return { ...bucketsOfBlocks(kept, Math.min(buckets, kept.length), query.x), total, downsampled: true };
-  readAll(kept.filter((c) => c.points === undefined));
-  const all: RangePoints = { step: [], ts: [], value: [] };
-  for (const c of kept) {
-    const p = c.points!;
-    for (let i = 0; i < p.value.length; i++) {
-      all.step.push(p.step[i]);
-      all.ts.push(p.ts[i]);
-      all.value.push(p.value[i]);
+  readAll(kept.filter((c) => c.picked === undefined));
+  // Every point in range, as the places of the points read.
+  const sources: RangePoints[] = [];
+  const places: number[] = [];
+  for (const c of kept) for (const i of c.picked!) sources.push(c.source!), places.push(i);
+  const answer = (kept: readonly number[]): Omit<DownsampledRange, "total" | "downsampled"> => {
+    const out: Omit<DownsampledRange, "total" | "downsampled"> = { x: [], value: [], ts: [] };
+    for (const k of kept) {
+      const source = sources[k];
+      const i = places[k];
+      out.x.push(query.x === "step" ? source.step[i] : source.ts[i]);
+      out.value.push(exactValue(source, i));
+      out.ts.push(source.ts[i]);
     }
-  }
-  const x = query.x === "step" ? all.step : all.ts;
-  if (total <= target) return { x, value: all.value, ts: all.ts, total, downsampled: false };
-  const reduced = minMaxPositions(all.value, target);
-  return { x: reduced.map((i) => x[i]), value: reduced.map((i) => all.value[i]), ts: reduced.map((i) => all.ts[i]), total, downsampled: true };
+    return out;
+  };
+  if (total <= target) return { ...answer(places.map((_, k) => k)), total, downsampled: false };
+  const reduced = minMaxPositions(places.length, target, (k) => sources[k].value[places[k]], (j, k) => {
+    if (sources[j] === sources[k]) return below(sources[j], places[j], places[k]);
+    return exactValue(sources[j], places[j]) < exactValue(sources[k], places[k]);
+  });
+  return { ...answer(reduced), total, downsampled: true };
 }
 
 /** Runs of candidates whose blocks follow each other in the file: one read each. */
@@ -1083,23 +1106,22 @@ function runsOf(which: readonly Candidate[]): [number, number, Candidate[]][] {
 
 /** Deals points read from consecutive blocks out to their blocks (by count), keeping those in range. */
 function splitByBlock(points: RangePoints, members: Candidate[], x: "step" | "_ts", inRange?: (v: number) => boolean): void {
+  const axis = x === "step" ? points.step : points.ts;
   let at = 0;
   for (const c of members) {
-    const mine: RangePoints = { step: [], ts: [], value: [] };
-    const axis = x === "step" ? points.step : points.ts;
-    for (const end = at + c.key.count; at < end && at < points.value.length; at++) {
-      if (inRange && !inRange(axis[at])) continue;
-      mine.step.push(points.step[at]);
-      mine.ts.push(points.ts[at]);
-      mine.value.push(points.value[at]);
-    }
-    c.points = mine;
+    const picked: number[] = [];
+    for (const end = Math.min(points.value.length, at + c.key.count); at < end; at++) if (!inRange || inRange(axis[at])) picked.push(at);
+    c.source = points;
+    c.picked = picked;
   }
 }
 
-/** The places a min-max downsampling keeps (storage/downsample.ts's rule: equal-count buckets, NaN never wins). */
-function minMaxPositions(value: readonly number[], target: number): number[] {
-  const n = value.length;
+/**
+ * The places a min-max downsampling of `n` values keeps (storage/downsample.ts's
+ * rule: equal-count buckets, NaN never wins, the first of equals), with `below`
+ * to compare two places.
+ */
+function minMaxPositions(n: number, target: number, value: (k: number) => number, below: (j: number, k: number) => boolean): number[] {
   const buckets = Math.floor(target / 2);
   const kept: number[] = [];
   for (let b = 0; b < buckets; b++) {
@@ -1108,10 +1130,10 @@ function minMaxPositions(value: readonly number[], target: number): number[] {
     let lo = -1;
     let hi = -1;
     for (let i = start; i < end; i++) {
-      const v = value[i];
+      const v = value(i);
       if (v !== v) continue;
-      if (lo < 0 || v < value[lo]) lo = i;
-      if (hi < 0 || v > value[hi]) hi = i;
+      if (lo < 0 || below(i, lo)) lo = i;
+      if (hi < 0 || below(hi, i)) hi = i;
     }
     if (lo < 0) kept.push(start);
     else if (lo === hi) kept.push(lo);
@@ -1129,34 +1151,29 @@ interface Extreme {
   at: number;
 }
 
-/** The low and high points of a candidate: its stats, or computed from the points read of it. */
+/** The low and high points of a candidate: its stats, or computed from its points read. */
 function extremesOf(c: Candidate, member: number): [Extreme, Extreme] {
-  if (c.points === undefined) {
+  if (c.picked === undefined) {
     const k = c.key;
     return [
       { value: k.lo, step: k.loStep, ts: k.loTs, member, at: k.loAt },
       { value: k.hi, step: k.hiStep, ts: k.hiTs, member, at: k.hiAt },
     ];
   }
-  const p = c.points;
-  const [lo, hi] = lowHigh(p.value);
-  return [
-    { value: p.value[lo], step: p.step[lo], ts: p.ts[lo], member, at: lo },
-    { value: p.value[hi], step: p.step[hi], ts: p.ts[hi], member, at: hi },
-  ];
-}
-
-/** The places of the lowest and highest non-NaN values (first of equals). */
-function lowHigh(value: readonly number[]): [number, number] {
+  const p = c.source!;
+  const picked = c.picked;
   let lo = -1;
   let hi = -1;
-  for (let i = 0; i < value.length; i++) {
-    const v = value[i];
-    if (v !== v) continue;
-    if (lo < 0 || v < value[lo]) lo = i;
-    if (hi < 0 || v > value[hi]) hi = i;
+  for (const i of picked) {
+    if (p.value[i] !== p.value[i]) continue;
+    if (lo < 0 || below(p, i, lo)) lo = i;
+    if (hi < 0 || below(p, hi, i)) hi = i;
   }
-  return lo < 0 ? [0, 0] : [lo, hi];
+  if (lo < 0) lo = hi = picked[0];
+  return [
+    { value: exactValue(p, lo), step: p.step[lo], ts: p.ts[lo], member, at: lo },
+    { value: exactValue(p, hi), step: p.step[hi], ts: p.ts[hi], member, at: hi },
+  ];
 }
 
 /** Whether `a` should replace `b` as a bucket's low (`sign` 1) or high (-1) point: a value beats NaN, then the smaller (larger) wins, the first of equals. */
