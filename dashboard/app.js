@@ -5,6 +5,7 @@
 // others together and starts the page.
 
 import { setupChartControls } from "./charts_panel.js";
+import { setDrawer, setupDrawer } from "./drawer.js";
 import { connectLive, startClocks } from "./live.js";
 import { loadSelection, renderMain } from "./main_panel.js";
 import { openRunsTable, renderRunsTable } from "./runs_table.js";
@@ -15,6 +16,7 @@ import { applyQuery, loadExperiments, renderTree, setupFilters, showListError } 
 
 /** Everything that shows the selection, after it changed. */
 function showSelection() {
+  setDrawer(false);
   renderTree();
   renderSelectionBar();
   loadSelection();
@@ -28,7 +30,11 @@ function showFiltered() {
 async function main() {
   readHash();
   setupTheme();
-  setupFilters(showFiltered, openRunsTable);
+  setupDrawer();
+  setupFilters(showFiltered, (folder) => {
+    setDrawer(false);
+    openRunsTable(folder);
+  });
   setupChartControls();
   onSelectionChange(showSelection);
   globalThis.addEventListener("hashchange", () => {
