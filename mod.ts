@@ -1,3 +1,4 @@
+/// <reference lib="esnext.disposable" preserve="true" />
 /**
  * ml-dash: an experiment tracker for TypeScript on Deno, Bun and Node.
  *

@@ -34,8 +34,9 @@ function captureWarnings(fn: () => void): string[] {
   return warnings;
 }
 
+/** The metric files of an experiment (not their read indexes, `<name>.jsonl.idx`). */
 function metricFiles(root: string, prefix: string): string[] {
-  return fs.readdirSync(path.join(root, prefix, "metrics")).sort();
+  return fs.readdirSync(path.join(root, prefix, "metrics")).filter((name) => name.endsWith(".jsonl")).sort();
 }
 
 describe("names that are Object.prototype's own (__proto__, constructor)", () => {

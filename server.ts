@@ -1,3 +1,4 @@
+/// <reference lib="dom" preserve="true" />
 /**
  * The ml-dash server. {@linkcode createHandler} is a Web-standard fetch handler
  * (`(req: Request) => Promise<Response>`) that ingests batches from

@@ -1,7 +1,10 @@
 /**
  * Local logging throughput: N points (4 numeric fields per `log()` call)
  * through the Experiment API to JSONL, against a naive baseline
- * (`JSON.stringify` per call + one `appendFile` per 1,000 calls) in the same run.
+ * (`JSON.stringify` per call + one `appendFile` per 1,000 calls) in the same run,
+ * and against the same run with the read index off (its file's name taken by a
+ * folder, so that the writer keeps none), twice each, alternating, for what the
+ * index costs.
  * Prints points/s, per-call p50/p99/max in ns, the amortized in-loop cost per
  * call, and peak RSS; checks that every point reached the disk.
  *
@@ -24,8 +27,9 @@ interface Figures {
   peakRssMB: number;
 }
 
-/** Our tracker: the whole run, from start to a durable complete(). */
-async function tracker(root: string, calls = CALLS): Promise<Figures> {
+/** Our tracker: the whole run, from start to a durable complete(); `readIndex: false` keeps the writer from keeping its read index. */
+async function tracker(root: string, calls = CALLS, readIndex = true): Promise<Figures> {
+  if (!readIndex) fs.mkdirSync(path.join(root, "bench/local/throughput/metrics/train.jsonl.idx"), { recursive: true });
   const rss = new PeakRss();
   const t0 = performance.now();
   const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
@@ -118,16 +122,24 @@ await tracker(tempDir("warm-ours"), Math.min(CALLS, 250_000));
 await baseline(tempDir("warm-naive"), Math.min(CALLS, 250_000));
 const ours = await tracker(tempDir("ours"));
 const naive = await baseline(tempDir("naive"));
+const withIndex = [ours.pointsPerSec];
+const withoutIndex = [(await tracker(tempDir("no-index"), CALLS, false)).pointsPerSec];
+withIndex.push((await tracker(tempDir("ours"))).pointsPerSec);
+withoutIndex.push((await tracker(tempDir("no-index"), CALLS, false)).pointsPerSec);
+const indexCost = 1 - (withIndex[0] + withIndex[1]) / (withoutIndex[0] + withoutIndex[1]);
 const lat = await latency(tempDir("latency"));
 
 console.log(`log_throughput on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), every point checked on disk`);
 console.log(`  ml-dash   ${fmt(ours.pointsPerSec).padStart(12)} points/s  ${ours.seconds.toFixed(2)} s  peak RSS ${fmt(ours.peakRssMB)} MB`);
 console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${naive.seconds.toFixed(2)} s  peak RSS ${fmt(naive.peakRssMB)} MB`);
 console.log(`  ratio     ${(ours.pointsPerSec / naive.pointsPerSec).toFixed(2)}× the baseline`);
+console.log(`  read index: with ${withIndex.map((v) => fmt(v)).join(", ")} points/s, without ${withoutIndex.map((v) => fmt(v)).join(", ")}: it costs ${(indexCost * 100).toFixed(0)} % of the throughput`);
 console.log(`  log() per call: p50 ${fmt(lat.p50)} ns  p99 ${fmt(lat.p99)} ns  max ${fmt(lat.max / 1000, 2)} µs (performance.now() resolution applies)`);
 console.log(`  amortized cost in a loop: ${fmt(lat.amortizedNs)} ns per call`);
 emit([
   { runtime, figure: "local points/s", value: ours.pointsPerSec, baseline: naive.pointsPerSec, unit: "points/s" },
+  { runtime, figure: "local points/s, read index off", value: (withoutIndex[0] + withoutIndex[1]) / 2, unit: "points/s", note: "the same run without the read index" },
+  { runtime, figure: "read index cost", value: indexCost * 100, unit: "%", note: "1 − with / without, two runs each, alternating" },
   { runtime, figure: "local peak RSS", value: ours.peakRssMB, baseline: naive.peakRssMB, unit: "MB" },
   { runtime, figure: "log() p50", value: lat.p50, unit: "ns" },
   { runtime, figure: "log() p99", value: lat.p99, unit: "ns" },

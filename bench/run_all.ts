@@ -44,6 +44,11 @@ const SCRIPTS: Script[] = [
   { file: "remote_many_clients.ts", full: ["--points=8000000", "--clients=16"], quick: ["--points=640000", "--clients=16"] },
   { file: "read_series.ts", full: ["--points=10000000", "--experiments=10000"], quick: ["--points=500000", "--experiments=1000"] },
   { file: "startup.ts", full: ["--runs=15"], quick: ["--runs=5"] },
+  {
+    file: "clickhouse.ts",
+    full: ["--points=2000000", "--series=10000000", "--experiments=10000", "--chart=1000000"],
+    quick: ["--points=400000", "--series=500000", "--experiments=1000", "--chart=100000"],
+  },
 ];
 
 /** One row of a benchmark's output (see `emit` in _common.ts). */
@@ -81,6 +86,12 @@ const TARGETS: Target[] = [
   { match: /^list experiments$/, op: "<=", value: 1 },
   { match: /^import mod\.ts$/, op: "<=", value: 15 },
   { match: /^open \+ first point$/, op: "<=", value: 5 },
+  // The ClickHouse store (bench/clickhouse.ts): each figure beside the JSONL store's in the same run.
+  { match: /^clickhouse ingest points\/s$/, op: ">=", value: 0, beatBaseline: true },
+  { match: /^clickhouse 2 servers points\/s$/, op: ">=", value: 0, beatBaseline: true },
+  { match: /^clickhouse summary \+ downsample$/, op: "<=", value: 0.5 },
+  { match: /^clickhouse list experiments$/, op: "<=", value: 0.3 },
+  { match: /^clickhouse first chart, cold$/, op: "<=", value: 300 },
 ];
 
 function targetOf(row: Row): { op: string; value: number; beatBaseline?: boolean } | undefined {

@@ -62,6 +62,24 @@
  */
 
 /**
+ * A row of GET runs: a run with its params and each metric key's last, min and max.
+ * @typedef {object} RunRow
+ * @property {string} prefix
+ * @property {string} name
+ * @property {string} status with STALE for a run whose heartbeat stopped
+ * @property {boolean} [stale]
+ * @property {number} [createdAt]
+ * @property {number} [startedAt]
+ * @property {number | null} [endedAt]
+ * @property {number} [heartbeatAt]
+ * @property {string[]} tags
+ * @property {string} [readme]
+ * @property {Record<string, unknown>} [metadata]
+ * @property {Record<string, unknown>} params
+ * @property {Record<string, { last: number | null, min: number | null, max: number | null, count: number }>} metrics
+ */
+
+/**
  * A page of GET experiments.
  * @typedef {{ experiments: ExperimentSummary[], total?: number }} ExperimentPage
  */

@@ -5,30 +5,44 @@
 // others together and starts the page.
 
 import { setupChartControls } from "./charts_panel.js";
+import { setDrawer, setupDrawer } from "./drawer.js";
 import { connectLive, startClocks } from "./live.js";
 import { loadSelection, renderMain } from "./main_panel.js";
+import { openRunsTable, renderRunsTable } from "./runs_table.js";
 import { onSelectionChange, renderSelectionBar } from "./selection.js";
-import { readHash } from "./state.js";
+import { readHash, state } from "./state.js";
 import { setupTheme } from "./theme_button.js";
-import { loadExperiments, renderTree, setupFilters, showListError } from "./tree.js";
+import { applyQuery, loadExperiments, renderTree, setupFilters, showListError } from "./tree.js";
 
 /** Everything that shows the selection, after it changed. */
 function showSelection() {
+  setDrawer(false);
   renderTree();
   renderSelectionBar();
   loadSelection();
 }
 
+/** The runs table follows the sidebar's filters. */
+function showFiltered() {
+  if (state.tab === "runs") renderRunsTable();
+}
+
 async function main() {
+  readHash();
   setupTheme();
-  setupFilters();
+  setupDrawer();
+  setupFilters(showFiltered, (folder) => {
+    setDrawer(false);
+    openRunsTable(folder);
+  });
   setupChartControls();
   onSelectionChange(showSelection);
   globalThis.addEventListener("hashchange", () => {
+    const query = state.query;
     readHash();
+    if (state.query !== query) applyQuery(state.query);
     showSelection();
   });
-  readHash();
   renderSelectionBar();
   renderMain();
   connectLive();
@@ -38,6 +52,7 @@ async function main() {
   } catch (error) {
     showListError(error);
   }
+  if (state.query) applyQuery(state.query);
   loadSelection();
 }
 

@@ -25,6 +25,8 @@ const MARGIN = { top: 10, right: 14, bottom: 24 };
  * @property {string} color   CSS colour
  * @property {Float64Array} x sorted by x
  * @property {Float64Array} y NaN where the value is not finite
+ * @property {Float64Array} [lo] a band's lower edge at each x (a group's min)
+ * @property {Float64Array} [hi] its upper edge (a group's max)
  */
 
 export class LineChart {
@@ -205,11 +207,13 @@ export class LineChart {
     let y1 = -Infinity;
     for (const s of visible) {
       const [from, to] = indexRange(s.x, x0, x1);
-      for (let i = from; i < to; i++) {
-        const v = s.y[i];
-        if (!Number.isFinite(v) || (this.logY && v <= 0)) continue;
-        if (v < y0) y0 = v;
-        if (v > y1) y1 = v;
+      for (const ys of s.lo && s.hi ? [s.y, s.lo, s.hi] : [s.y]) {
+        for (let i = from; i < to; i++) {
+          const v = ys[i];
+          if (!Number.isFinite(v) || (this.logY && v <= 0)) continue;
+          if (v < y0) y0 = v;
+          if (v > y1) y1 = v;
+        }
       }
     }
     const empty = !Number.isFinite(y0);
@@ -336,6 +340,7 @@ export class LineChart {
       const smooth = this.#smoothed(s);
       const dim = focus && focus !== s.id;
       const [from, to] = indexRange(s.x, L.x0, L.x1, 1);
+      if (s.lo && s.hi) this.#band(ctx, L, s.x, s.lo, s.hi, from, to, s.color, dim ? 0.05 : 0.18);
       if (smooth) {
         this.#line(ctx, L, s.x, s.y, from, to, s.color, 1, dim ? 0.08 : 0.25);
         this.#line(ctx, L, s.x, smooth, from, to, s.color, focus === s.id ? 2.5 : 1.75, dim ? 0.25 : 1);
@@ -368,6 +373,28 @@ export class LineChart {
       pen = true;
     }
     ctx.stroke();
+    ctx.globalAlpha = 1;
+  }
+
+  /** The area between two edges, e.g. a group's min and max. */
+  #band(ctx, L, xs, lo, hi, from, to, fillStyle, alpha) {
+    ctx.globalAlpha = alpha;
+    ctx.fillStyle = fillStyle;
+    ctx.beginPath();
+    let started = false;
+    for (let i = from; i < to; i++) {
+      const v = hi[i];
+      if (!Number.isFinite(v)) continue;
+      if (started) ctx.lineTo(L.toX(xs[i]), L.toY(v));
+      else ctx.moveTo(L.toX(xs[i]), L.toY(v));
+      started = true;
+    }
+    for (let i = to - 1; i >= from; i--) {
+      const v = lo[i];
+      if (Number.isFinite(v)) ctx.lineTo(L.toX(xs[i]), L.toY(v));
+    }
+    ctx.closePath();
+    if (started) ctx.fill();
     ctx.globalAlpha = 1;
   }
 
@@ -458,6 +485,7 @@ export class LineChart {
     tip.append(head);
     for (const r of rows) {
       const line = el("div", "tip-row");
+      line.dataset.series = r.s.id;
       if (r === best) line.classList.add("best");
       const swatch = el("span", "swatch");
       swatch.style.background = r.s.color;
@@ -466,6 +494,11 @@ export class LineChart {
       const value = el("span", "tip-value");
       value.textContent = exact(r.y);
       line.append(swatch, name, value);
+      if (r.s.lo && r.s.hi) {
+        const range = el("span", "tip-extra tip-range");
+        range.textContent = `${exact(r.s.lo[r.i])} … ${exact(r.s.hi[r.i])}`;
+        line.append(range);
+      }
       if (r.smooth !== null) {
         const sm = el("span", "tip-extra");
         sm.textContent = `smoothed ${exact(Number(r.smooth.toPrecision(6)))}`;

@@ -7,7 +7,8 @@ import { errorMessage, fetchJson } from "./api.js";
 import { LineChart } from "./chart.js";
 import { fill, h, $, targetValue } from "./dom.js";
 import { runLabels } from "./runs.js";
-import { colorOf, state, toggleCollapsed, writeHash } from "./state.js";
+import { groupLine, groupName } from "./group_series.js";
+import { colorOf, paletteColor, state, toggleCollapsed, writeHash } from "./state.js";
 
 /** @typedef {import("./api.js").SeriesPage} SeriesPage */
 
@@ -52,6 +53,11 @@ export function setupChartControls() {
     state.x = targetValue(ev);
     writeHash();
     renderCharts();
+  });
+  $("#group-by").addEventListener("change", (ev) => {
+    state.groupBy = targetValue(ev);
+    writeHash();
+    for (const view of views.values()) updateChartSeries(view);
   });
   const smoothing = /** @type {HTMLInputElement} */ ($("#smoothing"));
   smoothing.addEventListener("input", () => {
@@ -165,8 +171,28 @@ export function renderXOptions() {
     likely.length ? h("optgroup", { label: "Fields" }, ...likely.map((f) => option(f, f))) : null,
     others.length ? h("optgroup", { label: "Other fields" }, ...others.map((f) => option(f, f))) : null,
   );
+  renderGroupOptions();
   /** @type {HTMLInputElement} */ ($("#smoothing")).value = String(state.smoothing);
   $("#smoothing-value").textContent = smoothingText();
+}
+
+/** The group-by menu: none, then the params of the selected runs, those that differ first. */
+function renderGroupOptions() {
+  const details = state.selected.map((p) => state.details.get(p)?.params ?? {});
+  const keys = [...new Set(details.flatMap((d) => Object.keys(d)))];
+  /** @param {string} k */
+  const differs = (k) => new Set(details.map((d) => groupName(d[k]))).size > 1;
+  const byName = (/** @type {string} */ a, /** @type {string} */ b) => a.localeCompare(b, undefined, { numeric: true });
+  const varying = keys.filter(differs).sort(byName);
+  const same = keys.filter((k) => !differs(k)).sort(byName);
+  if (state.groupBy && !keys.includes(state.groupBy)) varying.unshift(state.groupBy);
+  /** @param {string} k */
+  const option = (k) => h("option", { value: k, selected: state.groupBy === k }, k);
+  fill($("#group-by"),
+    h("option", { value: "", selected: !state.groupBy }, "No grouping"),
+    varying.length ? h("optgroup", { label: "Differ between the runs" }, ...varying.map(option)) : null,
+    same.length ? h("optgroup", { label: "Same in all" }, ...same.map(option)) : null,
+  );
 }
 
 // ─── The panel ──────────────────────────────────────────────────────────────
@@ -392,6 +418,22 @@ function toNumbers(values) {
  * @param {ChartView} view
  */
 function updateChartSeries(view) {
+  const { series, points, downsampled } = state.groupBy ? groupedSeries(view) : runSeries(view);
+  const waiting = view.runs.some((p) => !view.data.has(p));
+  view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
+  view.chart.setSeries(series);
+  view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
+  view.card.dataset.pointCount = String(points);
+  view.info.textContent = points ? `${points.toLocaleString()} pt${points === 1 ? "" : "s"}${downsampled ? " · downsampled" : ""}` : "";
+  view.info.title = downsampled ? "The server sent a min/max per pixel column; zoom in for every point" : "";
+}
+
+/**
+ * A series per run that has the chart's key, in selection order.
+ * @param {ChartView} view
+ * @returns {{ series: import("./chart.js").ChartSeries[], points: number, downsampled: boolean }}
+ */
+function runSeries(view) {
   const labels = runLabels();
   const series = [];
   let points = 0;
@@ -403,11 +445,42 @@ function updateChartSeries(view) {
     points += d.total;
     downsampled ||= d.downsampled;
   }
-  const waiting = view.runs.some((p) => !view.data.has(p));
-  view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
-  view.chart.setSeries(series);
-  view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
-  view.card.dataset.pointCount = String(points);
-  view.info.textContent = points ? `${points.toLocaleString()} pt${points === 1 ? "" : "s"}${downsampled ? " · downsampled" : ""}` : "";
-  view.info.title = downsampled ? "The server sent a min/max per pixel column; zoom in for every point" : "";
+  return { series, points, downsampled };
+}
+
+/**
+ * A series per value of the group-by param: the mean of its runs with their
+ * min–max band, named with the value and how many runs it holds.
+ * @param {ChartView} view
+ * @returns {{ series: import("./chart.js").ChartSeries[], points: number, downsampled: boolean }}
+ */
+function groupedSeries(view) {
+  /** @type {Map<string, string[]>} */
+  const groups = new Map();
+  for (const p of state.selected) {
+    if (!view.runs.includes(p)) continue;
+    const name = groupName(state.details.get(p)?.params?.[state.groupBy]);
+    const members = groups.get(name) ?? [];
+    if (!members.length) groups.set(name, members);
+    members.push(p);
+  }
+  const series = [];
+  let points = 0;
+  let downsampled = false;
+  let index = 0;
+  for (const [name, members] of groups) {
+    const loaded = members.map((p) => view.data.get(p)).filter((d) => d !== undefined);
+    for (const d of loaded) {
+      points += d.total;
+      downsampled ||= d.downsampled;
+    }
+    const line = groupLine(loaded);
+    series.push({
+      id: `group:${name}`,
+      label: `${state.groupBy}=${name} (${members.length})`,
+      color: paletteColor(index++),
+      ...line,
+    });
+  }
+  return { series, points, downsampled };
 }

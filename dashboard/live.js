@@ -10,7 +10,9 @@ import * as fmt from "./format.js";
 import { renderLogs } from "./logs_panel.js";
 import { loadDetail, loadSelection, renderEmpty, renderMain, renderTabs } from "./main_panel.js";
 import { state } from "./state.js";
-import { loadExperiments } from "./tree.js";
+import { loadRunsTable } from "./runs_table.js";
+import { evaluateExpression } from "./search.js";
+import { loadExperiments, renderSidebar } from "./tree.js";
 
 /** @typedef {import("./api.js").StreamEvent} StreamEvent */
 
@@ -24,7 +26,12 @@ function scheduleListRefresh() {
   listTimer = setTimeout(async () => {
     listTimer = 0;
     await loadExperiments().catch(() => {});
-    if (!state.selected.length) renderEmpty();
+    if (state.query) {
+      await evaluateExpression();
+      renderSidebar();
+    }
+    if (state.tab === "runs") loadRunsTable(true);
+    else if (!state.selected.length) renderEmpty();
   }, 250);
 }
 

@@ -10,6 +10,7 @@ import * as fmt from "./format.js";
 import { renderLogs } from "./logs_panel.js";
 import { renderOverview } from "./overview_panel.js";
 import { renderParams } from "./params_panel.js";
+import { openRunsTable, renderRunsTable, setTabSwitcher } from "./runs_table.js";
 import { statusDot, statusOf } from "./runs.js";
 import { setSelection } from "./selection.js";
 import { state, TABS, writeHash } from "./state.js";
@@ -57,23 +58,31 @@ export function renderTabs() {
       class: `tab${state.tab === id ? " on" : ""}`,
       "aria-selected": String(state.tab === id),
       dataset: { tab: id, testid: `tab-${id}` },
-      onclick: () => {
-        state.tab = id;
-        writeHash();
-        renderMain();
-      },
+      onclick: () => showTab(id),
     }, label, counts[id] ? h("span", { class: "count" }, counts[id]) : null)
   ));
   $("#chart-controls").hidden = state.tab !== "charts";
 }
 
-/** Redraws the main panel for the selection and the open tab. */
+/**
+ * Opens a tab.
+ * @param {string} tab
+ */
+export function showTab(tab) {
+  state.tab = tab;
+  writeHash();
+  renderMain();
+}
+setTabSwitcher(showTab);
+
+/** Redraws the main panel for the selection and the open tab (the runs table needs no selection). */
 export function renderMain() {
-  const hasSelection = state.selected.length > 0;
-  $("#empty-state").hidden = hasSelection;
-  $("#main-head").hidden = !hasSelection;
-  $("#content").hidden = !hasSelection;
-  if (!hasSelection) {
+  const shows = state.selected.length > 0 || state.tab === "runs";
+  $("#empty-state").hidden = shows;
+  $("#main-head").hidden = !shows;
+  $("#content").hidden = !shows;
+  if (!shows) {
+    $("#load-errors").hidden = true;
     renderEmpty();
     disposeCharts(new Set());
     return;
@@ -82,7 +91,8 @@ export function renderMain() {
   renderTabs();
   renderXOptions();
   for (const [id] of TABS) $(`#panel-${id}`).hidden = id !== state.tab;
-  if (state.tab === "charts") renderCharts();
+  if (state.tab === "runs") renderRunsTable();
+  else if (state.tab === "charts") renderCharts();
   else if (state.tab === "overview") renderOverview();
   else if (state.tab === "params") renderParams();
   else if (state.tab === "logs") renderLogs();
@@ -111,6 +121,7 @@ export function renderEmpty() {
     h("div", { class: "empty-card" },
       h("h2", {}, "Select runs to compare"),
       h("p", { class: "muted" }, "Click a run in the sidebar to open it; tick more boxes (or Ctrl/⌘-click) to overlay runs on the same charts."),
+      h("button", { type: "button", class: "button", dataset: { testid: "empty-runs-table" }, onclick: () => openRunsTable("") }, "Open the runs table"),
       recent.length
         ? h("div", { class: "recent" },
           h("div", { class: "section-label" }, "Recent runs"),

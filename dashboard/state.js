@@ -9,8 +9,9 @@ import { readStored, store } from "./local_settings.js";
 /** @typedef {import("./api.js").ExperimentSummary} ExperimentSummary */
 /** @typedef {import("./api.js").ExperimentDetail} ExperimentDetail */
 
-/** The tabs of the main panel, the first one the default: [id, label]. */
+/** The tabs of the main panel: [id, label]; Charts is the default. */
 export const TABS = [
+  ["runs", "Runs"],
   ["charts", "Charts"],
   ["overview", "Overview"],
   ["params", "Parameters"],
@@ -38,6 +39,12 @@ export const state = {
   x: "step",
   tab: "charts",
   smoothing: 0,
+  /** the param whose values group the runs into one line each on the charts, "" for none */
+  groupBy: "",
+  /** the folder the runs table shows, "" for all */
+  folder: "",
+  /** the sidebar's search: words, then an expression in the MLflow filter language */
+  query: "",
   /** @type {Set<string>} folder paths, and "chart-group:<group>" for chart groups */
   collapsed: new Set(readStored("mldash.collapsed", /** @type {string[]} */ ([]))),
   listLoaded: false,
@@ -51,6 +58,15 @@ export function toggleCollapsed(id) {
   if (state.collapsed.has(id)) state.collapsed.delete(id);
   else state.collapsed.add(id);
   store("mldash.collapsed", [...state.collapsed]);
+}
+
+/**
+ * The i-th colour of the palette (for groups of runs).
+ * @param {number} i
+ * @returns {string}
+ */
+export function paletteColor(i) {
+  return PALETTE[i % PALETTE.length];
 }
 
 /**
@@ -103,6 +119,9 @@ export function writeHash() {
   if (state.x !== "step") params.set("x", state.x);
   if (state.tab !== "charts") params.set("tab", state.tab);
   if (state.smoothing) params.set("smooth", String(state.smoothing));
+  if (state.groupBy) params.set("group", state.groupBy);
+  if (state.folder) params.set("folder", state.folder);
+  if (state.query) params.set("q", state.query);
   const hash = params.toString();
   if (location.hash.slice(1) !== hash) history.replaceState(null, "", hash ? `#${hash}` : location.pathname + location.search);
 }
@@ -114,6 +133,9 @@ export function readHash() {
   const tab = params.get("tab");
   state.tab = TABS.some(([id]) => id === tab) ? /** @type {string} */ (tab) : "charts";
   state.smoothing = Math.min(0.99, Math.max(0, Number(params.get("smooth")) || 0));
+  state.groupBy = params.get("group") ?? "";
+  state.folder = params.get("folder") ?? "";
+  state.query = params.get("q") ?? "";
   state.colorIndex.clear();
   state.selected = [];
   appendSelected(params.getAll("run"));

@@ -7,7 +7,8 @@ import { fill, h, $, targetValue } from "./dom.js";
 import * as fmt from "./format.js";
 import { runTimes, statusDot, statusOf } from "./runs.js";
 import { renderSelectionBar, setSelection, toggleSelected } from "./selection.js";
-import { colorOf, state, toggleCollapsed } from "./state.js";
+import { filtering, matchesSearch, matchesTextAndTag, search, setQuery } from "./search.js";
+import { colorOf, state, toggleCollapsed, writeHash } from "./state.js";
 
 /** @typedef {import("./api.js").ExperimentSummary} ExperimentSummary */
 /** @typedef {import("./api.js").ExperimentPage} ExperimentPage */
@@ -23,7 +24,10 @@ import { colorOf, state, toggleCollapsed } from "./state.js";
 
 const STATUS_FILTERS = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "STALE"];
 
-const filter = { text: "", status: "", tag: "" };
+/** @type {() => void} */
+let afterFilter = () => {};
+/** @type {(folder: string) => void} */
+let openRunsTable = () => {};
 
 /** Reads every experiment (a page at a time) and redraws the sidebar. */
 export async function loadExperiments() {
@@ -53,83 +57,87 @@ export function showListError(error) {
   fill($("#experiment-list"), h("div", { class: "empty small error-text" }, `Could not load experiments: ${errorMessage(error)}`));
 }
 
-/** The filter box, the tag menu, and the keys "/" (to the filter box) and Escape (clears it). */
-export function setupFilters() {
-  const search = /** @type {HTMLInputElement} */ ($("#search"));
-  search.addEventListener("input", () => {
-    filter.text = search.value;
-    renderSidebar();
+/**
+ * The search box (words and an expression, kept in the URL), the tag menu, and
+ * the keys "/" (to the box) and Escape (clears it).
+ * @param {() => void} onFilter called after the filters changed
+ * @param {(folder: string) => void} onOpenTable opens the runs table of a folder ("" for all)
+ */
+export function setupFilters(onFilter, onOpenTable) {
+  afterFilter = onFilter;
+  openRunsTable = onOpenTable;
+  $("#open-runs-table").addEventListener("click", () => onOpenTable(""));
+  const box = /** @type {HTMLInputElement} */ ($("#search"));
+  box.value = state.query;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  box.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => applyQuery(box.value), 200);
   });
   $("#tag-filter").addEventListener("change", (ev) => {
-    filter.tag = targetValue(ev);
+    search.tag = targetValue(ev);
     renderSidebar();
   });
   document.addEventListener("keydown", (ev) => {
     const typing = ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement;
     if (ev.key === "/" && !typing) {
       ev.preventDefault();
-      search.focus();
-    } else if (ev.key === "Escape" && ev.target === search) {
-      search.value = "";
-      search.dispatchEvent(new Event("input"));
+      box.focus();
+    } else if (ev.key === "Escape" && ev.target === box) {
+      box.value = "";
+      applyQuery("");
     }
   });
 }
 
-function renderSidebar() {
+/**
+ * Filters by a query (from the box or the URL), and shows the server's message for a bad expression.
+ * @param {string} query
+ */
+export async function applyQuery(query) {
+  const box = /** @type {HTMLInputElement} */ ($("#search"));
+  if (box.value !== query) box.value = query;
+  const pending = setQuery(query);
+  writeHash();
+  renderSidebar();
+  await pending;
+  renderSidebar();
+}
+
+/** The error under the search box, the filters and the tree; then whoever else shows the filtered runs. */
+export function renderSidebar() {
+  const error = $("#search-error");
+  error.textContent = search.error;
+  error.hidden = !search.error;
+  $("#search").setAttribute("aria-invalid", String(Boolean(search.error)));
   renderFilters();
   renderTree();
+  afterFilter();
 }
 
 // ─── Filters ────────────────────────────────────────────────────────────────
 
-/**
- * @param {ExperimentSummary} e
- * @returns {boolean}
- */
-function matchesText(e) {
-  const terms = filter.text.toLowerCase().split(/\s+/).filter(Boolean);
-  if (!terms.length) return true;
-  const haystack = `${e.prefix} ${e.tags.join(" ")} ${e.readme ?? ""}`.toLowerCase();
-  return terms.every((t) => haystack.includes(t));
-}
-
-/**
- * @param {ExperimentSummary} e
- * @returns {boolean}
- */
-function matchesTag(e) {
-  return !filter.tag || e.tags.includes(filter.tag);
-}
-
-/**
- * @param {ExperimentSummary} e
- * @returns {boolean}
- */
-function matchesStatus(e) {
-  return !filter.status || statusOf(e) === filter.status;
-}
-
 /** The status chips (with counts among the text and tag matches) and the tag menu. */
 function renderFilters() {
-  const base = state.experiments.filter((e) => matchesText(e) && matchesTag(e));
+  const base = state.experiments.filter(matchesTextAndTag);
   /** @type {Map<string, number>} */
   const counts = new Map();
   for (const e of base) counts.set(statusOf(e), (counts.get(statusOf(e)) ?? 0) + 1);
   fill($("#status-filter"),
     h("button", {
       type: "button",
-      class: `chip${filter.status ? "" : " on"}`,
+      class: `chip${search.status ? "" : " on"}`,
       dataset: { status: "" },
       onclick: () => setStatusFilter(""),
     }, "All", h("span", { class: "count" }, base.length)),
     ...STATUS_FILTERS.map((s) =>
       h("button", {
         type: "button",
-        class: `chip${filter.status === s ? " on" : ""}`,
+        class: `chip${search.status === s ? " on" : ""}`,
         dataset: { status: s },
-        disabled: !counts.get(s) && filter.status !== s,
-        onclick: () => setStatusFilter(filter.status === s ? "" : s),
+        disabled: !counts.get(s) && search.status !== s,
+        onclick: () => setStatusFilter(search.status === s ? "" : s),
       }, statusDot(s), s[0] + s.slice(1).toLowerCase(), h("span", { class: "count" }, counts.get(s) ?? 0))
     ),
   );
@@ -137,20 +145,20 @@ function renderFilters() {
   const select = /** @type {HTMLSelectElement} */ ($("#tag-filter"));
   fill(select,
     h("option", { value: "" }, tags.length ? "All tags" : "No tags"),
-    ...tags.map((t) => h("option", { value: t, selected: t === filter.tag }, `#${t}`)),
+    ...tags.map((t) => h("option", { value: t, selected: t === search.tag }, `#${t}`)),
   );
   select.disabled = tags.length === 0;
 }
 
 /** @param {string} status */
 function setStatusFilter(status) {
-  filter.status = status;
+  search.status = status;
   renderSidebar();
 }
 
 /** @param {string} tag */
 function toggleTagFilter(tag) {
-  filter.tag = filter.tag === tag ? "" : tag;
+  search.tag = search.tag === tag ? "" : tag;
   renderSidebar();
 }
 
@@ -207,7 +215,7 @@ function runsUnder(node) {
 /** The rows of the experiments that pass the filters (all folders open while filtering). */
 export function renderTree() {
   const list = $("#experiment-list");
-  const visible = state.experiments.filter((e) => matchesText(e) && matchesTag(e) && matchesStatus(e));
+  const visible = state.experiments.filter(matchesSearch);
   $("#list-count").textContent = visible.length === state.experiments.length
     ? `${state.experiments.length} experiment${state.experiments.length === 1 ? "" : "s"}`
     : `${visible.length} of ${state.experiments.length} experiments`;
@@ -222,7 +230,7 @@ export function renderTree() {
     fill(list, h("div", { class: "empty small" }, "No experiment matches the filters."));
     return;
   }
-  const filtering = Boolean(filter.text || filter.status || filter.tag);
+  const filtered = filtering();
   /** @type {HTMLElement[]} */
   const rows = [];
   /**
@@ -232,7 +240,7 @@ export function renderTree() {
   const walk = (node, depth) => {
     const children = [...node.children.values()].sort(compareNodes);
     for (const child of children) {
-      const open = filtering || !state.collapsed.has(child.path);
+      const open = filtered || !state.collapsed.has(child.path);
       if (child.exp) rows.push(runRow(child, child.exp, depth, open));
       else rows.push(folderRow(child, depth, open));
       if (open && child.children.size) walk(child, depth + 1);
@@ -315,6 +323,17 @@ function folderRow(node, depth, open) {
     }),
     h("span", { class: "folder-icon" }),
     h("span", { class: "tree-name" }, node.name),
+    h("button", {
+      type: "button",
+      class: "icon-button folder-table",
+      title: `The runs of ${node.path} as a table`,
+      "aria-label": `Runs table of ${node.path}`,
+      dataset: { testid: "folder-table" },
+      onclick: (/** @type {MouseEvent} */ ev) => {
+        ev.stopPropagation();
+        openRunsTable(node.path);
+      },
+    }, "Table"),
     running ? h("span", { class: "running-count", title: `${running} running` }, statusDot("RUNNING"), running) : null,
     h("span", { class: "count" }, runs.length),
   );

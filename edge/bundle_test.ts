@@ -5,16 +5,7 @@
 // import for a browser or a Worker to attempt.
 import { test } from "node:test";
 import { deepEqual, doesNotMatch, equal } from "node:assert/strict";
-import { build, type BuildOptions, type Message } from "esbuild";
-import { sourceFile } from "../testing/source.ts";
-
-/** Bundles `entry` in memory; returns the code and every error and warning. */
-async function bundle(entry: string, options: BuildOptions): Promise<{ code: string; messages: string[] }> {
-  const result = await build({ entryPoints: [sourceFile(entry)], bundle: true, write: false, logLevel: "silent", ...options })
-    .catch((error: { errors?: Message[]; warnings?: Message[] }) => ({ outputFiles: [], errors: error.errors ?? [], warnings: error.warnings ?? [] }));
-  const messages = [...result.errors, ...result.warnings].map((m) => `${m.location?.file ?? ""}: ${m.text}`);
-  return { code: result.outputFiles?.map((f) => f.text).join("\n") ?? "", messages };
-}
+import { bundle, bundleFor } from "../testing/edge_bundle.ts";
 
 const NODE_IMPORT = /(?:from\s*|import\s*\(\s*|require\s*\(\s*)["']node:/;
 
@@ -27,12 +18,7 @@ for (const format of ["esm", "iife", "cjs"] as const) {
 }
 
 test("mod.ts bundles with the conditions wrangler sets for a Worker (workerd, worker, browser), no warning and no node: import", async () => {
-  const { code, messages } = await bundle("mod.ts", {
-    platform: "neutral",
-    format: "esm",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["browser", "module", "main"],
-  });
+  const { code, messages } = await bundleFor("mod.ts", "workerd");
   deepEqual(messages, []);
   doesNotMatch(code, NODE_IMPORT);
 });

@@ -41,6 +41,7 @@ import type { Batch, FileInfo, ParamValue, StatusRecord } from "../storage/backe
 import { checkFilePath, checkMetricName, checkPrefix } from "../storage/backend.ts";
 import { ConfigError, StorageError } from "../storage/errors.ts";
 import { unrefTimer } from "../storage/runtime.ts";
+import { RowBinaryWriter } from "./row_binary.ts";
 import type {
   BatchKey,
   Change,
@@ -87,10 +88,18 @@ export interface ClickHouseInfo {
 }
 
 /** The schema version this module writes; older tables are upgraded by {@linkcode MIGRATIONS}. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const TABLE = "ml_dash_rows";
 const DIST_TABLE = "ml_dash_rows_all";
+/** Schema 2: a row per run of {@linkcode TILE_RECORDS} records of a key in a batch, for summaries and long downsamples. */
+const TILES = "ml_dash_tiles";
+const DIST_TILES = "ml_dash_tiles_all";
+const TILE_RECORDS = 128;
+const TILE_COLUMNS = [
+  "prefix", "name", "field", "attempt", "ord", "line", "n", "real", "finite", "first_step", "first_ts", "first_value",
+  "lo_step", "lo_ts", "lo_value", "hi_step", "hi_ts", "hi_value", "min_value", "max_value", "last_step", "last_value",
+];
 const SCHEMA_TABLE = "ml_dash_schema";
 const COLUMNS = ["prefix", "kind", "name", "field", "session", "seq", "attempt", "ord", "line", "step", "ts", "value", "text"];
 const DEFAULT_METRIC = "default";
@@ -124,6 +133,33 @@ const MIGRATIONS: ((table: string) => string[])[] = [
       text String
     ) ENGINE = MergeTree ORDER BY (prefix, kind, name, field, ord, line)`,
   ],
+  // 2: tiles. Each committed batch's points, cut into runs of TILE_RECORDS records per key,
+  // as one row each: count, non-NaN and finite counts, first, lowest, highest and last point,
+  // finite min and max. A summary reads those instead of every point, and a long series is
+  // downsampled over them. The tiles of the points stored before are made from them once.
+  (table) => [
+    `CREATE TABLE IF NOT EXISTS ${TILES} (
+      prefix String, name String, field String, attempt UInt64, ord UInt64, line UInt32,
+      n UInt32, real UInt32, finite UInt32,
+      first_step Float64, first_ts Float64, first_value Float64,
+      lo_step Float64, lo_ts Float64, lo_value Float64,
+      hi_step Float64, hi_ts Float64, hi_value Float64,
+      min_value Float64, max_value Float64, last_step Float64, last_value Float64
+    ) ENGINE = MergeTree ORDER BY (prefix, name, field, ord, line)`,
+    `INSERT INTO ${TILES} (${TILE_COLUMNS.join(", ")})
+     SELECT prefix, name, field, attempt, ord, min(line), count(), countIf(NOT isNaN(value)), countIf(isFinite(value)),
+       argMin(step, line), argMin(ts, line), argMin(value, line),
+       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 1),
+       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 2),
+       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 3),
+       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 1),
+       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 2),
+       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 3),
+       if(countIf(isFinite(value)) > 0, minIf(value, isFinite(value)), 0), if(countIf(isFinite(value)) > 0, maxIf(value, isFinite(value)), 0),
+       argMax(step, line), argMax(value, line)
+     FROM ${table} WHERE kind = 'point' AND attempt NOT IN (SELECT attempt FROM ${TILES})
+     GROUP BY prefix, name, field, attempt, ord, intDiv(line, ${TILE_RECORDS})`,
+  ],
 ];
 
 /** A {@linkcode Store} over ClickHouse. */
@@ -133,6 +169,7 @@ export class ClickHouseStore implements Store {
   #base: string;
   #headers: Record<string, string>;
   #table: string;
+  #tiles: string;
   #timeoutMs: number;
   #pollInterval: number;
   #staleFactor: number;
@@ -150,6 +187,7 @@ export class ClickHouseStore implements Store {
     this.#base = base;
     this.#headers = headers;
     this.#table = info.cluster ? DIST_TABLE : TABLE;
+    this.#tiles = info.cluster ? DIST_TILES : TILES;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#pollInterval = options.pollInterval ?? 500;
     this.#staleFactor = options.staleAfterIntervals ?? 3;
@@ -208,19 +246,40 @@ export class ClickHouseStore implements Store {
     const { prefix, session, seq } = key;
     const attempt = randomId();
     const ord = this.#tick();
-    let body: string;
     try {
       checkStoredPrefix(prefix);
       if (typeof session !== "string" || session === "") throw new ConfigError(`Invalid session ${JSON.stringify(session)}: expected a non-empty string`);
       if (!Number.isSafeInteger(seq) || seq < 0) throw new ConfigError(`Invalid seq ${JSON.stringify(seq)}: expected an integer from 0 to 2^53 - 1`);
-      body = batchRows(prefix, session, seq, attempt, ord, batch);
     } catch (error) {
       throw asRequestError(error);
     }
-    if (await this.has(key)) return { duplicate: true };
+    const tiles = new TileWriter(prefix, attempt, ord);
+    const chunks = batchRows(prefix, session, seq, attempt, ord, batch, tiles);
+    const stored = this.has(key);
+    // Settled at once, so that an early return or throw leaves no rejection unheard.
+    stored.catch(() => {});
+    let sending: Promise<unknown> = Promise.resolve();
+    const insert = (rows: Uint8Array): Promise<string> => this.#request(`INSERT INTO ${this.#table} (${COLUMNS.join(", ")}) FORMAT RowBinary`, rows, true);
     try {
-      await this.#request(`INSERT INTO ${this.#table} (${COLUMNS.join(", ")}) FORMAT TabSeparated`, body, true);
+      let current = nextChunk(chunks);
+      if (await stored) return { duplicate: true };
+      for (;;) {
+        // The next rows are encoded while the current ones are on their way; an invalid record
+        // stops the batch before its commit row, so nothing of it is seen.
+        const next = nextChunk(chunks);
+        await sending;
+        if (next === undefined) break;
+        sending = insert(current!);
+        sending.catch(() => {});
+        current = next;
+      }
+      // The tiles, then the last rows with the commit row: until that is stored, no read sees any of it.
+      const tileRows = tiles.bytes();
+      if (tileRows) await this.#request(`INSERT INTO ${this.#tiles} (${TILE_COLUMNS.join(", ")}) FORMAT RowBinary`, tileRows, true);
+      await insert(current!);
     } catch (error) {
+      await sending.catch(() => {});
+      if (error instanceof ConfigError) throw asRequestError(error);
       const message = error instanceof Error ? error.message : String(error);
       throw new StorageError(`Could not store the batch, and nothing of it is seen: ${message}; retry later`, { status: 503, cause: error });
     }
@@ -319,6 +378,10 @@ export class ClickHouseStore implements Store {
       source = `SELECT x, value, ord, line, ts FROM (${rows(field, "value, ord, line, attempt, ts")}) ALL INNER JOIN
         (${rows(query.x, "value AS x, attempt, line")}) USING (attempt, line)`;
     }
+    if ((query.x === "step" || query.x === "_ts") && query.from === undefined && query.to === undefined && query.offset === 0 && query.limit === undefined) {
+      const page = await this.#seriesFromTiles(prefix, metric, field, query.x === "step" ? "step" : "ts", query.points);
+      if (page !== undefined) return page;
+    }
     const range: string[] = [];
     if (query.from !== undefined) range.push(`x >= ${num(query.from)}`);
     if (query.to !== undefined) range.push(`x <= ${num(query.to)}`);
@@ -340,10 +403,7 @@ export class ClickHouseStore implements Store {
       return page;
     }
     const buckets = Math.floor(target / 2);
-    const lo = toNumber(stats[1]);
-    const hi = toNumber(stats[2]);
-    const span = Number.isFinite(hi - lo) && hi > lo ? hi - lo : 1;
-    const bucket = `if(isFinite(x), least(${buckets - 1}, toUInt32(greatest(0, floor((x - ${num(lo)}) / ${num(span)} * ${buckets})))), 0)`;
+    const bucket = bucketOf("x", toNumber(stats[1]), toNumber(stats[2]), buckets);
     const part = (t: string, i: number): string => `toString(tupleElement(${t}, ${i}))`;
     const picked = await this.#tsv(
       `SELECT b, real, ${[1, 2, 3, 4].map((i) => part("low", i)).join(", ")}, ${[1, 2, 3, 4].map((i) => part("high", i)).join(", ")},
@@ -356,27 +416,42 @@ export class ClickHouseStore implements Store {
          FROM (SELECT x, value, ord, line, ${bucket} AS b FROM (${ranged})) GROUP BY b
        ) ORDER BY b`,
     );
-    const x: number[] = [];
-    const value: number[] = [];
-    for (const row of picked) {
-      if (Number(row[1]) === 0) {
-        x.push(toNumber(row[10]));
-        value.push(toNumber(row[11]));
-        continue;
-      }
-      const low = row.slice(2, 6).map(toNumber);
-      const high = row.slice(6, 10).map(toNumber);
-      if (low[0] === high[0] && low[2] === high[2] && low[3] === high[3]) {
-        x.push(low[0]);
-        value.push(low[1]);
-        continue;
-      }
-      const lowFirst = low[0] < high[0] || (low[0] === high[0] && (low[2] < high[2] || (low[2] === high[2] && low[3] < high[3])));
-      const [a, b] = lowFirst ? [low, high] : [high, low];
-      x.push(a[0], b[0]);
-      value.push(a[1], b[1]);
-    }
-    return { x, value, total, downsampled: true };
+    return { ...bucketPoints(picked), total, downsampled: true };
+  }
+
+  /**
+   * A whole series downsampled over its tiles: the buckets are runs of whole
+   * tiles (by each tile's first x), each keeping the lowest and highest of its
+   * tiles' points. Undefined when the series fits in `points`, or has too few
+   * tiles for the buckets: then the points themselves are read.
+   */
+  async #seriesFromTiles(prefix: string, metric: string, field: string, x: "step" | "ts", points: number): Promise<SeriesPage | undefined> {
+    const target = Math.max(2, Math.floor(points));
+    const buckets = Math.floor(target / 2);
+    const tiles = `SELECT * FROM ${this.#tiles}
+      WHERE prefix = ${str(prefix)} AND name = ${str(metric)} AND field = ${str(field)} AND ${this.#committed(prefix)}`;
+    const [stats] = await this.#tsv(
+      `SELECT sum(n), count(), toString(minIf(first_${x}, isFinite(first_${x}))), toString(maxIf(first_${x}, isFinite(first_${x}))) FROM (${tiles})`,
+    );
+    const total = Number(stats?.[0] ?? 0);
+    if (total <= target || Number(stats[1]) < 2 * buckets) return undefined;
+    const bucket = bucketOf(`first_${x}`, toNumber(stats[2]), toNumber(stats[3]), buckets);
+    const part = (t: string, i: number): string => `toString(tupleElement(${t}, ${i}))`;
+    const picked = await this.#tsv(
+      `SELECT b, reals, ${[1, 2, 3, 4].map((i) => part("low", i)).join(", ")}, ${[1, 2, 3, 4].map((i) => part("high", i)).join(", ")},
+         ${part("first", 1)}, ${part("first", 2)}
+       FROM (
+         SELECT b, sum(real) AS reals,
+           argMinIf((lo_${x}, lo_value, ord, line), (lo_value, lo_${x}, ord, line), real > 0) AS low,
+           argMaxIf((hi_${x}, hi_value, ord, line), (hi_value, -hi_${x}, -toInt64(ord), -toInt64(line)), real > 0) AS high,
+           argMin((first_${x}, first_value), (first_${x}, ord, line)) AS first
+         FROM (SELECT *, ${bucket} AS b FROM (${tiles})) GROUP BY b
+       ) ORDER BY b`,
+    );
+    const page = bucketPoints(picked);
+    // Tiles of batches whose x ranges overlap may put a bucket's points before the last one's.
+    const order = page.x.map((_, i) => i).sort((a, b) => page.x[a] - page.x[b] || a - b);
+    return { x: order.map((i) => page.x[i]), value: order.map((i) => page.value[i]), total, downsampled: true };
   }
 
   async logs(prefix: string, query: LogPageQuery): Promise<LogPage> {
@@ -469,9 +544,9 @@ export class ClickHouseStore implements Store {
 
   async #summary(prefix: string): Promise<Record<string, KeySummary>> {
     const rows = await this.#tsvRows(
-      `SELECT name, field, count(), countIf(isFinite(value)), toString(minIf(value, isFinite(value))), toString(maxIf(value, isFinite(value))),
-         toString(argMax(value, (ord, line))), toString(argMax(step, (ord, line)))
-       FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'point' AND ${this.#committed(prefix)}
+      `SELECT name, field, sum(n), sum(finite), toString(minIf(min_value, finite > 0)), toString(maxIf(max_value, finite > 0)),
+         toString(argMax(last_value, (ord, line))), toString(argMax(last_step, (ord, line)))
+       FROM ${this.#tiles} WHERE prefix = ${str(prefix)} AND ${this.#committed(prefix)}
        GROUP BY name, field`,
     );
     const entries: [string, KeySummary][] = rows.map(([metric, field, count, finite, min, max, last, lastStep]) => {
@@ -608,11 +683,14 @@ export class ClickHouseStore implements Store {
     }
     this.info.schema = SCHEMA_VERSION;
     if (this.info.cluster) {
-      await this.#request(
-        `CREATE TABLE IF NOT EXISTS ${DIST_TABLE} AS ${TABLE} ENGINE = Distributed(${this.info.cluster}, ${this.info.database}, ${TABLE}, cityHash64(prefix))`,
-      );
-      // Every shard must hold the local table: a query over all of them says so if one does not.
+      for (const [dist, local] of [[DIST_TABLE, TABLE], [DIST_TILES, TILES]]) {
+        await this.#request(
+          `CREATE TABLE IF NOT EXISTS ${dist} AS ${local} ENGINE = Distributed(${this.info.cluster}, ${this.info.database}, ${local}, cityHash64(prefix))`,
+        );
+      }
+      // Every shard must hold the local tables: a query over all of them says so if one does not.
       await this.#request(`SELECT count() FROM ${DIST_TABLE} WHERE kind = 'commit' AND prefix = ''`);
+      await this.#request(`SELECT count() FROM ${DIST_TILES} WHERE prefix = ''`);
     }
   }
 
@@ -641,13 +719,13 @@ export class ClickHouseStore implements Store {
    * Sends one statement. A query goes in the body; with `data`, the statement
    * goes in the URL and the data in the body (an INSERT).
    */
-  async #request(sql: string, data?: string, insert = false, inDatabase = true): Promise<string> {
+  async #request(sql: string, data?: Uint8Array, insert = false, inDatabase = true): Promise<string> {
     const params = new URLSearchParams();
     if (inDatabase) params.set("database", this.info.database);
     if (insert && this.info.cluster) params.set("insert_distributed_sync", "1");
     if (data !== undefined) params.set("query", sql);
     const send = (): Promise<Response> =>
-      fetch(`${this.#base}/?${params}`, { method: "POST", headers: this.#headers, body: data ?? sql, signal: AbortSignal.timeout(this.#timeoutMs) });
+      fetch(`${this.#base}/?${params}`, { method: "POST", headers: this.#headers, body: (data ?? sql) as BodyInit, signal: AbortSignal.timeout(this.#timeoutMs) });
     let res: Response;
     try {
       try {
@@ -690,13 +768,80 @@ interface ListRow {
   createdAt: string;
 }
 
-/** The rows of a batch as TabSeparated text, the commit row last. */
-function batchRows(prefix: string, session: string, seq: number, attempt: number, ord: number, batch: Batch): string {
-  const out: string[] = [];
-  const head = `${tsv(prefix)}\t`;
-  const tail = `${tsv(session)}\t${seq}\t${attempt}\t${ord}\t`;
-  const row = (kind: string, name: string, field: string, line: number, step: number, ts: number, value: number, text: string): void => {
-    out.push(`${head}${kind}\t${tsv(name)}\t${tsv(field)}\t${tail}${line}\t${tsvNum(step)}\t${tsvNum(ts)}\t${tsvNum(value)}\t${tsv(text)}`);
+/** The bucket (0 to buckets - 1) of a column's value, for x from lo to hi; non-finite x in bucket 0. */
+function bucketOf(column: string, lo: number, hi: number, buckets: number): string {
+  const span = Number.isFinite(hi - lo) && hi > lo ? hi - lo : 1;
+  const from = Number.isFinite(lo) ? lo : 0;
+  return `if(isFinite(${column}), least(${buckets - 1}, toUInt32(greatest(0, floor((${column} - ${num(from)}) / ${num(span)} * ${buckets})))), 0)`;
+}
+
+/**
+ * The points of downsampled buckets, from rows of: bucket, real (non-NaN)
+ * count, the lowest point (x, value, ord, line), the highest, and the first
+ * (x, value) for a bucket of NaN only. A bucket's low and high go in x order,
+ * once when they are the same point.
+ */
+function bucketPoints(picked: string[][]): { x: number[]; value: number[] } {
+  const x: number[] = [];
+  const value: number[] = [];
+  for (const row of picked) {
+    if (Number(row[1]) === 0) {
+      x.push(toNumber(row[10]));
+      value.push(toNumber(row[11]));
+      continue;
+    }
+    const low = row.slice(2, 6).map(toNumber);
+    const high = row.slice(6, 10).map(toNumber);
+    if (low[0] === high[0] && Object.is(low[1], high[1]) && low[2] === high[2] && low[3] === high[3]) {
+      x.push(low[0]);
+      value.push(low[1]);
+      continue;
+    }
+    const lowFirst = low[0] < high[0] || (low[0] === high[0] && (low[2] < high[2] || (low[2] === high[2] && low[3] <= high[3])));
+    const [a, b] = lowFirst ? [low, high] : [high, low];
+    x.push(a[0], b[0]);
+    value.push(a[1], b[1]);
+  }
+  return { x, value };
+}
+
+/** The next chunk of a batch's rows, or undefined after the last. */
+function nextChunk(chunks: Generator<Uint8Array>): Uint8Array | undefined {
+  const step = chunks.next();
+  return step.done ? undefined : step.value;
+}
+
+/** Enum8 codes of the `kind` column. */
+const KIND = { commit: 1, point: 2, log: 3, state: 4, file: 5 } as const;
+
+/** Rows of a batch per insert: a long batch goes in several, each encoded while the one before is sent. */
+const ROWS_PER_INSERT = 131_072;
+
+/**
+ * The rows of a batch in RowBinary, in inserts of about {@linkcode ROWS_PER_INSERT}
+ * rows, the commit row at the end of the last; its series' tiles go to `tiles`.
+ * A record that is not valid throws a ConfigError where it is met.
+ */
+function* batchRows(prefix: string, session: string, seq: number, attempt: number, ord: number, batch: Batch, tiles: TileWriter): Generator<Uint8Array> {
+  let out = new RowBinaryWriter();
+  let rows = 0;
+  // The columns before `line` are the same for every row of one kind, name and field.
+  const heads = new Map<string, Uint8Array>();
+  const head = (kind: number, name: string, field: string): Uint8Array => {
+    const key = `${kind}\0${name}\0${field}`;
+    let bytes = heads.get(key);
+    if (bytes === undefined) {
+      bytes = new RowBinaryWriter(64).string(prefix).int8(kind).string(name).string(field).string(session).uint64(seq).uint64(attempt).uint64(ord)
+        .bytes().slice();
+      heads.set(key, bytes);
+    }
+    return bytes;
+  };
+  const row = (start: Uint8Array, line: number, step: number, ts: number, value: number, text: string): void => {
+    out.raw(start).uint32(line).float64(step).float64(ts).float64(value);
+    if (text === "") out.int8(0);
+    else out.string(text);
+    rows++;
   };
   let line = 0;
   const state = (name: string, patch: object | undefined, skip: string[] = []): void => {
@@ -704,7 +849,7 @@ function batchRows(prefix: string, session: string, seq: number, attempt: number
     if (typeof patch !== "object" || Array.isArray(patch)) throw new ConfigError(`Invalid ${name}: expected an object`);
     for (const [field, value] of Object.entries(patch)) {
       if (skip.includes(field) || value === undefined) continue;
-      row("state", name, field, line++, 0, 0, 0, JSON.stringify(value));
+      row(head(KIND.state, name, field), line++, 0, 0, 0, JSON.stringify(value));
     }
   };
   state("metadata", batch.metadata, ["createdAt", "updatedAt"]);
@@ -713,7 +858,7 @@ function batchRows(prefix: string, session: string, seq: number, attempt: number
     state("status", batch.status);
     // A new session: what the last one left behind does not describe it.
     if (batch.status.status === "RUNNING") {
-      for (const field of ["error", "host"]) if (!(field in batch.status)) row("state", "status", field, line++, 0, 0, 0, REMOVED);
+      for (const field of ["error", "host"]) if (!(field in batch.status)) row(head(KIND.state, "status", field), line++, 0, 0, 0, REMOVED);
     }
   }
   for (const [i, file] of (batch.files ?? []).entries()) {
@@ -722,43 +867,162 @@ function batchRows(prefix: string, session: string, seq: number, attempt: number
     } catch (error) {
       throw new ConfigError(`Invalid "files[${i}].path": ${error instanceof Error ? error.message : error}`);
     }
-    row("file", file.path, file.mime, line++, 0, file._ts, file.data.byteLength, Buffer.from(file.data).toString("base64"));
+    row(head(KIND.file, file.path, file.mime), line++, 0, file._ts, file.data.byteLength, Buffer.from(file.data).toString("base64"));
   }
-  if (batch.metrics) {
-    for (const metric in batch.metrics) {
-      checkMetricName(metric);
-      let record = 0;
-      for (const chunk of batch.metrics[metric]) {
-        const text = typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-        for (const json of text.split("\n")) {
-          if (json === "") continue;
-          const r = parseRecord(json, `metric ${JSON.stringify(metric)}`);
-          const step = toNumber(r.step);
-          const ts = toNumber(r._ts);
-          for (const field in r) {
-            if (field === "_ts" || field === "step") continue;
-            const value = r[field];
-            if (typeof value !== "number" && value !== "NaN" && value !== "Infinity" && value !== "-Infinity") {
-              throw new ConfigError(`Invalid metric value ${JSON.stringify(field)} in ${JSON.stringify(metric)}: expected a number or "NaN", "Infinity", "-Infinity"`);
-            }
-            row("point", metric, field, record, step, ts, toNumber(value), "");
+  const decoder = new TextDecoder();
+  for (const metric in batch.metrics ?? {}) {
+    checkMetricName(metric);
+    const fieldHeads = new Map<string, Uint8Array>();
+    let record = 0;
+    for (const chunk of batch.metrics![metric]) {
+      const text = typeof chunk === "string" ? chunk : decoder.decode(chunk);
+      for (const json of text.split("\n")) {
+        if (json === "") continue;
+        const r = parseRecord(json, `metric ${JSON.stringify(metric)}`);
+        const step = toNumber(r.step);
+        const ts = toNumber(r._ts);
+        for (const field in r) {
+          if (field === "_ts" || field === "step") continue;
+          const value = r[field];
+          const v = typeof value === "number" ? value : value === "NaN" || value === "Infinity" || value === "-Infinity" ? toNumber(value) : undefined;
+          if (v === undefined) {
+            throw new ConfigError(`Invalid metric value ${JSON.stringify(field)} in ${JSON.stringify(metric)}: expected a number or "NaN", "Infinity", "-Infinity"`);
           }
-          record++;
+          let start = fieldHeads.get(field);
+          if (start === undefined) fieldHeads.set(field, start = head(KIND.point, metric, field));
+          row(start, record, step, ts, v, "");
+          tiles.add(metric, field, record, step, ts, v);
+        }
+        record++;
+        if (rows >= ROWS_PER_INSERT) {
+          yield out.bytes();
+          out = new RowBinaryWriter(1 << 20);
+          rows = 0;
         }
       }
     }
+    tiles.endMetric();
   }
   let log = 0;
   for (const chunk of batch.logs ?? []) {
     for (const json of chunk.split("\n")) {
       if (json === "") continue;
       const r = parseRecord(json, "log line");
-      row("log", typeof r.level === "string" ? r.level : "info", "", log++, 0, toNumber(r._ts), 0, json);
+      row(head(KIND.log, typeof r.level === "string" ? r.level : "info", ""), log++, 0, toNumber(r._ts), 0, json);
     }
   }
   const flags = (batch.metrics ? HAS_METRICS : 0) | (batch.logs ? HAS_LOGS : 0);
-  row("commit", "", "", 0, 0, 0, flags, batch.status?.status ?? "");
-  return out.join("\n") + "\n";
+  row(head(KIND.commit, "", ""), 0, 0, 0, flags, batch.status?.status ?? "");
+  yield out.bytes();
+}
+
+/**
+ * The tiles of a batch's series: each key's points cut by record index into
+ * runs of {@linkcode TILE_RECORDS}, each run kept as one row of
+ * {@linkcode TILE_COLUMNS} (the same as the migration to schema 2 computes in SQL).
+ */
+class TileWriter {
+  #out = new RowBinaryWriter();
+  #prefix: string;
+  #attempt: number;
+  #ord: number;
+  #open = new Map<string, Tile>();
+  #metric = "";
+
+  constructor(prefix: string, attempt: number, ord: number) {
+    this.#prefix = prefix;
+    this.#attempt = attempt;
+    this.#ord = ord;
+  }
+
+  add(metric: string, field: string, record: number, step: number, ts: number, value: number): void {
+    this.#metric = metric;
+    const index = Math.floor(record / TILE_RECORDS);
+    let tile = this.#open.get(field);
+    if (tile !== undefined && tile.index !== index) {
+      this.#write(field, tile);
+      tile = undefined;
+    }
+    if (tile === undefined) {
+      tile = newTile(index, record, step, ts, value);
+      this.#open.set(field, tile);
+    }
+    addToTile(tile, step, ts, value);
+  }
+
+  endMetric(): void {
+    for (const [field, tile] of this.#open) this.#write(field, tile);
+    this.#open.clear();
+  }
+
+  bytes(): Uint8Array | undefined {
+    const bytes = this.#out.bytes();
+    return bytes.length > 0 ? bytes : undefined;
+  }
+
+  #write(field: string, t: Tile): void {
+    this.#out.repeated(this.#prefix).repeated(this.#metric).repeated(field).uint64(this.#attempt).uint64(this.#ord).uint32(t.line)
+      .uint32(t.n).uint32(t.real).uint32(t.finite)
+      .float64(t.firstStep).float64(t.firstTs).float64(t.firstValue)
+      .float64(t.loStep).float64(t.loTs).float64(t.loValue)
+      .float64(t.hiStep).float64(t.hiTs).float64(t.hiValue)
+      .float64(t.finite > 0 ? t.minValue : 0).float64(t.finite > 0 ? t.maxValue : 0)
+      .float64(t.lastStep).float64(t.lastValue);
+  }
+}
+
+interface Tile {
+  index: number;
+  line: number;
+  n: number;
+  real: number;
+  finite: number;
+  firstStep: number;
+  firstTs: number;
+  firstValue: number;
+  loStep: number;
+  loTs: number;
+  loValue: number;
+  hiStep: number;
+  hiTs: number;
+  hiValue: number;
+  minValue: number;
+  maxValue: number;
+  lastStep: number;
+  lastValue: number;
+}
+
+function newTile(index: number, line: number, step: number, ts: number, value: number): Tile {
+  return {
+    index, line, n: 0, real: 0, finite: 0,
+    firstStep: step, firstTs: ts, firstValue: value,
+    loStep: 0, loTs: 0, loValue: NaN, hiStep: 0, hiTs: 0, hiValue: NaN,
+    minValue: Infinity, maxValue: -Infinity, lastStep: step, lastValue: value,
+  };
+}
+
+/** Adds a point; of equal values the first one is the tile's low or high. */
+function addToTile(t: Tile, step: number, ts: number, value: number): void {
+  t.n++;
+  t.lastStep = step;
+  t.lastValue = value;
+  if (Number.isNaN(value)) return;
+  if (t.real === 0 || value < t.loValue) {
+    t.loStep = step;
+    t.loTs = ts;
+    t.loValue = value;
+  }
+  if (t.real === 0 || value > t.hiValue) {
+    t.hiStep = step;
+    t.hiTs = ts;
+    t.hiValue = value;
+  }
+  t.real++;
+  if (Number.isFinite(value)) {
+    t.finite++;
+    if (value < t.minValue) t.minValue = value;
+    if (value > t.maxValue) t.maxValue = value;
+  }
 }
 
 function parseRecord(json: string, what: string): Record<string, unknown> {
@@ -810,14 +1074,6 @@ function toNumber(value: unknown): number {
   return value === undefined || value === null ? NaN : Number(value);
 }
 
-/** A number as ClickHouse's text formats read it. */
-function tsvNum(n: number): string {
-  if (Number.isNaN(n)) return "nan";
-  if (n === Infinity) return "inf";
-  if (n === -Infinity) return "-inf";
-  return String(n);
-}
-
 /** A number as an SQL literal (finite: the read API checks ranges). */
 function num(n: number): string {
   if (!Number.isFinite(n)) return n > 0 ? "inf" : n < 0 ? "-inf" : "nan";
@@ -833,11 +1089,6 @@ function int(n: number): string {
 /** A string as an SQL literal. */
 function str(s: string): string {
   return `'${escape(s, "'")}'`;
-}
-
-/** A string as a TabSeparated cell. */
-function tsv(s: string): string {
-  return escape(s, "");
 }
 
 function escape(s: string, quote: string): string {

@@ -197,6 +197,7 @@ export class JsonlStore implements contract.Store {
   async series(prefix: string, key: string, query: contract.SeriesQuery): Promise<contract.SeriesPage> {
     this.#ledger.recover(prefix);
     const byField = query.x !== "step" && query.x !== "_ts";
+    if (!byField && query.offset === 0 && query.limit === undefined) return await this.#chart(prefix, key, query);
     const series = await this.#reader.series(prefix, key, byField ? { x: query.x } : {});
     let x = byField ? series.x! : query.x === "_ts" ? series.ts : series.step;
     let value = series.value;
@@ -219,6 +220,15 @@ export class JsonlStore implements contract.Store {
     const reduced = minMaxDownsample(x, value, query.points);
     const page: contract.SeriesPage = { x: reduced.x, value: reduced.value, total, downsampled: reduced.downsampled };
     if (time && !reduced.downsampled) page.time = time.slice(0, reduced.x.length);
+    return page;
+  }
+
+  /** A whole range of a series by step or time, through the metric file's read index. */
+  async #chart(prefix: string, key: string, query: contract.SeriesQuery): Promise<contract.SeriesPage> {
+    const x = query.x === "_ts" ? "_ts" : "step";
+    const chart = await this.#reader.downsampled(prefix, key, { x, from: query.from, to: query.to, points: query.points });
+    const page: contract.SeriesPage = { x: chart.x, value: chart.value, total: chart.total, downsampled: chart.downsampled };
+    if (query.time && !chart.downsampled) page.time = chart.ts;
     return page;
   }
 

@@ -31,7 +31,9 @@ import type {
 } from "./backend.ts";
 import { checkFilePath, checkMetricName } from "./backend.ts";
 import { StorageError } from "./errors.ts";
-import { fieldNames, fieldValues, KeyScanner, numberAt, scanFlatRecord, toNumber } from "./record_text.ts";
+import { downsampleRange, IndexAppender, loadIndex, readRange, saveIndex, summarize } from "./read_index.ts";
+import type { DownsampledRange, KeySummary, MetricIndex, RangePoints, RangeQuery } from "./read_index.ts";
+import { approximateNumberAt, KeyScanner, numberAt } from "./record_text.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
 import type { AppendFile, DirectoryEntry } from "./file_system.ts";
 import {
@@ -89,6 +91,8 @@ export class JsonlBackend implements Backend {
   /** The root directory. */
   readonly root: string;
   #appending = new Map<string, AppendFile>();
+  /** The read index of each metric file kept open, fed what is appended to it. */
+  #indexes = new Map<string, IndexAppender>();
   #madeDirs = new Set<string>();
   #parts = new WeakMap<Batch, Map<string, PartProgress>>();
   /** The root with its links resolved, once it exists. */
@@ -182,7 +186,7 @@ export class JsonlBackend implements Backend {
     if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(prefix, dir, file));
     if (batch.metrics) {
       this.#mkdir(entryPath(dir, METRICS_DIR));
-      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(metricPath(this.root, prefix, name), batch.metrics![name], p));
+      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(metricPath(this.root, prefix, name), batch.metrics![name], p, true));
     }
     if (batch.logs) once("logs", (p) => this.#appendLines(entryPath(dir, LOGS_FILE), batch.logs!, p));
     // Status last: a reader that sees COMPLETED also sees the data before it.
@@ -226,9 +230,22 @@ export class JsonlBackend implements Backend {
         failure ??= error;
       } finally {
         file.close();
+        this.#closeIndex(name);
       }
     }
     if (failure !== undefined) throw failure;
+  }
+
+  /** Writes the block being filled of a metric file's index and closes it; the index is not worth failing a write or a close for. */
+  #closeIndex(file: string): void {
+    const index = this.#indexes.get(file);
+    if (index === undefined) return;
+    this.#indexes.delete(file);
+    try {
+      index.close();
+    } catch {
+      // A reader indexes what the index file lacks.
+    }
   }
 
   #dir(prefix: string): string {
@@ -298,13 +315,14 @@ export class JsonlBackend implements Backend {
    * nothing is joined. `progress` records the chunks written, so that a retry
    * after a failed write resumes at the first chunk not written.
    */
-  #appendLines(file: string, chunks: readonly (string | Uint8Array)[], progress = newProgress()): void {
+  #appendLines(file: string, chunks: readonly (string | Uint8Array)[], progress = newProgress(), indexed = false): void {
     let appending = this.#appending.get(file);
     if (appending) {
       this.#appending.delete(file); // kept in least-recently-used order
       if (appending.isGone()) {
         // Removed since it was opened: what is written to it now would be lost.
         appending.close();
+        this.#closeIndex(file);
         appending = undefined;
         progress.landed = 0;
       }
@@ -316,26 +334,62 @@ export class JsonlBackend implements Backend {
         this.#closeFiles((name) => name === oldest, false);
       }
       appending = this.#openAppend(file, progress);
+      if (indexed) this.#openIndex(file);
     }
     this.#appending.set(file, appending);
+    const index = indexed ? this.#indexes.get(file) : undefined;
     let used = 0;
+    let pieceStart = progress.nextChunk;
+    const write = (next: number): void => {
+      const resumed = progress.landed > 0;
+      try {
+        writePiece(appending, used, progress, next);
+      } catch (error) {
+        index?.lose();
+        throw error;
+      }
+      if (index !== undefined && used > 0) this.#indexAppended(file, index, chunks, pieceStart, next, resumed ? -1 : used);
+      pieceStart = next;
+    };
     for (let i = progress.nextChunk; i < chunks.length; i++) {
       const chunk = chunks[i];
       const room = (typeof chunk === "string" ? chunk.length * 3 : chunk.length) + 1;
       if (used + room > scratch.length) {
-        if (used > 0) writePiece(appending, used, progress, i);
+        if (used > 0) write(i);
         used = 0;
         if (room > scratch.length) scratch = new Uint8Array(room);
       }
+      const before = used;
       if (typeof chunk === "string") {
         used += encoder.encodeInto(chunk, scratch.subarray(used)).written;
       } else {
         scratch.set(chunk, used);
         used += chunk.length;
       }
+      chunkBytes[i] = used - before;
       scratch[used++] = 10;
     }
-    writePiece(appending, used, progress, chunks.length);
+    write(chunks.length);
+  }
+
+  /** Starts indexing a metric file just opened for appending; without an index the file is still written. */
+  #openIndex(file: string): void {
+    try {
+      this.#indexes.set(file, IndexAppender.open(file));
+    } catch {
+      // A reader indexes the file itself.
+    }
+  }
+
+  /** Indexes chunks `[from, to)` just appended (`bytes` of them; -1 when part of them landed earlier). */
+  #indexAppended(file: string, index: IndexAppender, chunks: readonly (string | Uint8Array)[], from: number, to: number, bytes: number): void {
+    try {
+      if (bytes < 0) index.lose();
+      else index.appended(chunks, chunkBytes, from, to, bytes);
+    } catch {
+      index.lose();
+      this.#closeIndex(file);
+    }
   }
 
   #mergeExperiment(dir: string, patch: ExperimentRecord): void {
@@ -571,6 +625,8 @@ interface ExperimentFile extends ExperimentRecord {
 const encoder = new TextEncoder();
 // encodeInto a reused buffer: on Deno it is many times faster than encode() or Buffer.from().
 let scratch = new Uint8Array(MAX_WRITE_BYTES);
+/** The UTF-8 bytes of each chunk of the append under way, for the read index. */
+const chunkBytes: number[] = [];
 
 function writeJsonAtomic(file: string, value: unknown): void {
   replaceFileSync(fileSystem, file, JSON.stringify(value, null, 2) + "\n");
@@ -650,19 +706,7 @@ export interface Series {
   x?: number[];
 }
 
-/** Count, min, max and last value of a key (min and max ignore non-finite values). */
-export interface KeySummary {
-  /** How many values. */
-  count: number;
-  /** Smallest finite value. */
-  min: number | null;
-  /** Largest finite value. */
-  max: number | null;
-  /** The last value. */
-  last: number | null;
-  /** The last step. */
-  lastStep: number | null;
-}
+export type { DownsampledRange, KeySummary, RangeQuery } from "./read_index.ts";
 
 /** What {@linkcode DashReader.overview} returns. */
 export interface ExperimentOverview {
@@ -719,8 +763,8 @@ export class DashReader {
   /** The root directory. */
   readonly root: string;
   #staleFactor: number;
-  /** Series (ids starting "series\0") and metric files' summaries ("summary\0"), least recently used first. */
-  #cache: ByteBoundedCache<SeriesRead | SummaryRead>;
+  /** Series (ids starting "series\0") and metric files' read indexes ("index\0"), least recently used first. */
+  #cache: ByteBoundedCache<SeriesRead | IndexRead>;
 
   /**
    * Creates a reader of the experiments under `root`.
@@ -880,15 +924,76 @@ export class DashReader {
     // A Map: a field may be named "__proto__", which an assignment to {} would lose.
     const result = new Map<string, KeySummary>();
     for (const [metric, file] of this.#metricFiles(prefix)) {
-      const id = `summary\0${file}`;
-      const read = this.#take<SummaryRead>(id, file) ?? { bytes: 0, fields: new Map() };
-      if (fileSystem.size(file) > read.bytes) read.bytes = readSummary(file, read);
-      this.#cache.put(id, read, summaryMemory(id, read));
-      for (const [field, s] of read.fields) result.set(metric === DEFAULT_METRIC ? field : `${metric}/${field}`, { ...s });
+      for (const [field, s] of summarize(this.#index(file).blocks())) result.set(metric === DEFAULT_METRIC ? field : `${metric}/${field}`, s);
     }
     return Promise.resolve(Object.fromEntries([...result].sort(([a], [b]) => a.localeCompare(b))));
   }
 
+  /**
+   * One key's points with the step or the time in a range, min-max
+   * downsampled to at most `query.points`, read through the metric file's
+   * index: only the blocks of the JSONL that the range cuts are read (every
+   * block in range when they are few); buckets are whole blocks of the index
+   * where the range has many (see downsampleRange in storage/read_index.ts).
+   *
+   * @param prefix The prefix.
+   * @param key `metric/field` (or `field` for the default metric).
+   * @param query The x axis (`step` or `_ts`), the range and the number of points.
+   * @returns The points kept (x, value and time), the number in range, and whether any were left out.
+   *
+   * @example A chart of a long series reads a few blocks
+   * ```ts
+   * import { mkdtempSync } from "node:fs";
+   * import { tmpdir } from "node:os";
+   * import { join } from "node:path";
+   * import { DashReader, JsonlBackend } from "./jsonl.ts";
+   *
+   * const root = mkdtempSync(join(tmpdir(), "dash-"));
+   * const backend = new JsonlBackend(root);
+   * const lines = Array.from({ length: 10_000 }, (_, i) => JSON.stringify({ _ts: i, step: i, loss: 1 / (i + 1) }));
+   * await backend.write("alice/mnist/long", { metrics: { train: [lines.join("\n")] } });
+   * await backend.close();
+   *
+   * const chart = await new DashReader(root).downsampled("alice/mnist/long", "train/loss", { x: "step", from: 100, to: 199, points: 1000 });
+   * console.log(chart.total, chart.downsampled, chart.x[0]); // 100 false 100
+   * ```
+   */
+  downsampled(prefix: string, key: string, query: RangeQuery): Promise<DownsampledRange> {
+    let listed: Map<string, string> | undefined;
+    const { metric, field } = splitKey(key, (m) => (listed ??= this.#metricFiles(prefix)).has(m));
+    const file = listed?.get(metric) ?? metricPath(this.root, prefix, metric);
+    const blocks = this.#index(file).blocks();
+    return Promise.resolve(downsampleRange(blocks, field, query, (start, end) => pointsOf(readRange(file, start, end), field)));
+  }
+
+  /**
+   * The read index of a metric file: cached, or loaded from its index file
+   * (rewritten where stale, if the root can be written), then brought up to
+   * the file's last whole line.
+   */
+  #index(file: string): MetricIndex {
+    const id = `index\0${file}`;
+    const size = fileSystem.size(file);
+    const cached = this.#cache.take(id) as IndexRead | undefined;
+    let read: IndexRead;
+    if (cached !== undefined && size >= cached.bytes) {
+      read = cached;
+      if (size > read.bytes) read.index.scanFile(file, size);
+    } else {
+      const { index, stale } = loadIndex(file);
+      read = { bytes: 0, index };
+      if (stale) {
+        try {
+          saveIndex(file, index);
+        } catch {
+          // A root this reader cannot write: the index is rebuilt in memory at each load.
+        }
+      }
+    }
+    read.bytes = read.index.bytes;
+    this.#cache.put(id, read, indexMemory(id, read.index));
+    return read.index;
+  }
 
   /**
    * Everything about one experiment at once, as `ml-dash show` and the read API give it.
@@ -947,7 +1052,7 @@ export class DashReader {
    * read further. An entry whose file shrank is dropped: JSONL files only grow
    * unless replaced. The id's namespace says which type the entry has.
    */
-  #take<T extends SeriesRead | SummaryRead>(id: string, file: string): T | undefined {
+  #take<T extends SeriesRead>(id: string, file: string): T | undefined {
     const entry = this.#cache.take(id) as T | undefined;
     return entry && fileSystem.size(file) >= entry.bytes ? entry : undefined;
   }
@@ -1010,8 +1115,11 @@ const CACHED_NUMBER_BYTES = 24;
 /** What a cache entry costs beside its numbers: its objects, its Map slot. */
 const CACHE_ENTRY_BYTES = 256;
 
-/** What one field of a metric summary costs beside its name: a KeySummary and its Map slot. */
-const SUMMARY_FIELD_BYTES = 160;
+/** What a block of a read index costs beside its keys: its object, its numbers, its Map. */
+const INDEX_BLOCK_BYTES = 200;
+
+/** What one key of a block costs beside its name: a KeyBlock of 13 numbers and its Map slot. */
+const INDEX_KEY_BYTES = 200;
 
 function checkedCount(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -1025,10 +1133,13 @@ function seriesMemory(id: string, read: SeriesRead): number {
   return CACHE_ENTRY_BYTES + id.length * 2 + numbers * CACHED_NUMBER_BYTES;
 }
 
-/** A metric summary's estimated memory: per field its name and its KeySummary. */
-function summaryMemory(id: string, read: SummaryRead): number {
+/** A read index's estimated memory: per block its numbers, per key of a block its name and its numbers. */
+function indexMemory(id: string, index: MetricIndex): number {
   let bytes = CACHE_ENTRY_BYTES + id.length * 2;
-  for (const field of read.fields.keys()) bytes += SUMMARY_FIELD_BYTES + field.length * 2;
+  for (const block of index.blocks()) {
+    bytes += INDEX_BLOCK_BYTES;
+    for (const field of block.keys.keys()) bytes += INDEX_KEY_BYTES + field.length * 2;
+  }
   return bytes;
 }
 
@@ -1157,31 +1268,54 @@ interface SeriesRead {
  * nothing. Returns the offset after the last whole line.
  */
 function readSeries(file: string, read: SeriesRead, field: string, xField: string | undefined): number {
+  return forEachText(file, (text) => collectSeries(text, read, field, xField), read.bytes);
+}
+
+/**
+ * Appends to `read` the rows of `text` (whole lines) that have `field` (and
+ * `xField`); see readSeries. With `read.at`, values are read approximately
+ * (approximateNumberAt) and where each starts in `text` goes to `read.at`.
+ */
+function collectSeries(text: string, read: Omit<SeriesRead, "bytes"> & { at?: number[] }, field: string, xField: string | undefined): void {
   const fieldKey = JSON.stringify(field) + ":";
   const xKey = xField === undefined ? undefined : JSON.stringify(xField) + ":";
-  return forEachText(file, (text) => {
-    const xs = xKey === undefined ? undefined : new KeyScanner(xKey, text);
-    const steps = new KeyScanner('"step":', text);
-    const times = new KeyScanner('"_ts":', text);
-    for (let at = text.indexOf(fieldKey); at !== -1; at = text.indexOf(fieldKey, at)) {
-      let lineStart = at;
-      while (lineStart > 0 && text.charCodeAt(lineStart - 1) !== 10) lineStart--;
-      const lineEnd = text.indexOf("\n", at);
-      const value = numberAt(text, at + fieldKey.length, lineEnd);
-      at = lineEnd + 1;
-      if (value === undefined) continue;
-      let x = 0;
-      if (xs !== undefined) {
-        const found = xs.numberIn(lineStart, lineEnd);
-        if (found === undefined) continue;
-        x = found;
-      }
-      read.value.push(value);
-      read.step.push(steps.numberIn(lineStart, lineEnd) ?? NaN);
-      read.ts.push(times.numberIn(lineStart, lineEnd) ?? NaN);
-      if (read.x) read.x.push(x);
+  const xs = xKey === undefined ? undefined : new KeyScanner(xKey, text);
+  const steps = new KeyScanner('"step":', text);
+  const times = new KeyScanner('"_ts":', text);
+  for (let at = text.indexOf(fieldKey); at !== -1; at = text.indexOf(fieldKey, at)) {
+    const lineStart = text.lastIndexOf("\n", at) + 1;
+    let lineEnd = text.indexOf("\n", at);
+    if (lineEnd === -1) lineEnd = text.length;
+    const valueStart = at + fieldKey.length;
+    const value = read.at === undefined ? numberAt(text, valueStart, lineEnd) : approximateNumberAt(text, valueStart, lineEnd);
+    at = lineEnd + 1;
+    if (value === undefined) continue;
+    let x = 0;
+    if (xs !== undefined) {
+      const found = xs.numberIn(lineStart, lineEnd);
+      if (found === undefined) continue;
+      x = found;
     }
-  }, read.bytes);
+    read.value.push(value);
+    read.step.push(steps.numberIn(lineStart, lineEnd) ?? NaN);
+    read.ts.push(times.numberIn(lineStart, lineEnd) ?? NaN);
+    if (read.x) read.x.push(x);
+    read.at?.push(valueStart);
+  }
+}
+
+/** The points of `field` in `text` (whole lines of a metric file): values approximate, each exact on demand. */
+function pointsOf(text: string, field: string): RangePoints {
+  const at: number[] = [];
+  const points = { step: [], ts: [], value: [], at };
+  collectSeries(text, points, field, undefined);
+  return { step: points.step, ts: points.ts, value: points.value, exact: (i) => numberAt(text, at[i], text.length) ?? NaN };
+}
+
+/** A metric file's read index in the cache: `bytes` of the file are in it. */
+interface IndexRead {
+  bytes: number;
+  index: MetricIndex;
 }
 
 /** Bytes read from the end of a metric file to find its last record. */
@@ -1238,62 +1372,6 @@ function readJsonl<T>(file: string): T[] {
     }
   });
   return records;
-}
-
-/**
- * Calls `onRecord(count)` for each metric record of a file from byte `from`
- * on, with its fields in fieldNames / fieldValues. Flat records are scanned
- * without building objects (ten times faster than JSON.parse); any other line
- * falls back to JSON.parse, and a line that is not JSON is skipped. Returns
- * the offset after the last whole line.
- */
-function forEachRecord(file: string, onRecord: (count: number) => void, from: number): number {
-  return forEachLineAt(file, (text, start, end) => {
-    let count = scanFlatRecord(text, start, end);
-    if (count < 0) {
-      let record: unknown;
-      try {
-        record = JSON.parse(text.slice(start, end));
-      } catch {
-        return;
-      }
-      if (record === null || typeof record !== "object") return;
-      count = 0;
-      for (const [key, value] of Object.entries(record)) {
-        fieldNames[count] = key;
-        fieldValues[count++] = toNumber(value);
-      }
-    }
-    onRecord(count);
-  }, from);
-}
-
-/** A metric file's summary as far as it was read: `bytes` of it are counted. */
-interface SummaryRead {
-  bytes: number;
-  fields: Map<string, KeySummary>;
-}
-
-/** Adds the records of a metric file from byte `read.bytes` on to its summary; returns the new offset. */
-function readSummary(file: string, read: SummaryRead): number {
-  return forEachRecord(file, (count) => {
-    let step: number | null = null;
-    for (let i = 0; i < count; i++) if (fieldNames[i] === "step") step = fieldValues[i];
-    for (let i = 0; i < count; i++) {
-      const field = fieldNames[i];
-      if (field === "_ts" || field === "step") continue;
-      const value = fieldValues[i];
-      let s = read.fields.get(field);
-      if (!s) read.fields.set(field, s = { count: 0, min: null, max: null, last: null, lastStep: null });
-      s.count++;
-      s.last = value;
-      s.lastStep = step;
-      if (value - value === 0) {
-        if (s.min === null || value < s.min) s.min = value;
-        if (s.max === null || value > s.max) s.max = value;
-      }
-    }
-  }, read.bytes);
 }
 
 function latestFiles(file: string): Map<string, FileInfo> {

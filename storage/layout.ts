@@ -213,6 +213,26 @@ export function metricPath(root: string, prefix: string, metric: string): string
   return `${experimentDir(root, prefix)}/${metricEntry(metric)}`;
 }
 
+/** What a metric file's read index adds to its name: `metrics/train.jsonl.idx` (no metric file ends so). */
+export const METRIC_INDEX_EXTENSION = ".idx";
+
+/**
+ * The path of a metric file's read index (storage/read_index.ts), beside it.
+ *
+ * @param metricFile The metric file's path.
+ * @returns The index file's path.
+ *
+ * @example
+ * ```ts
+ * import { metricIndexPath } from "./layout.ts";
+ *
+ * console.log(metricIndexPath(".dash/alice/x/metrics/train.jsonl")); // .dash/alice/x/metrics/train.jsonl.idx
+ * ```
+ */
+export function metricIndexPath(metricFile: string): string {
+  return metricFile + METRIC_INDEX_EXTENSION;
+}
+
 /**
  * The metric a file of the metrics folder holds: its name without the
  * extension, or undefined for a file that is no metric file. A listed name is

@@ -104,6 +104,41 @@ export function numberAt(text: string, start: number, end: number): number | und
   return stop > start ? parseNumber(text, start, stop) : undefined;
 }
 
+/**
+ * The JSON number at `start` (before `end`) within 1e-15 of its value
+ * (relative), without building a string: decimals of any length are summed
+ * digit by digit, where {@linkcode numberAt} hands those of more than 15
+ * digits to `Number()`. Exact for at most 15 digits; strings ("NaN"),
+ * exponents and anything else are read by numberAt, exactly.
+ *
+ * @param text The text.
+ * @param start Where the value starts.
+ * @param end The end of its line.
+ * @returns The number, or undefined if there is none.
+ *
+ * @example
+ * ```ts
+ * import { approximateNumberAt } from "./record_text.ts";
+ *
+ * const text = '{"a":0.30000000000000004}';
+ * console.log(Math.abs(approximateNumberAt(text, 5, 25)! - 0.30000000000000004) < 1e-15); // true
+ * ```
+ */
+export function approximateNumberAt(text: string, start: number, end: number): number | undefined {
+  let i = start;
+  let c = text.charCodeAt(i);
+  const negative = c === 45;
+  if (negative) c = text.charCodeAt(++i);
+  let mantissa = 0;
+  let scale = 0;
+  const first = i;
+  for (; c >= 48 && c <= 57; c = text.charCodeAt(++i)) mantissa = mantissa * 10 + (c - 48);
+  if (c === 46) for (c = text.charCodeAt(++i); c >= 48 && c <= 57; c = text.charCodeAt(++i)) (mantissa = mantissa * 10 + (c - 48)), scale--;
+  if (i === first || scale < -22 || mantissa > 1e300 || (i < end && c !== 44 && c !== 125)) return numberAt(text, start, end);
+  const value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa;
+  return negative ? -value : value;
+}
+
 /** 10^0 … 10^22: every one is exact as a double. */
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
 

@@ -105,8 +105,33 @@ export function bunNamespace<T extends object>(): T | undefined {
  * console.log(nodeProcess()?.platform ?? "no process");
  * ```
  */
-export function nodeProcess(): typeof globalThis.process | undefined {
-  return globalThis.process;
+export function nodeProcess(): NodeProcess | undefined {
+  return (globalThis as unknown as { process?: NodeProcess }).process;
+}
+
+/**
+ * The part of Node's `process` this code uses, declared here so that the
+ * published types compile without `@types/node` (a Worker's or a page's project).
+ */
+export interface NodeProcess {
+  /** `release.name` is `"node"` on Node (and on Deno and Bun, which claim it). */
+  release?: { name?: string };
+  /** The environment. */
+  env?: Record<string, string | undefined>;
+  /** The process id. */
+  pid?: number;
+  /** The operating system. */
+  platform?: string;
+  /** Loads a built-in module synchronously (Node ≥ 20.16, Bun). */
+  getBuiltinModule?(id: string): unknown;
+  /** Ends the process. */
+  exit(code?: number): never;
+  /** Adds a listener to a process event. */
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  /** Removes a listener. */
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  /** How many listeners an event has. */
+  listenerCount(event: string): number;
 }
 
 /**
@@ -149,8 +174,8 @@ export function isPage(): boolean {
  */
 export function nodeBuiltin<T>(name: `node:${string}`): T | undefined {
   try {
-    const load = (nodeProcess() as { getBuiltinModule?(id: string): unknown } | undefined)?.getBuiltinModule;
-    return typeof load === "function" ? load(name) as T | undefined : undefined;
+    const proc = nodeProcess();
+    return typeof proc?.getBuiltinModule === "function" ? proc.getBuiltinModule(name) as T | undefined : undefined;
   } catch {
     return undefined;
   }

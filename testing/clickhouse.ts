@@ -56,6 +56,8 @@ export interface StartClickHouseOptions {
   count?: number;
   /** Milliseconds to wait for `SELECT 1` (default 60000). */
   timeoutMs?: number;
+  /** Keep every query in `system.query_log` (for profiles; default off). */
+  queryLog?: boolean;
 }
 
 /**
@@ -99,7 +101,7 @@ export async function startClickHouse(options: StartClickHouseOptions = {}): Pro
   for (let i = 0; i < count; i++) ports.push({ http: await freePort(), tcp: await freePort(), interserver: await freePort() });
   const servers: ClickHouseServer[] = [];
   try {
-    for (const port of ports) servers.push(await startOne(binary, port, ports, options.timeoutMs ?? 60_000));
+    for (const port of ports) servers.push(await startOne(binary, port, ports, options.timeoutMs ?? 60_000, options.queryLog ?? false));
   } catch (error) {
     for (const server of servers) await server.stop();
     throw error;
@@ -112,11 +114,12 @@ async function startOne(
   port: { http: number; tcp: number; interserver: number },
   all: { tcp: number }[],
   timeoutMs: number,
+  queryLog: boolean,
 ): Promise<ClickHouseServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ml-dash-clickhouse-"));
   for (const sub of ["data", "tmp", "user_files", "format_schemas", "log"]) fs.mkdirSync(path.join(dir, sub));
   fs.writeFileSync(path.join(dir, "config.xml"), configXml(dir, port, all));
-  fs.writeFileSync(path.join(dir, "users.xml"), USERS_XML);
+  fs.writeFileSync(path.join(dir, "users.xml"), usersXml(queryLog));
   const child: ChildProcess = spawn(binary.cmd, [...binary.args, `--config-file=${path.join(dir, "config.xml")}`], {
     cwd: dir,
     stdio: ["ignore", "ignore", "pipe"],
@@ -198,6 +201,7 @@ function configXml(dir: string, port: { http: number; tcp: number; interserver: 
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
+  <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>
   <remote_servers><${TEST_CLUSTER}>${shards}</${TEST_CLUSTER}></remote_servers>
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
   <max_session_timeout>3600</max_session_timeout>
@@ -206,10 +210,11 @@ function configXml(dir: string, port: { http: number; tcp: number; interserver: 
 `;
 }
 
-const USERS_XML = `<?xml version="1.0"?>
+function usersXml(queryLog: boolean): string {
+  return `<?xml version="1.0"?>
 <yandex>
   <profiles>
-    <default><max_memory_usage>2000000000</max_memory_usage><load_balancing>random</load_balancing></default>
+    <default><max_memory_usage>2000000000</max_memory_usage><load_balancing>random</load_balancing><log_queries>${queryLog ? 1 : 0}</log_queries></default>
   </profiles>
   <users>
     <default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default>
@@ -220,3 +225,4 @@ const USERS_XML = `<?xml version="1.0"?>
   </quotas>
 </yandex>
 `;
+}

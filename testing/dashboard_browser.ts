@@ -99,7 +99,7 @@ export class DashboardBrowser {
     const page = await this.#context.newPage();
     page.on("pageerror", (error) => this.errors.push(error.message));
     await page.goto(`${this.server.url}/${options.search ?? ""}${hash}`);
-    await page.waitForSelector(options.ready ?? '[data-testid="experiment-row"], [data-testid="experiment-list"] .empty', WAIT);
+    await page.waitForSelector(options.ready ?? '[data-testid="experiment-row"], [data-testid="experiment-list"] .empty', { state: "attached", ...WAIT });
     assert.deepEqual(this.errors, [], "the page raised no error while loading");
     return page;
   }

@@ -18,6 +18,9 @@ import { fileURLToPath } from "node:url";
 /** The repository's root: the folder above testing/ (in `.build/` under Node). */
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
 
+/** The checkout itself, where package.json, node_modules and the sources are (ROOT is `.build/` under Node). */
+export const CHECKOUT: string = ROOT.replace(/\.build\/?$/, "");
+
 /**
  * The file that runs for the module at `path` (relative to the root).
  *
