@@ -1300,11 +1300,17 @@ class RecordBuffer {
   #overflowWarned = [false, false];
   #failedExitFlushes = 0;
   #warnedFailure = false;
+  /** Whether metric records wait as UTF-8 bytes (for a local store) rather than as JSON text. */
+  #metricBytes: boolean;
+  /** Byte buffers of written batches, for the queues to reuse. */
+  #spareBytes: Uint8Array[] = [];
   /** The last write error, until a write succeeds again. */
   failure: StorageError | undefined;
 
-  constructor(backend: Backend, prefix: string, options: Pick<Settings, "metricBatchSize" | "logBatchSize" | "flushInterval">) {
+  constructor(backend: Backend, prefix: string, options: Pick<Settings, "metricBatchSize" | "logBatchSize" | "flushInterval" | "dashUrl">) {
     this.#backend = backend;
+    // A server takes text: only the local store gets bytes.
+    this.#metricBytes = options.dashUrl === undefined;
     this.#prefix = prefix;
     this.#metricBatchSize = options.metricBatchSize;
     this.#logBatchSize = options.logBatchSize;
@@ -1335,16 +1341,12 @@ class RecordBuffer {
   /** The queue of metric `name`: its step counter and its pending lines. */
   queue(name: string): MetricQueue {
     let queue = this.#queues.get(name);
-    if (!queue) this.#queues.set(name, queue = { name, nextStep: 0, lines: [], pending: [] });
+    if (!queue) this.#queues.set(name, queue = { name, nextStep: 0, pending: [], chunks: [], bytes: this.#emptyBytes(0), ends: [] });
     return queue;
   }
 
   pushMetric(queue: MetricQueue, line: string): void {
-    // Joining every CHUNK_LINES lines keeps few objects alive across collections when the caller rarely yields.
-    if (queue.pending.push(line) === CHUNK_LINES) {
-      queue.lines.push(queue.pending.join("\n"));
-      queue.pending = [];
-    }
+    if (queue.pending.push(line) === CHUNK_LINES) this.#moveOut(queue);
     if (++this.#metricCount >= this.#metricBatchSize) this.#batchIsFull();
   }
 
@@ -1390,7 +1392,11 @@ class RecordBuffer {
     // A write in progress may not have stored its batches yet. Writing them again is safe:
     // every backend stores a batch once (the JSONL backend marks the parts it wrote).
     for (const batch of this.#inFlight) if (!written(batch) && !atExit) throw failure;
-    const unwritten = this.#takeAll().filter((batch) => (failure !== undefined && !atExit) || !written(batch));
+    const unwritten = this.#takeAll().filter((batch) => {
+      if ((failure !== undefined && !atExit) || !written(batch)) return true;
+      this.#recycle(batch);
+      return false;
+    });
     this.#retry.unshift(...unwritten);
     if (failure !== undefined) throw failure;
   }
@@ -1451,7 +1457,7 @@ class RecordBuffer {
     while (batches.length > 0) {
       try {
         await this.#backend.write(this.#prefix, batches[0]);
-        batches.shift();
+        this.#recycle(batches.shift()!);
       } catch (error) {
         // Nothing is dropped: the batches wait for the next flush, and this one reports.
         this.#inFlight = [];
@@ -1472,11 +1478,17 @@ class RecordBuffer {
     if (this.#metricCount > 0) {
       batch.metrics = ownKeys();
       for (const queue of this.#queues.values()) {
-        if (queue.pending.length > 0) queue.lines.push(queue.pending.join("\n"));
-        if (queue.lines.length === 0) continue;
-        batch.metrics[queue.name] = queue.lines;
-        queue.lines = [];
-        queue.pending = [];
+        if (queue.pending.length > 0) this.#moveOut(queue);
+        if (queue.ends.length > 0) {
+          let start = 0;
+          for (const end of queue.ends) queue.chunks.push(queue.bytes.subarray(start, start = end));
+          // The batch keeps these bytes until it is written (it may be retried): the queue takes other ones.
+          queue.bytes = this.#emptyBytes(start);
+          queue.ends = [];
+        }
+        if (queue.chunks.length === 0) continue;
+        batch.metrics[queue.name] = queue.chunks;
+        queue.chunks = [];
       }
       this.#metricCount = 0;
     }
@@ -1487,6 +1499,30 @@ class RecordBuffer {
     this.#state = {};
     batches.push(batch);
     return batches;
+  }
+
+  /** Moves a queue's pending records out of the JS heap (as bytes) or into one chunk of text. */
+  #moveOut(queue: MetricQueue): void {
+    const text = queue.pending.join("\n");
+    queue.pending = [];
+    if (this.#metricBytes) appendChunk(queue, text);
+    else queue.chunks.push(text);
+  }
+
+  /** A byte buffer with room for `size` bytes and more (one that was spare, where it fits). */
+  #emptyBytes(size: number): Uint8Array {
+    if (!this.#metricBytes) return NO_BYTES;
+    const spare = this.#spareBytes.pop();
+    return spare && spare.length > size ? spare : new Uint8Array(2 ** Math.ceil(Math.log2(Math.max(MIN_QUEUE_BYTES, size * 1.5))));
+  }
+
+  /** Keeps the byte buffers of a written batch for reuse: allocating new ones at every batch makes the collector run. */
+  #recycle(batch: Batch): void {
+    for (const name in batch.metrics ?? {}) {
+      // A metric's byte chunks share one buffer.
+      const first = batch.metrics![name][0];
+      if (typeof first !== "string" && this.#spareBytes.length < MAX_SPARE_BUFFERS) this.#spareBytes.push(new Uint8Array(first.buffer));
+    }
   }
 
   #warnFailure(error: unknown): void {
@@ -1502,10 +1538,42 @@ interface MetricQueue {
   readonly name: string;
   /** The step the next record gets when none is given. */
   nextStep: number;
-  /** Chunks of records as JSON text, one record a line, oldest first. */
-  lines: string[];
-  /** The newest records, one a string, not yet joined into a chunk. */
+  /** The newest records, one a string, not yet moved out. */
   pending: string[];
+  /** Older records as chunks of lines: JSON text (for a server), or UTF-8 taken from `bytes`. */
+  chunks: (string | Uint8Array)[];
+  /**
+   * Older records in UTF-8 (for the local store): outside the JS heap, which the collector then
+   * neither scans nor copies while the caller goes on logging.
+   */
+  bytes: Uint8Array;
+  /** Where each chunk of lines in `bytes` ends: the chunks are `bytes[0, ends[0])`, `bytes[ends[0], ends[1])`, … */
+  ends: number[];
+}
+
+/** The size a metric queue's byte buffer starts with; it doubles as needed. */
+const MIN_QUEUE_BYTES = 16_384;
+/** Byte buffers kept for reuse, at most. */
+const MAX_SPARE_BUFFERS = 8;
+const NO_BYTES = new Uint8Array(0);
+const utf8Encoder = new TextEncoder();
+
+/**
+ * Appends `text` (lines) to a queue's bytes as UTF-8, as a chunk of its own: chunks of at most
+ * CHUNK_LINES lines, each far smaller than the writer's buffer, which it then never needs to grow.
+ */
+function appendChunk(queue: MetricQueue, text: string): void {
+  let used = queue.ends.length > 0 ? queue.ends[queue.ends.length - 1] : 0;
+  for (let read = 0; ;) {
+    const done = utf8Encoder.encodeInto(read === 0 ? text : text.slice(read), queue.bytes.subarray(used));
+    used += done.written;
+    read += done.read;
+    if (read === text.length) break;
+    const larger = new Uint8Array(queue.bytes.length * 2);
+    larger.set(queue.bytes.subarray(0, used));
+    queue.bytes = larger;
+  }
+  queue.ends.push(used);
 }
 
 let cachedPrefix = "";

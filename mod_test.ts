@@ -440,6 +440,55 @@ describe("Buffer", () => {
     assert.ok(rows.every((r, i) => r.i === i && r.step === i));
   });
 
+  it("records whose keys are many-byte characters, longer than a buffer's first size, are written whole", async () => {
+    const root = tempDir("test");
+    // 3-byte characters and 4-byte ones (surrogate pairs), so that the UTF-8 of a line is longer than its text.
+    const keys = ["损失".repeat(40), "😀".repeat(60), "plain"];
+    await new Experiment({ prefix: "a/p/utf8", dashRoot: root }).run(async (exp) => {
+      for (let i = 0; i < 3_000; i++) exp.metrics("train").log({ [keys[0]]: i, [keys[1]]: -i, [keys[2]]: i / 7 });
+      await Promise.resolve();
+      for (let i = 3_000; i < 3_010; i++) exp.metrics("train").log({ [keys[0]]: i, [keys[1]]: -i, [keys[2]]: i / 7 });
+    });
+    const rows = readLines(path.join(root, "a/p/utf8/metrics/train.jsonl"));
+    assert.equal(rows.length, 3_010);
+    rows.forEach((row, i) => {
+      const expected = { _ts: row._ts, step: i, [keys[0]]: i, [keys[1]]: -i, [keys[2]]: i / 7 };
+      if (JSON.stringify(row) !== JSON.stringify(expected)) assert.fail(`row ${i}: ${JSON.stringify(row).slice(0, 80)}`);
+    });
+  });
+
+  it("batches waiting for a retry keep their records while the buffers of written batches are reused", async () => {
+    const root = tempDir("test");
+    const exp = new Experiment({ prefix: "a/p/reused", dashRoot: root, flushInterval: 3600 });
+    await exp.run.start();
+    const train = exp.metrics("train");
+    const logRange = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) train.log({ i, half: i / 2 });
+    };
+    logRange(0, 2_000);
+    await exp.flush();
+    // A real fault: the metrics folder is replaced by a file, so the appends fail and their batches wait.
+    const metrics = path.join(root, "a/p/reused/metrics");
+    fs.rmSync(metrics, { recursive: true });
+    fs.writeFileSync(metrics, "");
+    await captureWarnings(async () => {
+      logRange(2_000, 4_000);
+      await assert.rejects(exp.flush());
+      logRange(4_000, 6_000);
+      await assert.rejects(exp.flush());
+    });
+    fs.rmSync(metrics);
+    fs.mkdirSync(metrics);
+    logRange(6_000, 8_000);
+    await exp.run.complete();
+    const rows = readLines(path.join(metrics, "train.jsonl"));
+    assert.equal(rows.length, 6_000, "the records logged before the fault went with the folder");
+    rows.forEach((row, n) => {
+      const i = n + 2_000;
+      if (row.i !== i || row.half !== i / 2 || row.step !== i) assert.fail(`row ${n}: ${JSON.stringify(row)}`);
+    });
+  });
+
   it("the timer flushes a partial batch every flushInterval seconds", async () => {
     const root = tempDir("test");
     const exp = new Experiment({ prefix: "a/p/timer", dashRoot: root, flushInterval: 0.05 });

@@ -17,6 +17,11 @@ import * as path from "node:path";
 import { Experiment } from "../mod.ts";
 import { argInt, countLines, emit, fmt, PeakRss, percentile, runtimeName, tempDir } from "./_common.ts";
 
+/** Each run writes gigabytes at N = 20,000,000: its folder goes once it is counted. */
+function removeDir(root: string): void {
+  fs.rmSync(root, { recursive: true, force: true });
+}
+
 const POINTS = argInt("points", 4_000_000);
 const CALLS = Math.floor(POINTS / 4);
 const LATENCY_CALLS = Math.min(CALLS, 500_000);
@@ -47,6 +52,7 @@ async function tracker(root: string, calls = CALLS, readIndex = true): Promise<F
   rss.sample();
   const lines = countLines(path.join(root, "bench/local/throughput/metrics/train.jsonl"));
   if (lines !== calls) throw new Error(`Expected ${calls} records on disk, found ${lines}`);
+  removeDir(root);
   return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
@@ -68,6 +74,7 @@ async function baseline(root: string, calls = CALLS): Promise<Figures> {
   const seconds = (performance.now() - t0) / 1000;
   rss.sample();
   if (countLines(file) !== calls) throw new Error("baseline lost records");
+  removeDir(root);
   return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
@@ -108,6 +115,7 @@ async function latency(root: string): Promise<{ p50: number; p99: number; max: n
   const without = await loop(false);
   const withLogging = await loop(true);
   if (sink < 0) console.log(sink);
+  removeDir(root);
   return {
     p50: percentile(samples, 50) * 1e6,
     p99: percentile(samples, 99) * 1e6,

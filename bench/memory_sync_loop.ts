@@ -8,6 +8,7 @@
  *
  * @module
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { Experiment } from "../mod.ts";
 import { argInt, countLines, emit, fmt, PeakRss, runtimeName, tempDir } from "./_common.ts";
@@ -38,6 +39,7 @@ rss.sample();
 
 const lines = countLines(path.join(root, "bench/local/sync-loop/metrics/train.jsonl"));
 if (lines !== CALLS) throw new Error(`Expected ${CALLS} records on disk, found ${lines}`);
+fs.rmSync(root, { recursive: true, force: true }); // about 1.7 GB at N = 20,000,000
 const peakRssMB = rss.peak / 2 ** 20;
 
 console.log(`memory_sync_loop on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), loop never awaits, every point checked on disk`);

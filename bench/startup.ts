@@ -13,6 +13,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
 import * as path from "node:path";
 import { argInt, countLines, emit, fmt, runtimeName, selfCommand, tempDir } from "./_common.ts";
 
@@ -33,6 +34,7 @@ function sampleOnce(warm = false): Sample {
   if (out.status !== 0 || !line) throw new Error(`Start-up child failed (exit ${out.status}): ${out.stderr}`);
   const lines = countLines(path.join(cwd, ".dash/bench/local/startup/metrics/train.jsonl"));
   if (lines !== 1) throw new Error(`Expected 1 record on disk, found ${lines}`);
+  rmSync(cwd, { recursive: true, force: true });
   return JSON.parse(line.slice("SAMPLE ".length));
 }
 

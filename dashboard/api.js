@@ -53,7 +53,7 @@
  * An experiment as GET experiment describes it; `error` when it could not be read.
  * @typedef {object} ExperimentDetail
  * @property {string} prefix
- * @property {{ tags?: string[], readme?: string, createdAt?: number } | null} [metadata]
+ * @property {{ tags?: string[], readme?: string, createdAt?: number, metadata?: Record<string, unknown> } | null} [metadata]
  * @property {RunStatus | null} [status]
  * @property {Record<string, unknown>} [params]
  * @property {Record<string, KeySummary>} [summary]

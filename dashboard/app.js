@@ -44,6 +44,7 @@ async function main() {
     showSelection();
   });
   renderSelectionBar();
+  globalThis.addEventListener("resize", () => renderSelectionBar());
   renderMain();
   connectLive();
   startClocks();

@@ -12,6 +12,7 @@ import {
   integerTicks,
   logTicks,
   niceTicks,
+  readable,
   tickLabel,
   timeTicks,
 } from "./format.js";
@@ -32,7 +33,8 @@ const MARGIN = { top: 10, right: 14, bottom: 24 };
 export class LineChart {
   /**
    * @param {HTMLElement} host where the plot and legend go
-   * @param {{ xKind?: string, xLabel?: string, height?: number, onZoom?: (range: number[] | null) => void }} options
+   * @param {{ xKind?: string, xLabel?: string, height?: number, onZoom?: (range: number[] | null) => void, hidden?: Set<string>, onLegendToggle?: (id: string) => void }} options
+   *   `hidden` the ids of series not drawn, which several charts may share; `onLegendToggle` decides what a legend click hides
    */
   constructor(host, options = {}) {
     this.host = host;
@@ -42,7 +44,12 @@ export class LineChart {
     this.onZoom = options.onZoom ?? (() => {});
     /** @type {ChartSeries[]} */
     this.series = [];
-    this.hidden = new Set();
+    this.hidden = options.hidden ?? new Set();
+    this.onLegendToggle = options.onLegendToggle ?? ((id) => {
+      if (this.hidden.has(id)) this.hidden.delete(id);
+      else this.hidden.add(id);
+      this.syncHidden();
+    });
     this.zoom = null;
     this.logY = false;
     this.smoothing = 0;
@@ -145,12 +152,8 @@ export class LineChart {
       const swatch = el("span", "swatch");
       swatch.style.background = s.color;
       item.append(swatch, text(s.label));
-      item.addEventListener("click", () => {
-        if (this.hidden.has(s.id)) this.hidden.delete(s.id);
-        else this.hidden.add(s.id);
-        item.classList.toggle("off");
-        this.requestDraw();
-      });
+      item.setAttribute("aria-pressed", String(!this.hidden.has(s.id)));
+      item.addEventListener("click", () => this.onLegendToggle(s.id));
       item.addEventListener("mouseenter", () => {
         this.highlight = s.id;
         this.requestDraw();
@@ -161,6 +164,16 @@ export class LineChart {
       });
       this.legend.append(item);
     }
+  }
+
+  /** Shows in the legend and the plot which series are hidden (after `hidden` changed). */
+  syncHidden() {
+    for (const item of this.legend.querySelectorAll(".legend-item")) {
+      const off = this.hidden.has(item.dataset.series);
+      item.classList.toggle("off", off);
+      item.setAttribute("aria-pressed", String(!off));
+    }
+    this.requestDraw();
   }
 
   #visible() {
@@ -302,6 +315,7 @@ export class LineChart {
     ctx.textBaseline = "top";
     ctx.beginPath();
     let lastLabelEnd = -Infinity;
+    const drawnX = [];
     for (const v of L.ticksX.ticks) {
       const x = Math.round(L.toX(v)) + 0.5;
       if (x < L.left - 1 || x > L.left + L.plotWidth + 1) continue;
@@ -312,9 +326,12 @@ export class LineChart {
       if (x - w / 2 > lastLabelEnd + 6) {
         ctx.fillText(label, Math.min(x, width - w / 2 - 1), bottom + 6);
         lastLabelEnd = x + w / 2;
+        drawnX.push(label);
       }
     }
     ctx.stroke();
+    // The labels drawn on the x axis, for what reads the page rather than the pixels.
+    this.canvas.dataset.xTicks = drawnX.join(" | ");
     ctx.strokeStyle = color("--chart-axis");
     ctx.beginPath();
     ctx.moveTo(L.left, bottom + 0.5);
@@ -420,9 +437,10 @@ export class LineChart {
       if (i < 0) continue;
       const smooth = this.#smoothed(s);
       const shown = smooth ? smooth[i] : s.y[i];
-      const row = { s, i, x: s.x[i], y: s.y[i], smooth: smooth ? smooth[i] : null, shown };
+      const outside = outsideSeries(s.x, x, (L.x1 - L.x0) / L.plotWidth);
+      const row = { s, i, x: s.x[i], y: s.y[i], smooth: smooth ? smooth[i] : null, shown, outside };
       rows.push(row);
-      if (Number.isFinite(shown) && !(this.logY && shown <= 0)) {
+      if (!outside && Number.isFinite(shown) && !(this.logY && shown <= 0)) {
         const d = Math.hypot(L.toX(row.x) - px, L.toY(shown) - py);
         if (!best || d < best.d) best = { d, row };
       }
@@ -436,12 +454,12 @@ export class LineChart {
       this.tooltip.hidden = true;
       return;
     }
-    const { rows, best } = this.#nearest(L, px, py);
+    const { x: hovered, rows, best } = this.#nearest(L, px, py);
     if (!rows.length) {
       this.tooltip.hidden = true;
       return;
     }
-    const anchorX = best ? best.x : rows[0].x;
+    const anchorX = best ? best.x : rows.find((r) => !r.outside)?.x ?? hovered;
     const cx = Math.round(L.toX(anchorX)) + 0.5;
     ctx.strokeStyle = color("--chart-crosshair");
     ctx.lineWidth = 1;
@@ -452,7 +470,7 @@ export class LineChart {
     ctx.stroke();
     ctx.setLineDash([]);
     for (const r of rows) {
-      if (!Number.isFinite(r.shown) || (this.logY && r.shown <= 0)) continue;
+      if (r.outside || !Number.isFinite(r.shown) || (this.logY && r.shown <= 0)) continue;
       ctx.beginPath();
       ctx.arc(L.toX(r.x), L.toY(r.shown), r === best ? 4.5 : 3.5, 0, Math.PI * 2);
       ctx.fillStyle = r.s.color;
@@ -492,8 +510,18 @@ export class LineChart {
       const name = el("span", "tip-name");
       name.textContent = r.s.label;
       const value = el("span", "tip-value");
-      value.textContent = exact(r.y);
+      value.textContent = readable(r.y);
+      value.title = exact(r.y);
       line.append(swatch, name, value);
+      if (r.outside) {
+        // A run that ended (or had not started) at the hovered x: its nearest value, marked as such.
+        line.classList.add("outside");
+        const when = el("span", "tip-extra tip-outside");
+        when.textContent = r.x < anchorX ? `last at ${this.xLabel} ${this.#formatX(r.x)}` : `first at ${this.xLabel} ${this.#formatX(r.x)}`;
+        line.append(when);
+        tip.append(line);
+        continue;
+      }
       if (r.s.lo && r.s.hi) {
         const range = el("span", "tip-extra tip-range");
         range.textContent = `${exact(r.s.lo[r.i])} … ${exact(r.s.hi[r.i])}`;
@@ -501,7 +529,7 @@ export class LineChart {
       }
       if (r.smooth !== null) {
         const sm = el("span", "tip-extra");
-        sm.textContent = `smoothed ${exact(Number(r.smooth.toPrecision(6)))}`;
+        sm.textContent = `smoothed ${readable(r.smooth)}`;
         line.append(sm);
       }
       if (r.x !== anchorX) {
@@ -579,6 +607,18 @@ function sortByX(s) {
   if (sorted) return s;
   const order = [...s.x.keys()].sort((a, b) => s.x[a] - s.x[b]);
   return { ...s, x: Float64Array.from(order, (i) => s.x[i]), y: Float64Array.from(order, (i) => s.y[i]) };
+}
+
+/**
+ * Whether x lies beyond a series' first or last point by more than half its
+ * usual spacing (or a few pixels, for a single point): the run had not
+ * started, or had ended, there.
+ */
+function outsideSeries(xs, x, unitsPerPixel) {
+  const n = xs.length;
+  const spacing = n > 1 ? (xs[n - 1] - xs[0]) / (n - 1) : unitsPerPixel * 8;
+  const slack = Math.max(spacing / 2, unitsPerPixel * 3);
+  return x > xs[n - 1] + slack || x < xs[0] - slack;
 }
 
 /** The index range [from, to) of points within [x0, x1], widened by `extra` on each side. */

@@ -45,6 +45,18 @@ const X_FIELDS = new Set([
 
 /** @type {Map<string, ChartView>} */
 const views = new Map();
+/** The runs (and groups) hidden from the legend: hidden on every chart. */
+const hiddenSeries = new Set();
+
+/**
+ * Hides a run (or group) on every chart, or shows it again.
+ * @param {string} id
+ */
+function toggleHidden(id) {
+  if (hiddenSeries.has(id)) hiddenSeries.delete(id);
+  else hiddenSeries.add(id);
+  for (const view of views.values()) view.chart.syncHidden();
+}
 let chartFilter = "";
 
 /** The x axis menu, the smoothing slider and the chart filter. */
@@ -309,6 +321,8 @@ function chartView(key, runs) {
   const chart = new LineChart(body, {
     xKind: xKind(),
     xLabel: xLabel(),
+    hidden: hiddenSeries,
+    onLegendToggle: toggleHidden,
     onZoom: (range) => {
       view.zoom = range;
       resetButton.hidden = !range;

@@ -1,7 +1,9 @@
 /// <reference lib="dom" />
 // The charts of several runs in a real headless Chromium over the real server:
 // runs grouped by a param (one line per group, its mean with a min–max band,
-// the group's size in the legend).
+// the group's size in the legend); a legend click hiding a run on every chart;
+// the tooltip's numbers and runs that ended before the hovered step; the wall
+// time axis over less than a second.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -63,5 +65,42 @@ describe("dashboard charts", { skip: missingChromium }, () => {
     // No grouping again: a line per run.
     await page.selectOption('[data-testid="group-by"]', "");
     await page.waitForSelector(`${chart("train/loss")}[data-series-count="4"]`, WAIT);
+  });
+
+  it("hides a run on every chart from a click on its legend entry", async () => {
+    const page = await dash.open();
+    await selectRuns(page, "alice/mnist/baseline", "alice/mnist/wide");
+    await page.waitForSelector(`${chart("val/loss")}[data-series-count="2"]`, WAIT);
+    const entry = (key: string): string => `${chart(key)} .legend-item[data-series="alice/mnist/wide"]`;
+    await page.click(entry("train/loss"));
+    for (const key of ["train/loss", "train/acc", "val/loss", "val/acc"]) {
+      await page.waitForSelector(`${entry(key)}.off[aria-pressed="false"]`, WAIT);
+    }
+    await page.click(entry("val/acc"));
+    for (const key of ["train/loss", "val/loss"]) await page.waitForSelector(`${entry(key)}:not(.off)`, WAIT);
+  });
+
+  it("shows tooltip values with the axis' precision, and a run that ended before the hovered step as ended", async () => {
+    const page = await dash.open();
+    await selectRuns(page, "alice/mnist/baseline", "alice/mnist/sweep/lr-0.1");
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="2"]`, WAIT);
+    const step = await hover(page, "train/loss", 0.85);
+    assert.ok(step > 30, `a step after lr-0.1 ended: ${step}`);
+    const tip = `${chart("train/loss")} .chart-tooltip`;
+    const ended = `${tip} .tip-row[data-series="alice/mnist/sweep/lr-0.1"]`;
+    assert.equal(await page.getAttribute(ended, "class"), "tip-row outside");
+    assert.equal(await page.textContent(`${ended} .tip-outside`), "last at step 29");
+    const baseline = await page.textContent(`${tip} .tip-row[data-series="alice/mnist/baseline"] .tip-value`);
+    assert.equal(baseline, String(Number(mnistLoss(128, step).toPrecision(5))));
+    assert.ok(baseline!.replace(/^0\.0*|\./g, "").length <= 5, `at most five significant digits: ${baseline}`);
+  });
+
+  it("labels the wall time axis of a run that logged within a second", async () => {
+    const page = await dash.open("#run=alice/mnist/baseline&x=_ts");
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="1"]`, WAIT);
+    await page.waitForFunction((selector) => (document.querySelector(selector) as HTMLElement | null)?.dataset.xTicks, `${chart("train/loss")} canvas`, WAIT);
+    const span = await page.$eval(`${chart("train/loss")} canvas`, (c) => (c as HTMLElement).dataset.xTicks!);
+    const labels = span.split(" | ");
+    assert.ok(labels.length >= 2 && new Set(labels).size === labels.length, `distinct tick labels: ${span}`);
   });
 });

@@ -31,6 +31,19 @@ export function exact(value) {
 }
 
 /**
+ * A value as a reader compares values, with the axis' precision: about five
+ * significant digits, no float noise ("0.10758", "13.9", "1.2346e-5").
+ * @param {unknown} value
+ * @returns {string}
+ */
+export function readable(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || Number.isInteger(value)) return exact(value);
+  const abs = Math.abs(value);
+  if (abs < 1e-4 || abs >= 1e15) return value.toExponential(4).replace(/\.?0+e/, "e");
+  return String(Number(value.toPrecision(5)));
+}
+
+/**
  * A short label for an axis tick, given the spacing of the ticks.
  * @param {number} value
  * @param {number} step
@@ -116,7 +129,7 @@ export function logTicks(min, max) {
   return ticks;
 }
 
-const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+const TIME_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
 /**
  * Ticks for seconds (wall clock when `offset` is the local UTC offset, durations when 0).
@@ -130,7 +143,9 @@ export function timeTicks(min, max, count, offset = 0) {
   const raw = (max - min) / Math.max(1, count);
   const step = TIME_STEPS.find((s) => s >= raw) ?? niceTicks(min, max, count).step;
   const ticks = [];
-  for (let v = Math.ceil((min + offset) / step) * step - offset; v <= max; v += step) ticks.push(v);
+  // Counted from the first tick, so that sub-second steps do not pile up rounding errors.
+  const first = Math.ceil((min + offset) / step) * step - offset;
+  for (let i = 0; first + i * step <= max; i++) ticks.push(first + i * step);
   return { step, ticks };
 }
 
@@ -141,6 +156,13 @@ export function timeTicks(min, max, count, offset = 0) {
  * @returns {string}
  */
 export function clockLabel(seconds, step) {
+  if (step < 1) {
+    const ms = Math.round(seconds * 1000);
+    const t = new Date(ms);
+    const digits = step < 0.01 ? 3 : step < 0.1 ? 2 : 1;
+    const fraction = String(((ms % 1000) + 1000) % 1000).padStart(3, "0").slice(0, digits);
+    return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${fraction}`;
+  }
   const d = new Date(seconds * 1000);
   if (step >= 86400) return d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
@@ -176,7 +198,7 @@ export function duration(seconds) {
  */
 export function durationLabel(seconds, step) {
   if (seconds === 0) return "0";
-  if (step < 60) return `${trimZeros(seconds.toFixed(step < 1 ? 1 : 0))}s`;
+  if (step < 60) return `${trimZeros(seconds.toFixed(step < 0.01 ? 3 : step < 0.1 ? 2 : step < 1 ? 1 : 0))}s`;
   if (step < 3600) return `${trimZeros((seconds / 60).toFixed(step % 60 ? 1 : 0))}m`;
   if (step < 86400) return `${trimZeros((seconds / 3600).toFixed(step % 3600 ? 1 : 0))}h`;
   return `${trimZeros((seconds / 86400).toFixed(step % 86400 ? 1 : 0))}d`;

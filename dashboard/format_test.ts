@@ -243,3 +243,34 @@ describe("bytes", () => {
     assert.equal(fmt.bytes(NaN), "—");
   });
 });
+
+describe("readable", () => {
+  it("keeps about five significant digits, without float noise", () => {
+    assert.equal(fmt.readable(0.1075793733452), "0.10758");
+    assert.equal(fmt.readable(13.9), "13.9");
+    assert.equal(fmt.readable(0.30000000000000004), "0.3");
+    assert.equal(fmt.readable(1234.56789), "1234.6");
+    assert.equal(fmt.readable(0.0000123456), "1.2346e-5");
+    assert.equal(fmt.readable(60000), "60000");
+    assert.equal(fmt.readable(null), "—");
+  });
+});
+
+describe("sub-second time axes", () => {
+  it("ticks a span under a second in fractions of a second", () => {
+    const { step, ticks } = fmt.timeTicks(100, 100.5, 5);
+    assert.equal(step, 0.1);
+    assert.deepEqual(ticks.map((t: number) => Number(t.toFixed(3))), [100, 100.1, 100.2, 100.3, 100.4, 100.5]);
+  });
+
+  it("labels wall-clock ticks with their fraction of a second", () => {
+    const t = new Date(2024, 4, 1, 14, 3, 12).getTime() / 1000;
+    assert.equal(fmt.clockLabel(t + 0.25, 0.05), "14:03:12.25");
+    assert.equal(fmt.clockLabel(t + 0.5, 0.1), "14:03:12.5");
+    assert.equal(fmt.clockLabel(t + 0.999999, 0.1), "14:03:13.0");
+  });
+
+  it("labels elapsed ticks with their fraction of a second", () => {
+    assert.equal(fmt.durationLabel(0.25, 0.05), "0.25s");
+  });
+});

@@ -26,8 +26,22 @@ const ROWS = [
   ["Host", (d) => [d.status?.host, d.status?.pid ? `pid ${d.status.pid}` : null].filter(Boolean).join(" · ") || "—"],
   ["Tags", (d) => (d.metadata?.tags ?? []).length ? h("span", {}, ...(d.metadata?.tags ?? []).map((t) => h("span", { class: "tag" }, t))) : "—"],
   ["Description", (d) => d.metadata?.readme || "—"],
+  ["Metadata", (d) => metadataList(d.metadata?.metadata)],
   ["Error", (d) => d.status?.error ? h("pre", { class: "error-text" }, d.status.error) : "—"],
 ];
+
+/**
+ * An experiment's own metadata (experiment.json's `metadata`) as key: value lines.
+ * @param {Record<string, unknown> | undefined} metadata
+ * @returns {Node | string}
+ */
+function metadataList(metadata) {
+  const entries = metadata && typeof metadata === "object" ? Object.entries(metadata) : [];
+  if (!entries.length) return "—";
+  return h("dl", { class: "metadata-list", dataset: { testid: "metadata" } },
+    ...entries.flatMap(([k, v]) => [h("dt", { class: "mono" }, k), h("dd", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))]),
+  );
+}
 
 export function renderOverview() {
   const details = state.selected.map((p) => state.details.get(p) ?? { prefix: p });

@@ -4,12 +4,16 @@
  * interface with `fetch` (no client library). The SQL is what ClickHouse 18.16
  * and current releases both accept.
  *
- * Everything lives in one table, `ml_dash_rows`, one row per metric value,
- * log line, state field (metadata, params, status) or file, plus one `commit`
- * row per stored batch, written last in the same insert:
+ * Everything lives in `ml_dash_rows`, one row per metric value, log line,
+ * state field (metadata, params, status) or file, plus one `commit` row per
+ * stored batch, in its last insert; and in `ml_dash_tiles`, one row per run of
+ * 128 records of a key in a batch (counts, first, lowest, highest and last
+ * point), which summaries and whole-series downsamples read instead of the
+ * points. Inserts are RowBinary, so values arrive bit for bit:
  *
  * - **Exactly once.** Every attempt to store a batch gets a random `attempt`
- *   id on all its rows. A batch counts once its commit row is stored; reads
+ *   id on all its rows and tiles. A batch counts once its commit row is stored
+ *   (after all the rest of it); reads
  *   take, for each batch key `(prefix, session, seq)`, the committed attempt
  *   with the smallest id, and ignore the rows of every other attempt: of one
  *   that crashed before its commit (nothing of it is seen), and of a second
@@ -19,12 +23,14 @@
  *   greatest place.
  * - **Series** are downsampled in SQL: the x range is cut into buckets of
  *   equal width, each keeping its smallest and largest value (NaN never wins
- *   unless a bucket has nothing else), in x order.
+ *   unless a bucket has nothing else), in x order. A whole series with enough
+ *   tiles is bucketed by whole tiles (by each tile's first x) over the tiles'
+ *   lowest and highest points.
  * - **Live changes** across servers: while watched, the store looks for
  *   commits newer than the last it saw every `pollInterval` ms.
- * - **Cluster.** With `cluster`, reads and writes go through a `Distributed`
- *   table `ml_dash_rows_all` over each shard's `ml_dash_rows`, sharded by
- *   experiment, so all rows of one experiment are on one shard.
+ * - **Cluster.** With `cluster`, reads and writes go through `Distributed`
+ *   tables `ml_dash_rows_all` and `ml_dash_tiles_all` over each shard's local
+ *   tables, sharded by experiment, so all rows of one experiment are on one shard.
  *
  * @example Serve a ClickHouse database
  * ```ts ignore
@@ -823,25 +829,10 @@ const ROWS_PER_INSERT = 131_072;
  * A record that is not valid throws a ConfigError where it is met.
  */
 function* batchRows(prefix: string, session: string, seq: number, attempt: number, ord: number, batch: Batch, tiles: TileWriter): Generator<Uint8Array> {
-  let out = new RowBinaryWriter();
-  let rows = 0;
-  // The columns before `line` are the same for every row of one kind, name and field.
-  const heads = new Map<string, Uint8Array>();
-  const head = (kind: number, name: string, field: string): Uint8Array => {
-    const key = `${kind}\0${name}\0${field}`;
-    let bytes = heads.get(key);
-    if (bytes === undefined) {
-      bytes = new RowBinaryWriter(64).string(prefix).int8(kind).string(name).string(field).string(session).uint64(seq).uint64(attempt).uint64(ord)
-        .bytes().slice();
-      heads.set(key, bytes);
-    }
-    return bytes;
-  };
-  const row = (start: Uint8Array, line: number, step: number, ts: number, value: number, text: string): void => {
-    out.raw(start).uint32(line).float64(step).float64(ts).float64(value);
-    if (text === "") out.int8(0);
-    else out.string(text);
-    rows++;
+  const out = new SortedRows(prefix, session, seq, attempt, ord);
+  const head = (kind: number, name: string, field: string): RowGroup => out.group(kind, name, field);
+  const row = (group: RowGroup, line: number, step: number, ts: number, value: number, text: string): void => {
+    out.row(group, line, step, ts, value, text);
   };
   let line = 0;
   const state = (name: string, patch: object | undefined, skip: string[] = []): void => {
@@ -872,7 +863,7 @@ function* batchRows(prefix: string, session: string, seq: number, attempt: numbe
   const decoder = new TextDecoder();
   for (const metric in batch.metrics ?? {}) {
     checkMetricName(metric);
-    const fieldHeads = new Map<string, Uint8Array>();
+    const fieldHeads = new Map<string, RowGroup>();
     let record = 0;
     for (const chunk of batch.metrics![metric]) {
       const text = typeof chunk === "string" ? chunk : decoder.decode(chunk);
@@ -894,11 +885,7 @@ function* batchRows(prefix: string, session: string, seq: number, attempt: numbe
           tiles.add(metric, field, record, step, ts, v);
         }
         record++;
-        if (rows >= ROWS_PER_INSERT) {
-          yield out.bytes();
-          out = new RowBinaryWriter(1 << 20);
-          rows = 0;
-        }
+        if (out.rows >= ROWS_PER_INSERT) yield out.take();
       }
     }
     tiles.endMetric();
@@ -913,8 +900,88 @@ function* batchRows(prefix: string, session: string, seq: number, attempt: numbe
   }
   const flags = (batch.metrics ? HAS_METRICS : 0) | (batch.logs ? HAS_LOGS : 0);
   row(head(KIND.commit, "", ""), 0, 0, 0, flags, batch.status?.status ?? "");
-  yield out.bytes();
+  yield out.take();
 }
+
+/** The rows of one kind, name and field in a batch, and the encoded columns they share. */
+interface RowGroup {
+  kind: number;
+  name: string;
+  field: string;
+  /** prefix … ord, the columns before `line`. */
+  head: Uint8Array;
+  out: RowBinaryWriter;
+}
+
+/**
+ * A batch's rows kept per kind, name and field, and taken in the table's sort
+ * order (each group's rows are in line order already), so that ClickHouse finds
+ * each insert sorted and need not sort it. An insert is stored whole, in one
+ * part, whatever the order of its rows: the commit row may come first in it.
+ */
+class SortedRows {
+  /** Rows since the last take. */
+  rows = 0;
+  #groups = new Map<string, RowGroup>();
+  #prefix: string;
+  #session: string;
+  #seq: number;
+  #attempt: number;
+  #ord: number;
+
+  constructor(prefix: string, session: string, seq: number, attempt: number, ord: number) {
+    this.#prefix = prefix;
+    this.#session = session;
+    this.#seq = seq;
+    this.#attempt = attempt;
+    this.#ord = ord;
+  }
+
+  group(kind: number, name: string, field: string): RowGroup {
+    const key = `${kind}\0${name}\0${field}`;
+    let group = this.#groups.get(key);
+    if (group === undefined) {
+      const head = new RowBinaryWriter(64).string(this.#prefix).int8(kind).string(name).string(field).string(this.#session)
+        .uint64(this.#seq).uint64(this.#attempt).uint64(this.#ord).bytes().slice();
+      group = { kind, name, field, head, out: new RowBinaryWriter(1024) };
+      this.#groups.set(key, group);
+    }
+    return group;
+  }
+
+  row(group: RowGroup, line: number, step: number, ts: number, value: number, text: string): void {
+    const out = group.out.raw(group.head).uint32(line).float64(step).float64(ts).float64(value);
+    if (text === "") out.int8(0);
+    else out.string(text);
+    this.rows++;
+  }
+
+  /** The rows since the last take, sorted by kind, name and field. */
+  take(): Uint8Array {
+    const groups = [...this.#groups.values()].filter((g) => g.out.bytes().length > 0);
+    groups.sort((a, b) => a.kind - b.kind || compareBytes(a.name, b.name) || compareBytes(a.field, b.field));
+    const size = groups.reduce((sum, g) => sum + g.out.bytes().length, 0);
+    const all = new Uint8Array(size);
+    let at = 0;
+    for (const g of groups) {
+      all.set(g.out.bytes(), at);
+      at += g.out.bytes().length;
+      g.out = new RowBinaryWriter(1024);
+    }
+    this.rows = 0;
+    return all;
+  }
+}
+
+/** Strings in the order of their UTF-8 bytes, as ClickHouse sorts them (JavaScript's `<` compares UTF-16 units). */
+function compareBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  const [x, y] = [encoder.encode(a), encoder.encode(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+const encoder = new TextEncoder();
 
 /**
  * The tiles of a batch's series: each key's points cut by record index into

@@ -8,7 +8,8 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { serve } from "../server.ts";
 import type { DashServer, ServeOptions } from "../server.ts";
-import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_USER } from "../testing/clickhouse.ts";
+import { type ClickHouseServer, clickHouseSkipReason, startClickHouse, TEST_CLUSTER, TEST_USER } from "../testing/clickhouse.ts";
+import { ClickHouseStore } from "./clickhouse_store.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 import { Experiment } from "../mod.ts";
 
@@ -24,12 +25,12 @@ function tempDir(): string {
 }
 
 /** The store the servers of the cases below run on: the JSONL store in `root`, or a database of ClickHouse named after it. */
-let storeOf: (root: string) => Partial<ServeOptions> = () => ({});
+let storeOf: (root: string) => Partial<ServeOptions> | Promise<Partial<ServeOptions>> = () => ({});
 /** Whether the store keeps the `.dash` layout in `root`, where some cases also look. */
 let onDisk = true;
 
 async function withServer(root: string, work: (server: DashServer) => Promise<void>, options: { token?: string; readToken?: string } = {}): Promise<void> {
-  const server = await serve({ root, port: 0, quiet: true, ...storeOf(root), ...options });
+  const server = await serve({ root, port: 0, quiet: true, ...(await storeOf(root)), ...options });
   try {
     await work(server);
   } finally {
@@ -549,6 +550,26 @@ describe("MLflow API on the ClickHouse store", { skip: clickHouseSkipReason() },
     storeOf = () => ({});
     onDisk = true;
     await Promise.all(servers.map((s) => s.stop()));
+  });
+  cases();
+});
+
+describe("MLflow API on a ClickHouse cluster of two shards", { skip: clickHouseSkipReason() }, () => {
+  let shards: ClickHouseServer[] = [];
+  before(async () => {
+    shards = await startClickHouse({ count: 2 });
+    storeOf = async (root) => {
+      const name = `mlflow_${path.basename(root).replace(/[^A-Za-z0-9]/g, "_")}`;
+      // Each shard but the first gets its local tables through itself (see the README's cluster section).
+      await (await ClickHouseStore.connect(`${shards[1].url}/${name}`)).close();
+      return { clickhouse: `${shards[0].url}/${name}?cluster=${TEST_CLUSTER}` };
+    };
+    onDisk = false;
+  });
+  after(async () => {
+    storeOf = () => ({});
+    onDisk = true;
+    await Promise.all(shards.map((s) => s.stop()));
   });
   cases();
 });

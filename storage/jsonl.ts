@@ -70,6 +70,8 @@ const NEWLINE = new Uint8Array([10]);
  * Writes batches into the `.dash/` layout. Appends are synchronous `write`s of
  * whole lines on files opened with `O_APPEND`, so several processes can append
  * to one experiment at once; JSON state is replaced by temp file + rename.
+ * Each metric file gets a read index beside it as it is appended to
+ * (storage/read_index.ts); the index is never worth failing a write for.
  *
  * @example Write a batch: metric records travel as JSON text, one record a line
  * ```ts
@@ -740,6 +742,9 @@ const DEFAULT_METRIC = "default";
 /**
  * Reads the `.dash/` layout: experiments with their status, metadata, params,
  * logs, metric keys, series and summaries. Tolerates a torn last line.
+ * Summaries and charts read each metric file's read index and only the
+ * blocks of the JSONL they need; an index that is missing or does not match
+ * the JSONL is rebuilt from it, and written again where the root allows.
  *
  * @example Read back a series the writer stored
  * ```ts

@@ -200,7 +200,7 @@ export class MetricIndex {
   /**
    * Starts an index at `blocks` (read from an index file and checked), the last one to be filled further if not full.
    *
-   * @param blocks Blocks that follow each other from the file's start.
+   * @param blocks Blocks that follow each other, from the file's start (or from a block a writer resumes at).
    */
   constructor(blocks: readonly IndexBlock[] = []) {
     const last = blocks.at(-1);
@@ -756,6 +756,58 @@ export function loadIndex(file: string): LoadedIndex {
   return { index, stale: stale && index.records > 0 };
 }
 
+/** Bytes read from the end of an index file to find the block a writer goes on from. */
+const RESUME_TAIL_BYTES = 64 << 10;
+
+/**
+ * The index of a metric file as far as a writer about to append needs it:
+ * the block to go on filling. Taken from the last line of the index file that
+ * is a block whose last line the JSONL still has where it says (every such
+ * line is a true state of its block, whichever writer wrote it), then brought
+ * up to the file's end; only where there is none, the whole index is loaded
+ * ({@linkcode loadIndex}). A writer that opens a large metric file again
+ * (after the server closed it, idle) reads kilobytes, not the whole index.
+ *
+ * @param file The metric file.
+ * @returns The index from that block on (its earlier blocks are not in it), and whether the index file should be written again.
+ *
+ * @example
+ * ```ts
+ * import { mkdtempSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { loadIndex, resumeIndex, saveIndex } from "./read_index.ts";
+ *
+ * const file = join(mkdtempSync(join(tmpdir(), "index-")), "train.jsonl");
+ * writeFileSync(file, Array.from({ length: 3000 }, (_, i) => `{"step":${i},"loss":1}\n`).join(""));
+ * saveIndex(file, loadIndex(file).index);
+ * console.log(resumeIndex(file).index.records); // 3000
+ * ```
+ */
+export function resumeIndex(file: string): LoadedIndex {
+  const indexFile = metricIndexPath(file);
+  let indexSize = 0;
+  try {
+    indexSize = fileSystem.size(indexFile);
+  } catch {
+    // Read as missing below.
+  }
+  if (indexSize === 0) return loadIndex(file);
+  const size = fileSystem.size(file);
+  const from = Math.max(0, indexSize - RESUME_TAIL_BYTES);
+  const lines = readRange(indexFile, from, indexSize).split("\n");
+  // The last piece is torn or empty; the first may be cut by the tail's start.
+  for (let i = lines.length - 2; i >= (from > 0 ? 1 : 0); i--) {
+    const block = decodeBlock(lines[i]);
+    if (block === undefined) continue;
+    if (block.end > size || !lastLineMatches(file, block)) break;
+    const index = new MetricIndex([block]);
+    index.scanFile(file, size);
+    return { index, stale: false };
+  }
+  return loadIndex(file);
+}
+
 /**
  * Writes the index file of a metric file anew, by temp file and rename: a
  * writer appending to the old one sees it gone and opens the new one.
@@ -825,7 +877,7 @@ export class IndexAppender {
    * @returns The appender.
    */
   static open(file: string): IndexAppender {
-    const { index, stale } = loadIndex(file);
+    const { index, stale } = resumeIndex(file);
     if (stale) {
       saveIndex(file, index);
       index.takeCompleted();

@@ -160,6 +160,24 @@ describe("the read index the writer keeps", () => {
     assert.deepEqual(await answers(root), fullScanAnswers(file));
   });
 
+  it("a writer goes on from the last block line that matches the JSONL, also one superseded by another writer's", async () => {
+    const root = tempDir("index");
+    await writeSession(root, 0, 3000);
+    const { file, index } = files(root);
+    // What another writer that knew fewer records of the last block would have written at its close.
+    const text = fs.readFileSync(file, "utf8");
+    const prefix = text.split("\n").slice(0, 2 * BLOCK_RECORDS + 500).join("\n") + "\n";
+    const older = new MetricIndex();
+    older.feed(prefix, 0, Buffer.byteLength(prefix), true);
+    fs.appendFileSync(index, encodeBlock(older.openBlock()!) + "\n");
+    await writeSession(root, 3000, 5000);
+    const kept = loadIndex(file);
+    assert.equal(kept.stale, false);
+    const scanned = new MetricIndex();
+    scanned.scanFile(file, fs.statSync(file).size);
+    assert.deepEqual(kept.index.blocks().map(encodeBlock), scanned.blocks().map(encodeBlock));
+  });
+
   it("summaries are exact and NaN and ±Infinity are kept as a full scan reads them", async () => {
     const root = tempDir("index");
     await writeSession(root, 0, 5000);

@@ -136,6 +136,8 @@ async function startOne(
   const stop = async (): Promise<void> => {
     if (exited === undefined && child.pid !== undefined) {
       const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      // Unreferenced while it runs; waited for now (without this, an event loop with nothing else to do ends first).
+      child.ref();
       process.kill(child.pid, "SIGTERM");
       const killer = setTimeout(() => {
         if (exited === undefined) process.kill(child.pid!, "SIGKILL");
