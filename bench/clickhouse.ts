@@ -240,6 +240,22 @@ async function fillSeries(store: Store, prefix: string, n: number): Promise<void
   await store.ingest({ prefix, session: "fill", seq }, { status: { status: "COMPLETED", endedAt: Date.now() / 1000 } });
 }
 
+/**
+ * Waits (at most a minute) until ClickHouse merges no parts, so that reads are
+ * timed in the steady state rather than beside the merges of the inserts just made.
+ *
+ * @returns The seconds waited.
+ */
+async function mergesDone(url: string): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 60_000) {
+    const res = await fetch(`${url}/?query=${encodeURIComponent("SELECT count() FROM system.merges")}`);
+    if ((await res.text()).trim() === "0") break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return (performance.now() - t0) / 1000;
+}
+
 /** Times the store's summary and its series downsampled to 2,000 points, checking both. */
 async function summaryAndDownsample(store: Store, prefix: string, n: number): Promise<{ summary: number; downsample: number }> {
   let min = Infinity, max = -Infinity;
@@ -378,8 +394,10 @@ async function main(): Promise<void> {
         t0 = performance.now();
         await fillSeries(ch, prefix, SERIES);
         const chFill = (performance.now() - t0) / 1000;
+        const merging = await mergesDone(clickhouse.url);
         const j = await summaryAndDownsample(jsonl, prefix, SERIES);
         const c = await summaryAndDownsample(ch, prefix, SERIES);
+        console.log(`  (ClickHouse finished merging the inserted parts ${merging.toFixed(1)} s after the last insert; the reads start then)`);
         console.log(`  ${fmt(SERIES)}-point series (stored in ${jsonlFill.toFixed(1)} s JSONL, ${chFill.toFixed(1)} s ClickHouse, through the stores)`);
         console.log(`    summary              JSONL ${j.summary.toFixed(3)} s   ClickHouse ${c.summary.toFixed(3)} s`);
         console.log(`    downsample to ${fmt(TARGET_POINTS)}  JSONL ${j.downsample.toFixed(3)} s   ClickHouse ${c.downsample.toFixed(3)} s`);

@@ -267,22 +267,23 @@ export class ClickHouseStore implements Store {
     let sending: Promise<unknown> = Promise.resolve();
     const insert = (rows: Uint8Array): Promise<string> => this.#request(`INSERT INTO ${this.#table} (${COLUMNS.join(", ")}) FORMAT RowBinary`, rows, true);
     try {
-      let current = nextChunk(chunks);
-      if (await stored) return { duplicate: true };
-      for (;;) {
-        // The next rows are encoded while the current ones are on their way; an invalid record
-        // stops the batch before its commit row, so nothing of it is seen.
-        const next = nextChunk(chunks);
+      let first = true;
+      // Each insert is encoded while the one before is on its way; an invalid record stops the
+      // batch before its commit row, so nothing of it is seen.
+      for (const chunk of chunks) {
+        if (first && (await stored)) return { duplicate: true };
+        first = false;
         await sending;
-        if (next === undefined) break;
-        sending = insert(current!);
-        sending.catch(() => {});
-        current = next;
+        if (!chunk.last) {
+          sending = insert(chunk.rows);
+          sending.catch(() => {});
+          continue;
+        }
+        // The tiles, then the last rows with the commit row: until that is stored, no read sees any of it.
+        const tileRows = tiles.bytes();
+        if (tileRows) await this.#request(`INSERT INTO ${this.#tiles} (${TILE_COLUMNS.join(", ")}) FORMAT RowBinary`, tileRows, true);
+        await insert(chunk.rows);
       }
-      // The tiles, then the last rows with the commit row: until that is stored, no read sees any of it.
-      const tileRows = tiles.bytes();
-      if (tileRows) await this.#request(`INSERT INTO ${this.#tiles} (${TILE_COLUMNS.join(", ")}) FORMAT RowBinary`, tileRows, true);
-      await insert(current!);
     } catch (error) {
       await sending.catch(() => {});
       if (error instanceof ConfigError) throw asRequestError(error);
@@ -811,24 +812,22 @@ function bucketPoints(picked: string[][]): { x: number[]; value: number[] } {
   return { x, value };
 }
 
-/** The next chunk of a batch's rows, or undefined after the last. */
-function nextChunk(chunks: Generator<Uint8Array>): Uint8Array | undefined {
-  const step = chunks.next();
-  return step.done ? undefined : step.value;
-}
-
 /** Enum8 codes of the `kind` column. */
 const KIND = { commit: 1, point: 2, log: 3, state: 4, file: 5 } as const;
 
-/** Rows of a batch per insert: a long batch goes in several, each encoded while the one before is sent. */
+/**
+ * Rows of a batch per insert: a long batch goes in several, each encoded while
+ * the one before is sent. Well under ClickHouse's `max_insert_block_size`
+ * (1,048,576 rows), so that each insert is one block, stored whole.
+ */
 const ROWS_PER_INSERT = 131_072;
 
 /**
  * The rows of a batch in RowBinary, in inserts of about {@linkcode ROWS_PER_INSERT}
- * rows, the commit row at the end of the last; its series' tiles go to `tiles`.
+ * rows, the commit row in the last; its series' tiles go to `tiles`.
  * A record that is not valid throws a ConfigError where it is met.
  */
-function* batchRows(prefix: string, session: string, seq: number, attempt: number, ord: number, batch: Batch, tiles: TileWriter): Generator<Uint8Array> {
+function* batchRows(prefix: string, session: string, seq: number, attempt: number, ord: number, batch: Batch, tiles: TileWriter): Generator<{ rows: Uint8Array; last: boolean }> {
   const out = new SortedRows(prefix, session, seq, attempt, ord);
   const head = (kind: number, name: string, field: string): RowGroup => out.group(kind, name, field);
   const row = (group: RowGroup, line: number, step: number, ts: number, value: number, text: string): void => {
@@ -885,7 +884,7 @@ function* batchRows(prefix: string, session: string, seq: number, attempt: numbe
           tiles.add(metric, field, record, step, ts, v);
         }
         record++;
-        if (out.rows >= ROWS_PER_INSERT) yield out.take();
+        if (out.rows >= ROWS_PER_INSERT) yield { rows: out.take(), last: false };
       }
     }
     tiles.endMetric();
@@ -896,11 +895,12 @@ function* batchRows(prefix: string, session: string, seq: number, attempt: numbe
       if (json === "") continue;
       const r = parseRecord(json, "log line");
       row(head(KIND.log, typeof r.level === "string" ? r.level : "info", ""), log++, 0, toNumber(r._ts), 0, json);
+      if (out.rows >= ROWS_PER_INSERT) yield { rows: out.take(), last: false };
     }
   }
   const flags = (batch.metrics ? HAS_METRICS : 0) | (batch.logs ? HAS_LOGS : 0);
   row(head(KIND.commit, "", ""), 0, 0, 0, flags, batch.status?.status ?? "");
-  yield out.take();
+  yield { rows: out.take(), last: true };
 }
 
 /** The rows of one kind, name and field in a batch, and the encoded columns they share. */

@@ -124,6 +124,29 @@ describe("ClickHouseStore schema 2", { skip }, () => {
     }
   });
 
+  it("a batch too long for one insert is seen whole or not at all: a bad record in its second insert leaves nothing seen, the retry is stored once", async () => {
+    const { url, name } = database();
+    const store = await ClickHouseStore.connect(url);
+    try {
+      const n = 200_000;
+      const rows = Array.from({ length: n }, (_, i) => ({ _ts: i, step: i, loss: i / 3 })) as { _ts: number; step: number; loss: number | string }[];
+      const logs = Array.from({ length: 150_000 }, (_, i) => JSON.stringify({ _ts: i, level: "info", message: `m${i}` }));
+      const bad = [...rows.slice(0, -1), { _ts: n, step: n, loss: "bad" }];
+      const key = { prefix: P, session: "s", seq: 0 };
+      await assert.rejects(store.ingest(key, { metrics: { train: [records(bad)] } }), (error: Error & { status?: number }) => error.status === 400);
+      assert.ok(Number(await sql(name, "SELECT count() FROM ml_dash_rows WHERE kind = 'point'")) >= 131_072, "its first insert was sent");
+      assert.equal(await store.exists(P), false);
+      assert.equal(await store.has(key), false);
+      assert.deepEqual(await store.ingest(key, { metrics: { train: [records(rows)] }, logs: [logs.join("\n")] }), { duplicate: false });
+      assert.deepEqual(await store.ingest(key, { metrics: { train: [records(rows)] }, logs: [logs.join("\n")] }), { duplicate: true });
+      assert.equal((await store.experiment(P)).summary["train/loss"].count, n);
+      assert.equal((await store.series(P, "train/loss", { x: "step", offset: 0, limit: 10, points: 1000 })).total, n);
+      assert.equal((await store.logs(P, { offset: 0, limit: 1 })).total, logs.length);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("values are stored bit for bit, as logged", async () => {
     const { url } = database();
     const store = await ClickHouseStore.connect(url);
