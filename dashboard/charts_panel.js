@@ -6,6 +6,7 @@
 import { errorMessage, fetchJson } from "./api.js";
 import { LineChart } from "./chart.js";
 import { fill, h, $, targetValue } from "./dom.js";
+import { readable } from "./format.js";
 import { runLabels } from "./runs.js";
 import { groupLine, groupName } from "./group_series.js";
 import { folderPanels, updatePanels } from "./panel_settings.js";
@@ -322,7 +323,7 @@ function chartView(key, runs) {
   if (existing) return existing;
   const group = groupOf(key);
   const resetButton = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, "Reset zoom");
-  const logButton = h("button", { type: "button", class: "icon-button toggle", title: "Logarithmic y axis" }, "log");
+  const logButton = h("button", { type: "button", class: "icon-button toggle", title: "Logarithmic y axis", "aria-label": `Logarithmic y axis of ${key}`, "aria-pressed": "false" }, "log");
   const pinButton = h("button", { type: "button", class: "icon-button toggle", title: "Pin this chart to the top", "aria-label": `Pin ${key} to the top`, "aria-pressed": "false", dataset: { testid: "pin" } }, "pin");
   const keyMenu = h("select", { class: "input key-menu", "aria-label": `Draw another key on the ${key} chart`, dataset: { testid: "add-key" } });
   const yForm = yRangeForm(key);
@@ -360,6 +361,7 @@ function chartView(key, runs) {
   logButton.addEventListener("click", () => {
     chart.setLogY(!chart.logY);
     logButton.classList.toggle("on", chart.logY);
+    logButton.setAttribute("aria-pressed", String(chart.logY));
   });
   pinButton.addEventListener("click", () => {
     updatePanels((panels) => {
@@ -486,10 +488,27 @@ function updateChartSeries(view) {
   const waiting = view.runs.some((p) => !view.data.has(p));
   view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
   view.chart.setSeries(series);
+  view.chart.canvas.setAttribute("role", "img");
+  view.chart.canvas.setAttribute("aria-label", chartDescription(view.key, series));
   view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
   view.card.dataset.pointCount = String(points);
   view.info.textContent = points ? `${points.toLocaleString()} pt${points === 1 ? "" : "s"}${downsampled ? " · downsampled" : ""}` : "";
   view.info.title = downsampled ? "The server sent a min/max per pixel column; zoom in for every point" : "";
+}
+
+/**
+ * What a chart shows, in words: its key, and each line's last value and where.
+ * @param {string} key
+ * @param {import("./chart.js").ChartSeries[]} series
+ * @returns {string}
+ */
+function chartDescription(key, series) {
+  const lines = series.map((s) => {
+    let i = s.y.length - 1;
+    while (i >= 0 && !Number.isFinite(s.y[i])) i--;
+    return i < 0 ? `${s.label}: no value` : `${s.label}: last ${readable(s.y[i])} at ${xLabel()} ${readable(s.x[i])}`;
+  });
+  return `Chart of ${key}. ${lines.length ? lines.join("; ") : "No data yet"}.`;
 }
 
 /**
