@@ -12,7 +12,7 @@ import { openRunsTable, renderRunsTable } from "./runs_table.js";
 import { onSelectionChange, renderSelectionBar } from "./selection.js";
 import { readHash, state } from "./state.js";
 import { setupTheme } from "./theme_button.js";
-import { applyQuery, loadExperiments, renderTree, setupFilters, showListError } from "./tree.js";
+import { applyQuery, loadExperiments, renderTree, setupFilters, setupTreeKeys, showListError } from "./tree.js";
 
 /** Everything that shows the selection, after it changed. */
 function showSelection() {
@@ -31,6 +31,7 @@ async function main() {
   readHash();
   setupTheme();
   setupDrawer();
+  setupTreeKeys();
   setupFilters(showFiltered, (folder) => {
     setDrawer(false);
     openRunsTable(folder);

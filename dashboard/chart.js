@@ -28,6 +28,7 @@ const MARGIN = { top: 10, right: 14, bottom: 24 };
  * @property {Float64Array} y NaN where the value is not finite
  * @property {Float64Array} [lo] a band's lower edge at each x (a group's min)
  * @property {Float64Array} [hi] its upper edge (a group's max)
+ * @property {number[]} [dash] a line dash (another key on the same chart)
  */
 
 export class LineChart {
@@ -52,6 +53,8 @@ export class LineChart {
     });
     this.zoom = null;
     this.logY = false;
+    /** @type {{ min?: number, max?: number, clip?: boolean }} fixed y ends, outliers clipped */
+    this.yRange = {};
     this.smoothing = 0;
     this.highlight = null;
     this.hover = null;
@@ -119,6 +122,12 @@ export class LineChart {
 
   setLogY(on) {
     this.logY = on;
+    this.requestDraw();
+  }
+
+  /** @param {{ min?: number, max?: number, clip?: boolean }} range */
+  setYRange(range) {
+    this.yRange = range;
     this.requestDraw();
   }
 
@@ -231,6 +240,11 @@ export class LineChart {
     }
     const empty = !Number.isFinite(y0);
     if (empty) [y0, y1] = this.logY ? [1, 10] : [0, 1];
+    else if (this.yRange.clip) [y0, y1] = withoutOutliers(visible, x0, x1, y0, y1, this.logY);
+    const fixed = { min: Number.isFinite(this.yRange.min), max: Number.isFinite(this.yRange.max) };
+    if (fixed.min) y0 = /** @type {number} */ (this.yRange.min);
+    if (fixed.max) y1 = /** @type {number} */ (this.yRange.max);
+    if (y0 > y1) [y0, y1] = [y1, y0];
     let ticksY;
     let toY;
     const height = this.height - MARGIN.top - MARGIN.bottom;
@@ -250,8 +264,8 @@ export class LineChart {
         [y0, y1] = [y0 - d, y1 + d];
       }
       const pad = (y1 - y0) * 0.06;
-      y0 -= pad;
-      y1 += pad;
+      if (!fixed.min) y0 -= pad;
+      if (!fixed.max) y1 += pad;
       ticksY = niceTicks(y0, y1, Math.max(2, Math.round(height / 38)));
       toY = (v) => MARGIN.top + height * (1 - (v - y0) / (y1 - y0));
     }
@@ -303,9 +317,11 @@ export class LineChart {
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
     ctx.beginPath();
+    const drawnY = [];
     L.ticksY.ticks.forEach((v, i) => {
       const y = Math.round(L.toY(v)) + 0.5;
       if (y < MARGIN.top - 1 || y > bottom + 1) return;
+      drawnY.push(L.labelsY[i]);
       ctx.moveTo(L.left, y);
       ctx.lineTo(L.left + L.plotWidth, y);
       ctx.fillText(L.labelsY[i], L.left - 6, y);
@@ -332,6 +348,7 @@ export class LineChart {
     ctx.stroke();
     // The labels drawn on the x axis, for what reads the page rather than the pixels.
     this.canvas.dataset.xTicks = drawnX.join(" | ");
+    this.canvas.dataset.yTicks = drawnY.join(" | ");
     ctx.strokeStyle = color("--chart-axis");
     ctx.beginPath();
     ctx.moveTo(L.left, bottom + 0.5);
@@ -358,12 +375,14 @@ export class LineChart {
       const dim = focus && focus !== s.id;
       const [from, to] = indexRange(s.x, L.x0, L.x1, 1);
       if (s.lo && s.hi) this.#band(ctx, L, s.x, s.lo, s.hi, from, to, s.color, dim ? 0.05 : 0.18);
+      ctx.setLineDash(s.dash ?? []);
       if (smooth) {
         this.#line(ctx, L, s.x, s.y, from, to, s.color, 1, dim ? 0.08 : 0.25);
         this.#line(ctx, L, s.x, smooth, from, to, s.color, focus === s.id ? 2.5 : 1.75, dim ? 0.25 : 1);
       } else {
         this.#line(ctx, L, s.x, s.y, from, to, s.color, focus === s.id ? 2.5 : 1.5, dim ? 0.25 : 1);
       }
+      ctx.setLineDash([]);
       if (to - from <= L.plotWidth / 8) this.#dots(ctx, L, s.x, smooth ?? s.y, from, to, s.color, dim ? 0.25 : 1);
     }
     ctx.restore();
@@ -593,6 +612,29 @@ export class LineChart {
     window.addEventListener("mouseup", up);
     window.addEventListener("mousemove", move);
   }
+}
+
+/**
+ * The y range without outliers: the values within three interquartile ranges
+ * of the middle half (a gradient spike no longer flattens the rest).
+ */
+function withoutOutliers(visible, x0, x1, y0, y1, logY) {
+  const values = [];
+  for (const s of visible) {
+    const [from, to] = indexRange(s.x, x0, x1);
+    for (let i = from; i < to; i++) {
+      const v = s.y[i];
+      if (Number.isFinite(v) && !(logY && v <= 0)) values.push(v);
+    }
+  }
+  if (values.length < 4) return [y0, y1];
+  values.sort((a, b) => a - b);
+  const q = (p) => values[Math.min(values.length - 1, Math.floor(p * (values.length - 1)))];
+  const iqr = q(0.75) - q(0.25);
+  const lo = Math.max(y0, q(0.25) - 3 * iqr);
+  const hi = Math.min(y1, q(0.75) + 3 * iqr);
+  const inside = values.filter((v) => v >= lo && v <= hi);
+  return inside.length ? [inside[0], inside[inside.length - 1]] : [y0, y1];
 }
 
 /** Sorts a series by x when it is not sorted already (steps logged out of order). */

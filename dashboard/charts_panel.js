@@ -6,8 +6,10 @@
 import { errorMessage, fetchJson } from "./api.js";
 import { LineChart } from "./chart.js";
 import { fill, h, $, targetValue } from "./dom.js";
+import { readable } from "./format.js";
 import { runLabels } from "./runs.js";
 import { groupLine, groupName } from "./group_series.js";
+import { folderPanels, updatePanels } from "./panel_settings.js";
 import { colorOf, paletteColor, state, toggleCollapsed, writeHash } from "./state.js";
 
 /** @typedef {import("./api.js").SeriesPage} SeriesPage */
@@ -32,6 +34,10 @@ import { colorOf, paletteColor, state, toggleCollapsed, writeHash } from "./stat
  * @property {string[]} runs             the selected runs that have the key
  * @property {Map<string, RunSeries>} data
  * @property {number[] | null} zoom      the x range zoomed to
+ * @property {Map<string, Map<string, RunSeries>>} extra the other keys drawn on it → each run's series
+ * @property {HTMLSelectElement} keyMenu   adds or removes another key
+ * @property {HTMLButtonElement} pinButton
+ * @property {HTMLElement} yForm           the y range form
  * @property {number} generation         bumped when fetched series become outdated
  * @property {string} x                  the x axis the data is for
  * @property {number} [pending]          series requests under way
@@ -99,7 +105,9 @@ export function redrawCharts() {
  */
 export function reloadSeriesOf(prefix) {
   for (const view of views.values()) {
-    if (view.runs.includes(prefix) && view.data.has(prefix)) loadSeries(view, prefix);
+    if (!view.runs.includes(prefix) || !view.data.has(prefix)) continue;
+    loadSeries(view, prefix);
+    for (const other of view.extra.keys()) loadSeries(view, prefix, other);
   }
 }
 
@@ -236,7 +244,8 @@ export function renderCharts() {
   const keys = chartKeys();
   const filter = chartFilter.toLowerCase();
   const shown = [...keys.keys()].filter((k) => !filter || k.toLowerCase().includes(filter));
-  const groups = groupKeys(shown);
+  const pinned = folderPanels().pinned.filter((k) => shown.includes(k));
+  const groups = groupKeys(shown.filter((k) => !pinned.includes(k)));
   const order = [...groups.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b)));
   disposeCharts(new Set(shown));
   const loading = state.selected.some((p) => !state.details.has(p));
@@ -246,7 +255,15 @@ export function renderCharts() {
       loading ? "Loading…" : keys.size ? "No chart matches the filter." : failed ? "The selected runs could not be read (see above)." : "The selected runs have no metrics yet."));
     return;
   }
-  fill(panel, ...order.map((group) => groupSection(group, groups.get(group) ?? [], keys)));
+  fill(panel,
+    pinned.length
+      ? h("section", { class: "chart-group pinned", dataset: { testid: "pinned-group" } },
+        h("div", { class: "group-head" }, h("span", { class: "group-name" }, "Pinned"), h("span", { class: "count" }, pinned.length)),
+        h("div", { class: "chart-grid" }, ...pinned.map((key) => chartView(key, keys.get(key) ?? []).card)),
+      )
+      : null,
+    ...order.map((group) => groupSection(group, groups.get(group) ?? [], keys)),
+  );
   for (const key of shown) {
     const view = views.get(key);
     if (!view || !view.card.isConnected) continue;
@@ -306,7 +323,10 @@ function chartView(key, runs) {
   if (existing) return existing;
   const group = groupOf(key);
   const resetButton = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, "Reset zoom");
-  const logButton = h("button", { type: "button", class: "icon-button toggle", title: "Logarithmic y axis" }, "log");
+  const logButton = h("button", { type: "button", class: "icon-button toggle", title: "Logarithmic y axis", "aria-label": `Logarithmic y axis of ${key}`, "aria-pressed": "false" }, "log");
+  const pinButton = h("button", { type: "button", class: "icon-button toggle", title: "Pin this chart to the top", "aria-label": `Pin ${key} to the top`, "aria-pressed": "false", dataset: { testid: "pin" } }, "pin");
+  const keyMenu = h("select", { class: "input key-menu", "aria-label": `Draw another key on the ${key} chart`, dataset: { testid: "add-key" } });
+  const yForm = yRangeForm(key);
   const info = h("span", { class: "chart-info" });
   const body = h("div", { class: "chart-body" });
   const card = h("div", { class: "chart-card", dataset: { testid: "chart", key, group, seriesCount: "0", pointCount: "0" } },
@@ -314,7 +334,10 @@ function chartView(key, runs) {
       h("span", { class: "chart-title", title: key }, group ? h("span", { class: "muted" }, `${group}/`) : null, fieldOf(key)),
       info,
       resetButton,
+      keyMenu,
+      yForm,
       logButton,
+      pinButton,
     ),
     body,
   );
@@ -327,7 +350,10 @@ function chartView(key, runs) {
       view.zoom = range;
       resetButton.hidden = !range;
       view.generation++;
-      for (const p of view.runs) loadSeries(view, p);
+      for (const p of view.runs) {
+        loadSeries(view, p);
+        for (const other of view.extra.keys()) loadSeries(view, p, other);
+      }
     },
   });
   chart.setSmoothing(state.smoothing);
@@ -335,9 +361,26 @@ function chartView(key, runs) {
   logButton.addEventListener("click", () => {
     chart.setLogY(!chart.logY);
     logButton.classList.toggle("on", chart.logY);
+    logButton.setAttribute("aria-pressed", String(chart.logY));
+  });
+  pinButton.addEventListener("click", () => {
+    updatePanels((panels) => {
+      panels.pinned = panels.pinned.includes(key) ? panels.pinned.filter((k) => k !== key) : [...panels.pinned, key];
+    });
+    renderCharts();
+  });
+  keyMenu.addEventListener("change", () => {
+    const other = keyMenu.value;
+    keyMenu.value = "";
+    if (!other) return;
+    updatePanels((panels) => {
+      const extra = panels.extra[key] ?? [];
+      panels.extra[key] = extra.includes(other) ? extra.filter((k) => k !== other) : [...extra, other];
+    });
+    syncChart(view, view.runs);
   });
   /** @type {ChartView} */
-  const view = { key, card, chart, info, resetButton, runs, data: new Map(), zoom: null, generation: 0, x: state.x };
+  const view = { key, card, chart, info, resetButton, runs, data: new Map(), extra: new Map(), keyMenu, pinButton, yForm, zoom: null, generation: 0, x: state.x };
   views.set(key, view);
   return view;
 }
@@ -354,12 +397,17 @@ function syncChart(view, runs) {
     view.zoom = null;
     view.resetButton.hidden = true;
     view.data.clear();
+    view.extra.clear();
     view.generation++;
     view.chart.setXKind(xKind(), xLabel());
   }
   for (const p of [...view.data.keys()]) if (!runs.includes(p)) view.data.delete(p);
+  applyPanelSettings(view);
   updateChartSeries(view);
   for (const p of runs) if (!view.data.has(p)) loadSeries(view, p);
+  for (const [other, byRun] of view.extra) {
+    for (const p of runs) if (!byRun.has(p)) loadSeries(view, p, other);
+  }
 }
 
 /**
@@ -379,14 +427,15 @@ function xOffset(prefix) {
  * unless the chart moved on meanwhile.
  * @param {ChartView} view
  * @param {string} prefix
+ * @param {string} [key] the chart's own key, or another drawn on it
  */
-async function loadSeries(view, prefix) {
+async function loadSeries(view, prefix, key = view.key) {
   const generation = view.generation;
   const offset = xOffset(prefix);
   /** @type {import("./api.js").Query} */
   const params = {
     prefix,
-    key: view.key,
+    key,
     points: view.chart.pixelWidth,
     x: state.x === "relative" ? "_ts" : state.x,
   };
@@ -402,7 +451,10 @@ async function loadSeries(view, prefix) {
     if (generation !== view.generation || !view.runs.includes(prefix)) return;
     const x = toNumbers(r.x);
     if (offset) for (let i = 0; i < x.length; i++) x[i] -= offset;
-    view.data.set(prefix, { x, y: toNumbers(r.value), total: r.total ?? r.x.length, downsampled: Boolean(r.downsampled) });
+    const series = { x, y: toNumbers(r.value), total: r.total ?? r.x.length, downsampled: Boolean(r.downsampled) };
+    if (key === view.key) view.data.set(prefix, series);
+    else if (view.extra.has(key)) /** @type {Map<string, RunSeries>} */ (view.extra.get(key)).set(prefix, series);
+    else return;
     updateChartSeries(view);
   } catch (error) {
     view.chart.message = `Could not load: ${errorMessage(error)}`;
@@ -436,10 +488,27 @@ function updateChartSeries(view) {
   const waiting = view.runs.some((p) => !view.data.has(p));
   view.chart.message = waiting ? "Loading…" : isFieldX() ? `No "${state.x}" field in this metric` : "No data";
   view.chart.setSeries(series);
+  view.chart.canvas.setAttribute("role", "img");
+  view.chart.canvas.setAttribute("aria-label", chartDescription(view.key, series));
   view.card.dataset.seriesCount = String(series.filter((s) => s.x.length > 0).length);
   view.card.dataset.pointCount = String(points);
   view.info.textContent = points ? `${points.toLocaleString()} pt${points === 1 ? "" : "s"}${downsampled ? " · downsampled" : ""}` : "";
   view.info.title = downsampled ? "The server sent a min/max per pixel column; zoom in for every point" : "";
+}
+
+/**
+ * What a chart shows, in words: its key, and each line's last value and where.
+ * @param {string} key
+ * @param {import("./chart.js").ChartSeries[]} series
+ * @returns {string}
+ */
+function chartDescription(key, series) {
+  const lines = series.map((s) => {
+    let i = s.y.length - 1;
+    while (i >= 0 && !Number.isFinite(s.y[i])) i--;
+    return i < 0 ? `${s.label}: no value` : `${s.label}: last ${readable(s.y[i])} at ${xLabel()} ${readable(s.x[i])}`;
+  });
+  return `Chart of ${key}. ${lines.length ? lines.join("; ") : "No data yet"}.`;
 }
 
 /**
@@ -455,11 +524,88 @@ function runSeries(view) {
   for (const p of state.selected) {
     const d = view.data.get(p);
     if (!d || !view.runs.includes(p)) continue;
-    series.push({ id: p, label: labels.get(p) ?? p, color: colorOf(p), x: d.x, y: d.y });
+    const label = labels.get(p) ?? p;
+    series.push({ id: p, label: view.extra.size ? `${label} · ${view.key}` : label, color: colorOf(p), x: d.x, y: d.y });
     points += d.total;
     downsampled ||= d.downsampled;
+    let dash = 0;
+    for (const [other, byRun] of view.extra) {
+      const e = byRun.get(p);
+      dash++;
+      if (!e) continue;
+      series.push({ id: `${p}\n${other}`, label: `${label} · ${other}`, color: colorOf(p), x: e.x, y: e.y, dash: [6 - dash, 3 + dash] });
+      points += e.total;
+    }
   }
   return { series, points, downsampled };
+}
+
+/**
+ * Gives a chart its folder's settings: the other keys drawn on it, its y range, whether it is pinned.
+ * @param {ChartView} view
+ */
+function applyPanelSettings(view) {
+  const panels = folderPanels();
+  const wanted = (panels.extra[view.key] ?? []).filter((k) => k !== view.key);
+  for (const other of [...view.extra.keys()]) if (!wanted.includes(other)) view.extra.delete(other);
+  for (const other of wanted) if (!view.extra.has(other)) view.extra.set(other, new Map());
+  const range = panels.y[view.key] ?? {};
+  view.chart.setYRange(range);
+  fillYForm(view.yForm, range);
+  const pinned = panels.pinned.includes(view.key);
+  view.pinButton.classList.toggle("on", pinned);
+  view.pinButton.setAttribute("aria-pressed", String(pinned));
+  const others = [...chartKeys().keys()].filter((k) => k !== view.key);
+  fill(view.keyMenu,
+    h("option", { value: "" }, view.extra.size ? `+${view.extra.size} key${view.extra.size === 1 ? "" : "s"}` : "+ key"),
+    ...others.map((k) => h("option", { value: k }, `${view.extra.has(k) ? "✓ " : ""}${k}`)),
+  );
+}
+
+/**
+ * The y range menu of a chart: fixed ends and outlier clipping, stored for the folder.
+ * @param {string} key
+ * @returns {HTMLElement}
+ */
+function yRangeForm(key) {
+  /** @param {string} name @param {string} label */
+  const number = (name, label) => h("label", { class: "control" }, label, h("input", { type: "number", step: "any", class: "input", name, "aria-label": `${label} of the ${key} chart's y axis` }));
+  const form = h("details", { class: "y-menu", dataset: { testid: "y-range" } },
+    h("summary", { class: "icon-button", title: "Y range and outliers" }, "y"),
+    h("form", { class: "y-form" },
+      number("min", "min"),
+      number("max", "max"),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "clip", "aria-label": `Clip outliers on the ${key} chart` }), "clip outliers"),
+    ),
+  );
+  form.addEventListener("change", () => {
+    const f = /** @type {HTMLFormElement} */ (form.querySelector("form"));
+    const value = (/** @type {string} */ name) => /** @type {HTMLInputElement} */ (f.elements.namedItem(name));
+    /** @type {import("./panel_settings.js").YRange} */
+    const range = {};
+    if (value("min").value !== "") range.min = Number(value("min").value);
+    if (value("max").value !== "") range.max = Number(value("max").value);
+    if (value("clip").checked) range.clip = true;
+    updatePanels((panels) => {
+      panels.y[key] = range;
+    });
+    views.get(key)?.chart.setYRange(range);
+  });
+  return form;
+}
+
+/**
+ * Shows a stored y range in a chart's form.
+ * @param {HTMLElement} form
+ * @param {import("./panel_settings.js").YRange} range
+ */
+function fillYForm(form, range) {
+  const f = /** @type {HTMLFormElement} */ (form.querySelector("form"));
+  const input = (/** @type {string} */ name) => /** @type {HTMLInputElement} */ (f.elements.namedItem(name));
+  if (document.activeElement?.closest(".y-form") === f) return;
+  input("min").value = range.min === undefined ? "" : String(range.min);
+  input("max").value = range.max === undefined ? "" : String(range.max);
+  input("clip").checked = Boolean(range.clip);
 }
 
 /**

@@ -3,13 +3,15 @@
 // runs grouped by a param (one line per group, its mean with a min–max band,
 // the group's size in the legend); a legend click hiding a run on every chart;
 // the tooltip's numbers and runs that ended before the hovered step; the wall
-// time axis over less than a second.
+// time axis over less than a second; chart panels (another key on a chart, a
+// y range, clipped outliers, pinned charts) remembered for the folder.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
 import { chart, DashboardBrowser, selectRuns, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
+import { Experiment } from "../mod.ts";
 import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
@@ -34,6 +36,10 @@ describe("dashboard charts", { skip: missingChromium }, () => {
 
   before(async () => {
     fixture = await writeDashboardFixture(dash.root);
+    // A gradient norm near 1 with one spike of 1000 at step 25.
+    await new Experiment({ prefix: "carol/grad/spiky", dashRoot: dash.root }).run((exp) => {
+      for (let step = 0; step < 50; step++) exp.metrics("train").log({ step, grad_norm: step === 25 ? 1000 : 1 + (step % 5) / 10 });
+    });
     await dash.start();
   });
 
@@ -102,5 +108,64 @@ describe("dashboard charts", { skip: missingChromium }, () => {
     const span = await page.$eval(`${chart("train/loss")} canvas`, (c) => (c as HTMLElement).dataset.xTicks!);
     const labels = span.split(" | ");
     assert.ok(labels.length >= 2 && new Set(labels).size === labels.length, `distinct tick labels: ${span}`);
+  });
+
+  /** The y tick labels drawn on a chart, as numbers. */
+  const yTicks = async (page: Page, key: string): Promise<number[]> => {
+    const text = await page.$eval(`${chart(key)} canvas`, (c) => (c as HTMLElement).dataset.yTicks ?? "");
+    return text.split(" | ").filter(Boolean).map(Number);
+  };
+
+  it("draws another key on a chart, remembered for the folder", async () => {
+    const page = await dash.open("#run=alice/mnist/baseline");
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="1"]`, WAIT);
+    await page.selectOption(`${chart("train/loss")} [data-testid="add-key"]`, "val/loss");
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="2"]`, WAIT);
+    const legend = await page.$$eval(`${chart("train/loss")} .legend-item`, (nodes) => nodes.map((n) => n.textContent));
+    assert.deepEqual(legend, ["baseline · train/loss", "baseline · val/loss"]);
+    assert.ok(await page.$(chart("val/loss")), "val/loss keeps its own chart");
+    await page.reload();
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="2"]`, WAIT);
+  });
+
+  it("sets a chart's y range, and clips a spike that flattens the rest", async () => {
+    const page = await dash.open("#run=carol/grad/spiky");
+    await page.waitForSelector(`${chart("train/grad_norm")}[data-series-count="1"]`, WAIT);
+    await page.waitForFunction((s) => (document.querySelector(s) as HTMLElement | null)?.dataset.yTicks, `${chart("train/grad_norm")} canvas`, WAIT);
+    assert.ok(Math.max(...await yTicks(page, "train/grad_norm")) >= 500, "the spike sets the scale");
+    await page.click(`${chart("train/grad_norm")} [data-testid="y-range"] summary`);
+    await page.check(`${chart("train/grad_norm")} [data-testid="y-range"] input[name="clip"]`);
+    await page.waitForFunction(async (s) => {
+      const ticks = ((document.querySelector(s) as HTMLElement).dataset.yTicks ?? "").split(" | ").map(Number);
+      return Math.max(...ticks) < 5;
+    }, `${chart("train/grad_norm")} canvas`, WAIT);
+    await page.uncheck(`${chart("train/grad_norm")} [data-testid="y-range"] input[name="clip"]`);
+    await page.fill(`${chart("train/grad_norm")} [data-testid="y-range"] input[name="max"]`, "2");
+    await page.press(`${chart("train/grad_norm")} [data-testid="y-range"] input[name="max"]`, "Enter");
+    await page.waitForFunction((s) => {
+      const ticks = ((document.querySelector(s) as HTMLElement).dataset.yTicks ?? "").split(" | ").map(Number);
+      return Math.max(...ticks) <= 2;
+    }, `${chart("train/grad_norm")} canvas`, WAIT);
+    await page.reload();
+    await page.waitForSelector(`${chart("train/grad_norm")}[data-series-count="1"]`, WAIT);
+    await page.waitForFunction((s) => {
+      const ticks = ((document.querySelector(s) as HTMLElement).dataset.yTicks ?? "").split(" | ").filter(Boolean).map(Number);
+      return ticks.length > 0 && Math.max(...ticks) <= 2;
+    }, `${chart("train/grad_norm")} canvas`, WAIT);
+  });
+
+  it("pins a chart to the top, remembered for the folder", async () => {
+    const page = await dash.open("#run=alice/mnist/baseline");
+    await page.waitForSelector(`${chart("val/acc")}[data-series-count="1"]`, WAIT);
+    await page.click(`${chart("val/acc")} [data-testid="pin"]`);
+    await page.waitForSelector(`[data-testid="pinned-group"] ${chart("val/acc")}`, WAIT);
+    const first = await page.$eval('[data-testid="charts"] [data-testid="chart"]', (c) => (c as HTMLElement).dataset.key);
+    assert.equal(first, "val/acc");
+    await page.reload();
+    await page.waitForSelector(`[data-testid="pinned-group"] ${chart("val/acc")} [data-testid="pin"][aria-pressed="true"]`, WAIT);
+    // Another folder's charts are arranged on their own.
+    await page.evaluate(() => (location.hash = "#run=bob/cifar/resnet/live"));
+    await page.waitForSelector(`${chart("train/loss")}[data-series-count="1"]`, WAIT);
+    assert.equal(await page.$('[data-testid="pinned-group"]'), null);
   });
 });

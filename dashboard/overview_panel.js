@@ -5,7 +5,9 @@
 import { fill, h, $ } from "./dom.js";
 import * as fmt from "./format.js";
 import { runHeaderCells, runTimes, statusBadge, statusOf } from "./runs.js";
+import { editForm } from "./edit_form.js";
 import { state } from "./state.js";
+import { renderTree } from "./tree.js";
 
 /** @typedef {import("./api.js").ExperimentDetail} ExperimentDetail */
 /** @typedef {import("./api.js").ExperimentSummary} ExperimentSummary */
@@ -14,6 +16,9 @@ import { state } from "./state.js";
  * A row of the runs table: its label and the cell of a run.
  * @typedef {[string, (d: ExperimentDetail, e: ExperimentSummary | undefined) => Node | string]} OverviewRow
  */
+
+/** The runs whose description and tags are being edited. */
+const editing = new Set();
 
 /** @type {OverviewRow[]} */
 const ROWS = [
@@ -24,8 +29,26 @@ const ROWS = [
   ["Duration", (_d, e) => e ? fmt.duration(runTimes(e).seconds) : "—"],
   ["Last heartbeat", (d) => d.status?.heartbeatAt ? `${fmt.dateTime(d.status.heartbeatAt)} (${fmt.ago(d.status.heartbeatAt)})` : "—"],
   ["Host", (d) => [d.status?.host, d.status?.pid ? `pid ${d.status.pid}` : null].filter(Boolean).join(" · ") || "—"],
-  ["Tags", (d) => (d.metadata?.tags ?? []).length ? h("span", {}, ...(d.metadata?.tags ?? []).map((t) => h("span", { class: "tag" }, t))) : "—"],
-  ["Description", (d) => d.metadata?.readme || "—"],
+  ["Tags", (d) => (d.metadata?.tags ?? []).length ? h("span", { dataset: { testid: "tags" } }, ...(d.metadata?.tags ?? []).map((t) => h("span", { class: "tag" }, t))) : "—"],
+  ["Description", (d) => editing.has(d.prefix)
+    ? editForm(d.prefix, () => {
+      editing.delete(d.prefix);
+      renderOverview();
+      renderTree();
+    })
+    : h("div", { class: "description" },
+      h("span", { dataset: { testid: "readme" } }, d.metadata?.readme || "—"),
+      d.error ? null : h("button", {
+        type: "button",
+        class: "link",
+        "aria-label": `Edit the description and tags of ${d.prefix}`,
+        dataset: { testid: "edit-run" },
+        onclick: () => {
+          editing.add(d.prefix);
+          renderOverview();
+        },
+      }, "Edit"),
+    )],
   ["Metadata", (d) => metadataList(d.metadata?.metadata)],
   ["Error", (d) => d.status?.error ? h("pre", { class: "error-text" }, d.status.error) : "—"],
 ];

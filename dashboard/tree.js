@@ -28,6 +28,8 @@ const STATUS_FILTERS = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "STALE"];
 let afterFilter = () => {};
 /** @type {(folder: string) => void} */
 let openRunsTable = () => {};
+/** The row that keyboard focus is on (its data-key), kept across redraws. */
+let focusedKey = "";
 
 /** Reads every experiment (a page at a time) and redraws the sidebar. */
 export async function loadExperiments() {
@@ -114,6 +116,46 @@ export function renderSidebar() {
   renderFilters();
   renderTree();
   afterFilter();
+}
+
+// ─── Keyboard ───────────────────────────────────────────────────────────────
+
+/** The tree's keys: arrows move and fold, Enter opens a run (or folds a folder), Space adds a run to the comparison. */
+export function setupTreeKeys() {
+  const list = $("#experiment-list");
+  list.addEventListener("focusin", (ev) => {
+    const row = /** @type {HTMLElement} */ (ev.target).closest?.('[role="treeitem"]');
+    if (row instanceof HTMLElement) focusedKey = row.dataset.key ?? "";
+  });
+  list.addEventListener("keydown", (ev) => {
+    const rows = /** @type {HTMLElement[]} */ (Array.from(list.querySelectorAll('[role="treeitem"]')));
+    const row = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (ev.target).closest('[role="treeitem"]'));
+    if (!row || ev.target !== row) return;
+    const at = rows.indexOf(row);
+    const level = Number(row.getAttribute("aria-level"));
+    const expanded = row.getAttribute("aria-expanded");
+    const path = row.dataset.path ?? row.dataset.prefix ?? "";
+    /** @param {HTMLElement | undefined} next */
+    const move = (next) => {
+      if (!next) return;
+      row.tabIndex = -1;
+      next.tabIndex = 0;
+      next.focus();
+    };
+    if (ev.key === "ArrowDown") move(rows[at + 1]);
+    else if (ev.key === "ArrowUp") move(rows[at - 1]);
+    else if (ev.key === "Home") move(rows[0]);
+    else if (ev.key === "End") move(rows[rows.length - 1]);
+    else if (ev.key === "ArrowRight" && expanded === "false") toggleFolder(path);
+    else if (ev.key === "ArrowRight" && expanded === "true") move(rows[at + 1]);
+    else if (ev.key === "ArrowLeft" && expanded === "true") toggleFolder(path);
+    else if (ev.key === "ArrowLeft") move(rows.slice(0, at).reverse().find((r) => Number(r.getAttribute("aria-level")) < level));
+    else if (ev.key === "Enter" && row.dataset.prefix) setSelection([row.dataset.prefix]);
+    else if (ev.key === "Enter") toggleFolder(path);
+    else if (ev.key === " " && row.dataset.prefix) toggleSelected(row.dataset.prefix);
+    else return;
+    ev.preventDefault();
+  });
 }
 
 // ─── Filters ────────────────────────────────────────────────────────────────
@@ -247,7 +289,11 @@ export function renderTree() {
     }
   };
   walk(buildTree(visible), 0);
+  const hadFocus = list.contains(document.activeElement);
   fill(list, ...rows);
+  const current = rows.find((r) => r.dataset.key === focusedKey) ?? rows.find((r) => r.dataset.selected === "true") ?? rows[0];
+  current.tabIndex = 0;
+  if (hadFocus) current.focus();
 }
 
 /**
@@ -276,7 +322,8 @@ function caret(node, open) {
   return h("button", {
     type: "button",
     class: `caret${open ? " open" : ""}`,
-    "aria-label": open ? "Collapse" : "Expand",
+    "aria-label": `${open ? "Collapse" : "Expand"} ${node.path}`,
+    tabindex: "-1",
     onclick: (/** @type {MouseEvent} */ ev) => {
       ev.stopPropagation();
       toggleFolder(node.path);
@@ -304,7 +351,11 @@ function folderRow(node, depth, open) {
   return h("div", {
     class: "tree-row folder",
     style: { paddingLeft: `${6 + depth * 14}px` },
-    dataset: { testid: "folder-row", path: node.path },
+    role: "treeitem",
+    "aria-level": depth + 1,
+    "aria-expanded": String(open),
+    tabindex: "-1",
+    dataset: { testid: "folder-row", path: node.path, key: `folder:${node.path}` },
     onclick: () => toggleFolder(node.path),
     title: node.path,
   },
@@ -313,6 +364,8 @@ function folderRow(node, depth, open) {
       type: "checkbox",
       class: "select-box",
       title: "Select all runs in this folder",
+      "aria-label": `Select every run in ${node.path}`,
+      tabindex: "-1",
       checked: selectedCount > 0 && selectedCount === runs.length,
       indeterminate: selectedCount > 0 && selectedCount < runs.length,
       onclick: (/** @type {MouseEvent} */ ev) => {
@@ -356,6 +409,8 @@ function runRow(node, e, depth, open) {
     class: "select-box",
     checked: selected,
     title: "Add to the comparison",
+    "aria-label": `Add ${e.prefix} to the comparison`,
+    tabindex: "-1",
     onclick: (/** @type {MouseEvent} */ ev) => {
       ev.stopPropagation();
       toggleSelected(e.prefix);
@@ -365,7 +420,12 @@ function runRow(node, e, depth, open) {
   return h("div", {
     class: `tree-row run${selected ? " selected" : ""}`,
     style: { paddingLeft: `${6 + depth * 14}px` },
-    dataset: { testid: "experiment-row", prefix: e.prefix, status: e.status, stale: String(Boolean(e.stale)), selected: String(selected) },
+    role: "treeitem",
+    "aria-level": depth + 1,
+    "aria-selected": String(selected),
+    ...(node.children.size ? { "aria-expanded": String(open) } : {}),
+    tabindex: "-1",
+    dataset: { testid: "experiment-row", prefix: e.prefix, status: e.status, stale: String(Boolean(e.stale)), selected: String(selected), key: `run:${e.prefix}` },
     title: e.readme ? `${e.prefix}\n\n${e.readme}` : e.prefix,
     onclick: (/** @type {MouseEvent} */ ev) => {
       if (ev.ctrlKey || ev.metaKey || ev.shiftKey) toggleSelected(e.prefix);

@@ -25,7 +25,7 @@ import { RequestGuard } from "./guard.ts";
 import { JsonlStore } from "./jsonl_store.ts";
 import { answerMlflow, isMlflowPath, isMlflowWrite } from "./mlflow.ts";
 import { getExperiment, getFile, getLogs, getSeries, listExperiments } from "./read_api.ts";
-import { listRuns } from "./runs_api.ts";
+import { editRun, listRuns } from "./runs_api.ts";
 import { serveStatic } from "./static.ts";
 import type { Store } from "./store.ts";
 
@@ -110,7 +110,7 @@ export const DEFAULT_MAX_BODY: number = 64 * 1024 * 1024;
 const DEFAULT_CONCURRENT_BODIES = 128 * 1024 * 1024;
 
 /** The routes of the API, each `METHOD path`. */
-const API_PATHS = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api/v1/experiment", "/api/v1/runs", "/api/v1/series", "/api/v1/logs", "/api/v1/file", "/api/v1/events"];
+const API_PATHS = ["/api/v1/batch", "/api/v1/open", "/api/v1/experiments", "/api/v1/experiment", "/api/v1/runs", "/api/v1/meta", "/api/v1/series", "/api/v1/logs", "/api/v1/file", "/api/v1/events"];
 
 /**
  * Creates the server's fetch handler: ingest (`POST /api/v1/batch`,
@@ -182,6 +182,15 @@ export function createHandler(options: HandlerOptions): DashHandler {
     return json(await store.open(prefix, sessions));
   };
 
+  const edit = async (req: Request): Promise<Response> => {
+    const bytes = await readBodyBytes(req, maxBody, bodies);
+    try {
+      return await editRun(store, bytes);
+    } finally {
+      bodies.give(bytes.byteLength);
+    }
+  };
+
   const route = async (req: Request, url: URL, write: boolean): Promise<Response> => {
     if (!url.pathname.startsWith("/api/")) {
       if (req.method === "GET" || req.method === "HEAD") return serveStatic(url.pathname, options.dashboardDir);
@@ -202,6 +211,8 @@ export function createHandler(options: HandlerOptions): DashHandler {
         return await getExperiment(store, url);
       case "GET /api/v1/runs":
         return await listRuns(store, url);
+      case "POST /api/v1/meta":
+        return await edit(req);
       case "GET /api/v1/series":
         return await getSeries(store, url);
       case "GET /api/v1/logs":

@@ -11,6 +11,10 @@
  * heartbeat stopped), `name`, `prefix`, `start_time`, `end_time`, `created`
  * (epoch seconds) and `duration` (seconds).
  *
+ * `POST /api/v1/meta` edits a run's description and tags from the dashboard:
+ * a batch with the experiment record, stored through the store's ingest as
+ * the library sends it (so it needs the write token when the server has one).
+ *
  * @example
  * ```ts ignore
  * import { listRuns } from "./runs_api.ts";
@@ -22,6 +26,7 @@
  * @module
  */
 import { HttpError, json } from "./answers.ts";
+import type { ExperimentRecord } from "../storage/backend.ts";
 import { type AttributeTypes, FilterSyntaxError, type FilterTarget, matches, paramText, parseFilter } from "./mlflow_filter.ts";
 import type { FilterClause } from "./mlflow_filter.ts";
 import { queryPrefix } from "./read_api.ts";
@@ -111,6 +116,68 @@ export async function listRuns(store: Store, url: URL): Promise<Response> {
   const rows = await mapConcurrently(inFolder, CONCURRENT_READS, async (e) => runRow(e, await store.experiment(e.prefix)));
   const runs = rows.filter((r) => matches(clauses, filterTarget(r)));
   return json({ runs, total: runs.length });
+}
+
+/** The longest description and tag list an edit may set. */
+const MAX_README = 100_000;
+const MAX_TAGS = 100;
+const MAX_TAG = 200;
+
+/**
+ * `POST /api/v1/meta` with `{"prefix", "readme"?, "tags"?}`: sets a run's
+ * description and tags through the store's ingest (a batch with the
+ * experiment record, under a session of its own).
+ *
+ * @param store The store.
+ * @param body The request's body.
+ * @returns `{ok, readme, tags}`; 400 for a body that is not such an object, 404 for an unknown run.
+ *
+ * @example Set a run's description and tags
+ * ```ts
+ * import { JsonlStore } from "./jsonl_store.ts";
+ * import { editRun } from "./runs_api.ts";
+ *
+ * const store = new JsonlStore(await Deno.makeTempDir());
+ * await store.ingest({ prefix: "alice/a", session: "s", seq: 0 }, { params: { lr: 0.1 } });
+ * const body = new TextEncoder().encode(JSON.stringify({ prefix: "alice/a", readme: "best so far", tags: ["keep"] }));
+ * await editRun(store, body);
+ * console.log((await store.experiment("alice/a")).metadata?.tags); // [ "keep" ]
+ * await store.close();
+ * ```
+ */
+export async function editRun(store: Store, body: Uint8Array): Promise<Response> {
+  const edit = parsedEdit(body);
+  if (!(await store.exists(edit.prefix))) throw new HttpError(404, `Unknown experiment "${edit.prefix}"`);
+  const metadata: ExperimentRecord = { prefix: edit.prefix };
+  if (edit.readme !== undefined) metadata.readme = edit.readme;
+  if (edit.tags !== undefined) metadata.tags = edit.tags;
+  await store.ingest({ prefix: edit.prefix, session: `dashboard-edit-${crypto.randomUUID()}`, seq: 0 }, { metadata });
+  const view = await store.experiment(edit.prefix);
+  return json({ ok: true, readme: view.metadata?.readme ?? "", tags: view.metadata?.tags ?? [] });
+}
+
+/** An edit's body, checked: a prefix, and a description and tags within their limits. */
+function parsedEdit(body: Uint8Array): { prefix: string; readme?: string; tags?: string[] } {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch {
+    throw new HttpError(400, "Invalid edit: expected a JSON object {prefix, readme?, tags?}");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new HttpError(400, `Invalid edit: expected a JSON object {prefix, readme?, tags?}, received ${Array.isArray(value) ? "an array" : typeof value}`);
+  }
+  const { prefix, readme, tags } = value as Record<string, unknown>;
+  if (typeof prefix !== "string" || prefix === "") throw new HttpError(400, "Invalid edit: expected a prefix string");
+  if (readme !== undefined && (typeof readme !== "string" || readme.length > MAX_README)) {
+    throw new HttpError(400, `Invalid readme: expected a string of at most ${MAX_README} characters`);
+  }
+  if (tags !== undefined) {
+    if (!Array.isArray(tags) || tags.length > MAX_TAGS) throw new HttpError(400, `Invalid tags: expected a list of at most ${MAX_TAGS} strings`);
+    const bad = tags.find((t) => typeof t !== "string" || t.trim() === "" || t.length > MAX_TAG);
+    if (bad !== undefined) throw new HttpError(400, `Invalid tag ${JSON.stringify(bad)}: expected a non-empty string of at most ${MAX_TAG} characters`);
+  }
+  return { prefix: queryPrefix(prefix), readme: readme as string | undefined, tags: (tags as string[] | undefined)?.map((t) => t.trim()) };
 }
 
 /**

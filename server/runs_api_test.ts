@@ -90,3 +90,54 @@ describe("GET /api/v1/runs", () => {
     assert.match(body.error, /\.\./);
   });
 });
+
+describe("POST /api/v1/meta", () => {
+  let root: string;
+  let handler: DashHandler;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "ml-dash-meta-api-"));
+    const store = new JsonlStore(root);
+    handler = createHandler({ store, token: "s3cret" });
+    await store.ingest({ prefix: "alice/a", session: "s", seq: 0 }, { metadata: { prefix: "alice/a", tags: ["old"], readme: "old", metadata: { gpu: "a100" } } });
+  });
+
+  after(async () => {
+    await handler?.close();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  const post = async (body: unknown, token?: string): Promise<{ status: number; body: Record<string, any> }> => {
+    const headers: Record<string, string> = { "content-type": "application/json", host: "localhost" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await handler(new Request("http://localhost/api/v1/meta", { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) }));
+    return { status: res.status, body: await res.json() };
+  };
+
+  it("needs the write token when the server has one", async () => {
+    assert.equal((await post({ prefix: "alice/a", readme: "x" })).status, 401);
+    assert.equal((await post({ prefix: "alice/a", readme: "x" }, "wrong")).status, 401);
+  });
+
+  it("sets the description and tags through the store's ingest, keeping the rest of the record", async () => {
+    const { status, body } = await post({ prefix: "alice/a", readme: "the best run", tags: ["keep", " best "] }, "s3cret");
+    assert.equal(status, 200);
+    assert.deepEqual(body, { ok: true, readme: "the best run", tags: ["keep", "best"] });
+    const res = await handler(new Request("http://localhost/api/v1/experiment?prefix=alice/a", { headers: { authorization: "Bearer s3cret" } }));
+    const view = await res.json();
+    assert.equal(view.metadata.readme, "the best run");
+    assert.deepEqual(view.metadata.tags, ["keep", "best"]);
+    assert.deepEqual(view.metadata.metadata, { gpu: "a100" });
+  });
+
+  it("answers 400 for a bad body and 404 for an unknown run", async () => {
+    assert.equal((await post("not json", "s3cret")).status, 400);
+    assert.equal((await post([1], "s3cret")).status, 400);
+    assert.match((await post({ prefix: "alice/a", tags: [""] }, "s3cret")).body.error, /^Invalid tag ""/);
+    assert.equal((await post({ prefix: "alice/a", readme: 5 }, "s3cret")).status, 400);
+    assert.equal((await post({ prefix: "../x" }, "s3cret")).status, 400);
+    const unknown = await post({ prefix: "alice/nope", readme: "x" }, "s3cret");
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body.error, /Unknown experiment "alice\/nope"/);
+  });
+});
