@@ -6,7 +6,7 @@
 import { after, before, test } from "node:test";
 import { deepEqual, equal } from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, normalize } from "node:path";
@@ -70,6 +70,7 @@ function page(dashUrl: string, prefix: string, steps: number, complete: boolean)
 }
 
 let dist: string;
+let root: string;
 let server: DashServer;
 let pages: Awaited<ReturnType<typeof pageServer>>;
 let browser: Browser;
@@ -80,7 +81,8 @@ before(async () => {
   // The pages' origin is only known once their server listens; the dash server is told it next.
   const html: Record<string, string> = {};
   pages = await pageServer(dist, html);
-  server = await serve({ root: tempDir("browser"), port: 0, quiet: true, token: TOKEN, corsOrigins: [pages.origin] });
+  root = tempDir("browser");
+  server = await serve({ root, port: 0, quiet: true, token: TOKEN, corsOrigins: [pages.origin] });
   html["/complete.html"] = page(server.url, "alice/browser/complete", 5, true);
   html["/left.html"] = page(server.url, "alice/browser/left", 7, false);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS] });
@@ -90,6 +92,7 @@ after(async () => {
   await browser?.close();
   await server?.close();
   await pages?.close();
+  for (const dir of [dist, root]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Opens `path` and collects what the console and the page report as errors, and failed requests. */

@@ -2,6 +2,7 @@
 // condition, it logs one experiment per request to a real server on a loopback
 // port, finished with event.waitUntil.
 import { after, before, test } from "node:test";
+import { rmSync } from "node:fs";
 import { deepEqual, equal } from "node:assert/strict";
 import { serve } from "../server.ts";
 import type { DashServer } from "../server.ts";
@@ -16,13 +17,16 @@ await longerTimeoutsOnBun();
 // (@edge-runtime/primitives/load), so the test runs on Node and Bun.
 const skip = runtimeName() === "deno" ? "edge-runtime does not start under Deno (its @edge-runtime/primitives/load does not resolve); Node and Bun run this test" : false;
 let server: DashServer;
+let root: string;
 
 before(async () => {
-  server = await serve({ root: tempDir("edge-runtime"), port: 0, quiet: true });
+  root = tempDir("edge-runtime");
+  server = await serve({ root, port: 0, quiet: true });
 });
 
 after(async () => {
   await server?.close();
+  if (root) rmSync(root, { recursive: true, force: true });
 });
 
 test("a Vercel edge function logs an experiment per request to the server, finished with event.waitUntil", { skip, timeout: 60_000 }, async () => {

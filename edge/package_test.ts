@@ -3,10 +3,10 @@
 // require an ES module and otherwise says "ESM only"), the types under
 // moduleResolution node16 and bundler with lib ES2022 and skipLibCheck false,
 // `npx ml-dash --help` and `bunx ml-dash ls`.
-import { before, test } from "node:test";
+import { after, before, test } from "node:test";
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
@@ -15,6 +15,7 @@ import { tempDir } from "../testing/temp.ts";
 
 await longerTimeoutsOnBun();
 
+let packed: string;
 let consumer: string;
 
 /** A consumer's TypeScript, compiled with lib ES2022 and skipLibCheck false: every export's types must resolve. */
@@ -46,7 +47,7 @@ function fixture(name: string): string {
 }
 
 before(() => {
-  const packed = tempDir("package");
+  packed = tempDir("package");
   run("npm", ["pack", "--silent", "--pack-destination", packed], CHECKOUT);
   const tarball = join(packed, readdirSync(packed).find((name) => name.endsWith(".tgz"))!);
   consumer = tempDir("consumer");
@@ -54,6 +55,10 @@ before(() => {
   run("npm", ["install", "--no-audit", "--no-fund", tarball], consumer);
   copyFileSync(fixture("package_consumer.mjs"), join(consumer, "consumer.mjs"));
   writeFileSync(join(consumer, "check.ts"), CONSUMER_TYPES);
+});
+
+after(() => {
+  for (const dir of [packed, consumer]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test("the tarball holds LICENSE, the README and dist/, and names its repository, homepage and keywords", () => {

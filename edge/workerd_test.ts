@@ -2,6 +2,7 @@
 // nodejs_compat: bundled as wrangler does, it logs one experiment per request
 // to a real server on a loopback port, finished with ctx.waitUntil.
 import { after, before, test } from "node:test";
+import { rmSync } from "node:fs";
 import { deepEqual, equal } from "node:assert/strict";
 import { serve } from "../server.ts";
 import type { DashServer } from "../server.ts";
@@ -14,15 +15,18 @@ import { waitForExperiment } from "../testing/edge_server.ts";
 await longerTimeoutsOnBun();
 
 let server: DashServer;
+let root: string;
 let worker: Miniflare | undefined;
 
 before(async () => {
-  server = await serve({ root: tempDir("workerd"), port: 0, quiet: true });
+  root = tempDir("workerd");
+  server = await serve({ root, port: 0, quiet: true });
 });
 
 after(async () => {
   await worker?.dispose();
   await server?.close();
+  if (root) rmSync(root, { recursive: true, force: true });
 });
 
 test("a Worker without nodejs_compat logs an experiment per request to the server, finished with ctx.waitUntil", { timeout: 120_000 }, async () => {
