@@ -35,7 +35,6 @@
  * @module
  */
 import { fileSystem } from "./file_system.ts";
-import type { AppendFile } from "./file_system.ts";
 import { metricIndexPath, replaceFileSync } from "./layout.ts";
 import { fieldNames, fieldValues, parseNumber, scanFlatRecord, toNumber } from "./record_text.ts";
 
@@ -879,8 +878,7 @@ export function loadIndex(file: string): LoadedIndex {
 
 /**
  * Brings the index file of a metric file up to a loaded index that was
- * stale: a damaged one is replaced (temp file and rename: a writer appending
- * to the old one sees it gone and opens the new one); one that only lacked
+ * stale: a damaged one is replaced (temp file and rename); one that only lacked
  * blocks gets them appended, which never takes a line from another writer
  * appending at the same time.
  *
@@ -968,8 +966,8 @@ export function resumeIndex(file: string): LoadedIndex {
 }
 
 /**
- * Writes the index file of a metric file anew, by temp file and rename: a
- * writer appending to the old one sees it gone and opens the new one.
+ * Writes the index file of a metric file anew, by temp file and rename (a
+ * writer opens the index file for each append, so it appends to the new one).
  *
  * @param file The metric file.
  * @param index Its index.
@@ -1020,7 +1018,6 @@ export function saveIndex(file: string, index: MetricIndex): void {
 export class IndexAppender {
   readonly #file: string;
   #index: MetricIndex;
-  #output: AppendFile | undefined;
   /** The metric file is not as this writer knows it (it shrank, or a write failed): the index is loaded again at the next append. */
   #lost = false;
 
@@ -1085,35 +1082,28 @@ export class IndexAppender {
     this.#lost = true;
   }
 
-  /** Writes the block being filled and closes the index file. */
+  /** Writes the block being filled. */
   close(): void {
-    try {
-      if (!this.#lost) {
-        const open = this.#index.openBlock();
-        this.#write(open ? [...this.#index.takeCompleted(), open] : this.#index.takeCompleted());
-      }
-    } finally {
-      this.#output?.close();
-      this.#output = undefined;
-    }
+    if (this.#lost) return;
+    const open = this.#index.openBlock();
+    this.#write(open ? [...this.#index.takeCompleted(), open] : this.#index.takeCompleted());
   }
 
   #reload(): void {
-    this.#output?.close();
-    this.#output = undefined;
     this.#index = IndexAppender.open(this.#file).#index;
     this.#lost = false;
   }
 
+  /** Appends block lines to the index file, opened for each append: a block comes every 1,024 records, and a writer with many metric files open should not hold twice the descriptors. */
   #write(blocks: readonly IndexBlock[]): void {
     if (blocks.length === 0) return;
-    if (this.#output?.isGone()) {
-      this.#output.close();
-      this.#output = undefined;
-    }
-    this.#output ??= fileSystem.openAppend(metricIndexPath(this.#file));
     const bytes = encoder.encode(blocks.map((b) => encodeBlock(b) + "\n").join(""));
-    this.#output.write(bytes, bytes.length);
+    const output = fileSystem.openAppend(metricIndexPath(this.#file));
+    try {
+      output.write(bytes, bytes.length);
+    } finally {
+      output.close();
+    }
   }
 }
 
