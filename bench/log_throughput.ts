@@ -29,6 +29,8 @@ const LATENCY_CALLS = Math.min(CALLS, 500_000);
 interface Figures {
   pointsPerSec: number;
   seconds: number;
+  /** CPU seconds of the process during the run (all threads): less swayed than wall time by a busy machine. */
+  cpuSeconds: number;
   peakRssMB: number;
 }
 
@@ -37,6 +39,7 @@ async function tracker(root: string, calls = CALLS, readIndex = true): Promise<F
   if (!readIndex) fs.mkdirSync(path.join(root, "bench/local/throughput/metrics/train.jsonl.idx"), { recursive: true });
   const rss = new PeakRss();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
   await exp.run.start();
   const train = exp.metrics("train");
@@ -49,11 +52,12 @@ async function tracker(root: string, calls = CALLS, readIndex = true): Promise<F
   }
   await exp.run.complete();
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   rss.sample();
   const lines = countLines(path.join(root, "bench/local/throughput/metrics/train.jsonl"));
   if (lines !== calls) throw new Error(`Expected ${calls} records on disk, found ${lines}`);
   removeDir(root);
-  return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** The naive baseline: stringify each call, append every 1,000 calls. */
@@ -75,7 +79,7 @@ async function baseline(root: string, calls = CALLS): Promise<Figures> {
   rss.sample();
   if (countLines(file) !== calls) throw new Error("baseline lost records");
   removeDir(root);
-  return { pointsPerSec: (calls * 4) / seconds, seconds, peakRssMB: rss.peak / 2 ** 20 };
+  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds: NaN, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** Per-call latency of log(), and the amortized cost: (loop with logging − loop without) / calls. */
@@ -130,11 +134,13 @@ await tracker(tempDir("warm-ours"), Math.min(CALLS, 250_000));
 await baseline(tempDir("warm-naive"), Math.min(CALLS, 250_000));
 const ours = await tracker(tempDir("ours"));
 const naive = await baseline(tempDir("naive"));
-const withIndex = [ours.pointsPerSec];
-const withoutIndex = [(await tracker(tempDir("no-index"), CALLS, false)).pointsPerSec];
-withIndex.push((await tracker(tempDir("ours"))).pointsPerSec);
-withoutIndex.push((await tracker(tempDir("no-index"), CALLS, false)).pointsPerSec);
+const withRuns = [ours, await tracker(tempDir("ours"))];
+const withoutRuns = [await tracker(tempDir("no-index"), CALLS, false), await tracker(tempDir("no-index"), CALLS, false)];
+const withIndex = withRuns.map((r) => r.pointsPerSec);
+const withoutIndex = withoutRuns.map((r) => r.pointsPerSec);
 const indexCost = 1 - (withIndex[0] + withIndex[1]) / (withoutIndex[0] + withoutIndex[1]);
+const cpuPerPoint = (runs: Figures[]): number => (runs[0].cpuSeconds + runs[1].cpuSeconds) * 1e9 / (2 * CALLS * 4);
+const indexCpuCost = cpuPerPoint(withRuns) / cpuPerPoint(withoutRuns) - 1;
 const lat = await latency(tempDir("latency"));
 
 console.log(`log_throughput on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), every point checked on disk`);
@@ -142,12 +148,14 @@ console.log(`  ml-dash   ${fmt(ours.pointsPerSec).padStart(12)} points/s  ${ours
 console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${naive.seconds.toFixed(2)} s  peak RSS ${fmt(naive.peakRssMB)} MB`);
 console.log(`  ratio     ${(ours.pointsPerSec / naive.pointsPerSec).toFixed(2)}× the baseline`);
 console.log(`  read index: with ${withIndex.map((v) => fmt(v)).join(", ")} points/s, without ${withoutIndex.map((v) => fmt(v)).join(", ")}: it costs ${(indexCost * 100).toFixed(0)} % of the throughput`);
+console.log(`  read index: CPU per point ${fmt(cpuPerPoint(withRuns), 1)} ns with, ${fmt(cpuPerPoint(withoutRuns), 1)} ns without: ${(indexCpuCost * 100).toFixed(0)} % more`);
 console.log(`  log() per call: p50 ${fmt(lat.p50)} ns  p99 ${fmt(lat.p99)} ns  max ${fmt(lat.max / 1000, 2)} µs (performance.now() resolution applies)`);
 console.log(`  amortized cost in a loop: ${fmt(lat.amortizedNs)} ns per call`);
 emit([
   { runtime, figure: "local points/s", value: ours.pointsPerSec, baseline: naive.pointsPerSec, unit: "points/s" },
   { runtime, figure: "local points/s, read index off", value: (withoutIndex[0] + withoutIndex[1]) / 2, unit: "points/s", note: "the same run without the read index" },
   { runtime, figure: "read index cost", value: indexCost * 100, unit: "%", note: "1 − with / without, two runs each, alternating" },
+  { runtime, figure: "read index CPU cost", value: indexCpuCost * 100, unit: "%", note: "CPU per point with / without − 1" },
   { runtime, figure: "local peak RSS", value: ours.peakRssMB, baseline: naive.peakRssMB, unit: "MB" },
   { runtime, figure: "log() p50", value: lat.p50, unit: "ns" },
   { runtime, figure: "log() p99", value: lat.p99, unit: "ns" },

@@ -31,7 +31,7 @@ import type {
 } from "./backend.ts";
 import { checkFilePath, checkMetricName } from "./backend.ts";
 import { StorageError } from "./errors.ts";
-import { downsampleRange, IndexAppender, loadIndex, readRange, saveIndex, summarize } from "./read_index.ts";
+import { downsampleRange, IndexAppender, loadIndex, persistIndex, readRange, summarize } from "./read_index.ts";
 import type { DownsampledRange, KeySummary, MetricIndex, RangePoints, RangeQuery } from "./read_index.ts";
 import { approximateNumberAt, KeyScanner, numberAt } from "./record_text.ts";
 import { fileSystem, PartialWriteError } from "./file_system.ts";
@@ -985,11 +985,11 @@ export class DashReader {
       read = cached;
       if (size > read.bytes) read.index.scanFile(file, size);
     } else {
-      const { index, stale } = loadIndex(file);
-      read = { bytes: 0, index };
-      if (stale) {
+      const loaded = loadIndex(file);
+      read = { bytes: 0, index: loaded.index };
+      if (loaded.stale) {
         try {
-          saveIndex(file, index);
+          persistIndex(file, loaded);
         } catch {
           // A root this reader cannot write: the index is rebuilt in memory at each load.
         }

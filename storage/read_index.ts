@@ -35,7 +35,6 @@
  * @module
  */
 import { fileSystem } from "./file_system.ts";
-import type { AppendFile } from "./file_system.ts";
 import { metricIndexPath, replaceFileSync } from "./layout.ts";
 import { fieldNames, fieldValues, parseNumber, scanFlatRecord, toNumber } from "./record_text.ts";
 
@@ -207,7 +206,7 @@ export class MetricIndex {
     const full = last === undefined || last.records >= BLOCK_RECORDS;
     this.#complete.push(...(full ? blocks : blocks.slice(0, -1)));
     this.#completedSince = this.#complete.length;
-    this.#open = full ? newBlock(last ? last.first + last.records : 0, last?.end ?? 0) : last;
+    this.#open = full ? newBlock(last ? last.first + last.records : 0, last?.end ?? 0) : reopened(last);
   }
 
   /** The bytes of the JSONL indexed. */
@@ -296,8 +295,11 @@ export class MetricIndex {
 
   #record(text: string, start: number, end: number): void {
     let count = scanRecord(text, start, end);
-    if (count < 0) count = scanFlatRecord(text, start, end);
-    if (count < 0) count = parseRecord(text.slice(start, end));
+    if (count < 0) {
+      count = scanFlatRecord(text, start, end);
+      if (count < 0) count = parseRecord(text.slice(start, end));
+      fieldApproximate.fill(false);
+    }
     const block = this.#open;
     const at = block.records++;
     this.#lastText = text;
@@ -332,7 +334,7 @@ export class MetricIndex {
         this.#slotNames[i] = name;
         this.#slotKeys[i] = key;
       }
-      addValue(key, fieldValues[i], hasStep ? step : null, ts, at);
+      addValue(key as LazyKey, fieldValues[i], fieldApproximate[i] ? text : undefined, fieldStarts[i], fieldEnds[i], hasStep ? step : null, ts, at);
     }
   }
 
@@ -346,8 +348,9 @@ export class MetricIndex {
     this.#slotKeys = [];
   }
 
-  /** Hashes the open block's last line, once. */
+  /** Reads exactly the approximated figures of the open block's keys, and hashes its last line, once. */
   #settleLast(): void {
+    for (const key of this.#open.keys.values()) if ((key as LazyKey).lazy !== 0) settleKey(key as LazyKey);
     if (!this.#lastPending) return;
     this.#lastPending = false;
     const block = this.#open;
@@ -357,17 +360,113 @@ export class MetricIndex {
   }
 }
 
-function newKey(): KeyBlock {
-  return { count: 0, min: null, max: null, last: NaN, lastStep: null, lo: NaN, loStep: NaN, loTs: NaN, loAt: -1, hi: NaN, hiStep: NaN, hiTs: NaN, hiAt: -1 };
+/**
+ * A key of the block being filled: a figure taken from an approximated value
+ * keeps where its text is, and is read exactly when the block is settled.
+ */
+interface LazyKey extends KeyBlock {
+  /** Which figures are approximations: bits MIN, MAX, LO, HI, LAST. */
+  lazy: number;
+  texts: string[];
+  starts: number[];
+  ends: number[];
 }
 
-function addValue(key: KeyBlock, value: number, step: number | null, ts: number, at: number): void {
+const MIN = 0;
+const MAX = 1;
+const LO = 2;
+const HI = 3;
+const LAST = 4;
+
+/** Values this close (relative) may compare either way as approximations: their text decides. */
+const APPROXIMATE = 1e-14;
+
+/** A block read from an index file, to be filled further: its keys become ones that can take approximated values. */
+function reopened(block: IndexBlock): IndexBlock {
+  const keys = new Map<string, KeyBlock>();
+  for (const [name, key] of block.keys) keys.set(name, { ...newKey(), ...key, lazy: 0 } as LazyKey);
+  return { ...block, keys };
+}
+
+function newKey(): LazyKey {
+  return {
+    count: 0, min: null, max: null, last: NaN, lastStep: null, lo: NaN, loStep: NaN, loTs: NaN, loAt: -1, hi: NaN, hiStep: NaN, hiTs: NaN, hiAt: -1,
+    lazy: 0, texts: ["", "", "", "", ""], starts: [0, 0, 0, 0, 0], ends: [0, 0, 0, 0, 0],
+  };
+}
+
+function figure(key: KeyBlock, which: number): number | null {
+  return which === MIN ? key.min : which === MAX ? key.max : which === LO ? (key.loAt < 0 ? null : key.lo) : which === HI ? (key.hiAt < 0 ? null : key.hi) : key.last;
+}
+
+function setFigure(key: KeyBlock, which: number, value: number): void {
+  if (which === MIN) key.min = value;
+  else if (which === MAX) key.max = value;
+  else if (which === LO) key.lo = value;
+  else if (which === HI) key.hi = value;
+  else key.last = value;
+}
+
+/** Reads figure `which` of `key` exactly from its text. */
+function exactFigure(key: LazyKey, which: number): void {
+  const bit = 1 << which;
+  if ((key.lazy & bit) === 0) return;
+  key.lazy &= ~bit;
+  setFigure(key, which, Number(key.texts[which].slice(key.starts[which], key.ends[which])));
+  key.texts[which] = "";
+}
+
+function settleKey(key: LazyKey): void {
+  for (let which = MIN; which <= LAST; which++) exactFigure(key, which);
+}
+
+/** Notes that figure `which` now comes from `text` (an approximation), or from an exact value. */
+function markFigure(key: LazyKey, which: number, text: string | undefined, start: number, end: number): void {
+  if (text === undefined) {
+    if ((key.lazy & (1 << which)) !== 0) {
+      key.lazy &= ~(1 << which);
+      key.texts[which] = "";
+    }
+    return;
+  }
+  key.lazy |= 1 << which;
+  key.texts[which] = text;
+  key.starts[which] = start;
+  key.ends[which] = end;
+}
+
+/**
+ * Adds a value to a key of the open block. `text` is given where `value` is
+ * an approximation (its exact text is `text.slice(start, end)`): it compares
+ * as it is unless it comes within APPROXIMATE of a figure it may replace, when
+ * both are read exactly first.
+ */
+function addValue(key: LazyKey, value: number, text: string | undefined, start: number, end: number, step: number | null, ts: number, at: number): void {
+  if (text !== undefined || key.lazy !== 0) {
+    for (let which = MIN; which <= HI; which++) {
+      const current = figure(key, which);
+      if (current === null || current !== current || (text === undefined && (key.lazy & (1 << which)) === 0)) continue;
+      if (Math.abs(value - current) > APPROXIMATE * Math.max(Math.abs(value), Math.abs(current))) continue;
+      if (text !== undefined) {
+        value = Number(text.slice(start, end));
+        text = undefined;
+      }
+      exactFigure(key, which);
+    }
+  }
   key.count++;
   key.last = value;
   key.lastStep = step;
+  markFigure(key, LAST, text, start, end);
   if (value - value === 0) {
-    if (key.min === null || value < key.min) key.min = value;
-    if (key.max === null || value > key.max) key.max = value;
+    if (key.min === null || value < key.min) {
+      key.min = value;
+      markFigure(key, MIN, text, start, end);
+    }
+    if (key.max === null || value > key.max) {
+      key.max = value;
+      markFigure(key, MAX, text, start, end);
+    }
   }
   const x = step ?? NaN;
   if (key.loAt < 0 || (value === value && (key.lo !== key.lo || value < key.lo))) {
@@ -375,17 +474,24 @@ function addValue(key: KeyBlock, value: number, step: number | null, ts: number,
     key.loStep = x;
     key.loTs = ts;
     key.loAt = at;
+    markFigure(key, LO, text, start, end);
   }
   if (key.hiAt < 0 || (value === value && (key.hi !== key.hi || value > key.hi))) {
     key.hi = value;
     key.hiStep = x;
     key.hiTs = ts;
     key.hiAt = at;
+    markFigure(key, HI, text, start, end);
   }
 }
 
 /** 10^0 … 10^22: every one is exact as a double. */
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
+
+/** Per field of the record scanRecord read last: whether its value is an approximation, and where its text is. */
+const fieldApproximate: boolean[] = [];
+const fieldStarts: number[] = [];
+const fieldEnds: number[] = [];
 
 /**
  * scanFlatRecord for the records the library writes, in one pass: a key is
@@ -401,6 +507,7 @@ function scanRecord(text: string, start: number, end: number): number {
   let count = 0;
   for (;;) {
     if (text.charCodeAt(i) !== 34) return -1;
+    let approximate = false;
     const keyStart = i + 1;
     const previous = fieldNames[count];
     let k = keyStart;
@@ -450,15 +557,23 @@ function scanRecord(text: string, start: number, end: number): number {
           any = true;
         }
       }
-      if (!any || digits > 15 || scale < -22 || (c !== 44 && c !== 125)) {
+      approximate = false;
+      if (!any || scale < -22 || (c !== 44 && c !== 125) || !(mantissa < 1e300)) {
         while (j < end && c !== 44 && c !== 125) c = text.charCodeAt(++j);
         if (j === numberStart) return -1;
         value = parseNumber(text, numberStart, j);
       } else {
         value = scale < 0 ? mantissa / POWERS_OF_TEN[-scale] : mantissa;
         if (negative) value = -value;
+        if (digits > 15) {
+          // Summed digit by digit past 2^53: within 1e-15 of the value; read exactly only if it is kept (see addValue).
+          approximate = true;
+          fieldStarts[count] = numberStart;
+          fieldEnds[count] = j;
+        }
       }
     }
+    fieldApproximate[count] = approximate;
     fieldValues[count++] = value;
     if (c === 125) return j === end - 1 ? count : -1;
     if (c !== 44) return -1;
@@ -666,6 +781,10 @@ export interface LoadedIndex {
   index: MetricIndex;
   /** Whether the index file should be written again: it was missing, damaged or lacked a block or more. */
   stale: boolean;
+  /** Whether it holds lines that are no block or do not match the JSONL: it must be replaced, not appended to. */
+  damaged?: boolean;
+  /** How many of the blocks came from the index file (the first ones). */
+  fromFile?: number;
 }
 
 /**
@@ -740,20 +859,58 @@ export function loadIndex(file: string): LoadedIndex {
     // Unreadable (a folder, a name too long for the file system): read as missing.
   }
   let { blocks, broken } = assemble(text);
-  let stale = broken > 0 || text.length === 0;
+  let damaged = broken > 0;
   const inside = blocks.findIndex((b) => b.end > size);
   if (inside >= 0) {
     blocks = blocks.slice(0, inside);
-    stale = true;
+    damaged = true;
   }
   const last = blocks.at(-1);
   if (last !== undefined && !lastLineMatches(file, last)) {
     blocks = [];
-    stale = true;
+    damaged = true;
   }
   const index = new MetricIndex(blocks);
-  if (index.scanFile(file, size) >= BLOCK_RECORDS) stale = true;
-  return { index, stale: stale && index.records > 0 };
+  const scanned = index.scanFile(file, size);
+  const stale = (damaged || scanned >= BLOCK_RECORDS || (text.length === 0 && scanned > 0)) && index.records > 0;
+  return { index, stale, damaged, fromFile: blocks.length };
+}
+
+/**
+ * Brings the index file of a metric file up to a loaded index that was
+ * stale: a damaged one is replaced (temp file and rename); one that only lacked
+ * blocks gets them appended, which never takes a line from another writer
+ * appending at the same time.
+ *
+ * @param file The metric file.
+ * @param loaded What {@linkcode loadIndex} found.
+ *
+ * @example
+ * ```ts
+ * import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { loadIndex, persistIndex } from "./read_index.ts";
+ * import { metricIndexPath } from "./layout.ts";
+ *
+ * const file = join(mkdtempSync(join(tmpdir(), "index-")), "train.jsonl");
+ * writeFileSync(file, '{"step":0,"loss":1}\n');
+ * persistIndex(file, loadIndex(file));
+ * console.log(readFileSync(metricIndexPath(file), "utf8").split("\n").length); // 2
+ * ```
+ */
+export function persistIndex(file: string, loaded: LoadedIndex): void {
+  if (!loaded.stale) return;
+  if (loaded.damaged) return saveIndex(file, loaded.index);
+  // The last block from the file may have grown since: its line is written again, and supersedes.
+  const missing = loaded.index.blocks().slice(Math.max(0, (loaded.fromFile ?? 0) - 1));
+  const bytes = encoder.encode(missing.map((block) => encodeBlock(block) + "\n").join(""));
+  const output = fileSystem.openAppend(metricIndexPath(file));
+  try {
+    output.write(bytes, bytes.length);
+  } finally {
+    output.close();
+  }
 }
 
 /** Bytes read from the end of an index file to find the block a writer goes on from. */
@@ -809,8 +966,8 @@ export function resumeIndex(file: string): LoadedIndex {
 }
 
 /**
- * Writes the index file of a metric file anew, by temp file and rename: a
- * writer appending to the old one sees it gone and opens the new one.
+ * Writes the index file of a metric file anew, by temp file and rename (a
+ * writer opens the index file for each append, so it appends to the new one).
  *
  * @param file The metric file.
  * @param index Its index.
@@ -861,7 +1018,6 @@ export function saveIndex(file: string, index: MetricIndex): void {
 export class IndexAppender {
   readonly #file: string;
   #index: MetricIndex;
-  #output: AppendFile | undefined;
   /** The metric file is not as this writer knows it (it shrank, or a write failed): the index is loaded again at the next append. */
   #lost = false;
 
@@ -877,12 +1033,12 @@ export class IndexAppender {
    * @returns The appender.
    */
   static open(file: string): IndexAppender {
-    const { index, stale } = resumeIndex(file);
-    if (stale) {
-      saveIndex(file, index);
-      index.takeCompleted();
+    const loaded = resumeIndex(file);
+    if (loaded.stale) {
+      persistIndex(file, loaded);
+      loaded.index.takeCompleted();
     }
-    return new IndexAppender(file, index);
+    return new IndexAppender(file, loaded.index);
   }
 
   /**
@@ -926,35 +1082,28 @@ export class IndexAppender {
     this.#lost = true;
   }
 
-  /** Writes the block being filled and closes the index file. */
+  /** Writes the block being filled. */
   close(): void {
-    try {
-      if (!this.#lost) {
-        const open = this.#index.openBlock();
-        this.#write(open ? [...this.#index.takeCompleted(), open] : this.#index.takeCompleted());
-      }
-    } finally {
-      this.#output?.close();
-      this.#output = undefined;
-    }
+    if (this.#lost) return;
+    const open = this.#index.openBlock();
+    this.#write(open ? [...this.#index.takeCompleted(), open] : this.#index.takeCompleted());
   }
 
   #reload(): void {
-    this.#output?.close();
-    this.#output = undefined;
     this.#index = IndexAppender.open(this.#file).#index;
     this.#lost = false;
   }
 
+  /** Appends block lines to the index file, opened for each append: a block comes every 1,024 records, and a writer with many metric files open should not hold twice the descriptors. */
   #write(blocks: readonly IndexBlock[]): void {
     if (blocks.length === 0) return;
-    if (this.#output?.isGone()) {
-      this.#output.close();
-      this.#output = undefined;
-    }
-    this.#output ??= fileSystem.openAppend(metricIndexPath(this.#file));
     const bytes = encoder.encode(blocks.map((b) => encodeBlock(b) + "\n").join(""));
-    this.#output.write(bytes, bytes.length);
+    const output = fileSystem.openAppend(metricIndexPath(this.#file));
+    try {
+      output.write(bytes, bytes.length);
+    } finally {
+      output.close();
+    }
   }
 }
 

@@ -352,7 +352,7 @@ describe("blocks", () => {
     const dir = tempDir("index");
     const file = path.join(dir, "metrics.jsonl");
     const forms = ["0", "-0", "1e3", "-2.5E-7", "0.1", "123456789012345", "1234567890123456789", "0.30000000000000004", "-1.7976931348623157e308",
-      "5e-324", "1e-30", "0.000000000000000000000001", "12.", "3.14159265358979323846", '"NaN"', '"-Infinity"', '"Infinity"'];
+      "5e-324", "1e-30", "0.000000000000000000000001", "12.", "3.14159265358979323846", "0.30000000000000010", "0.29999999999999998", "0.30000000000000016", "-0.30000000000000004", '"NaN"', '"-Infinity"', '"Infinity"'];
     const lines = [];
     for (let i = 0; i < 3 * BLOCK_RECORDS; i++) lines.push(`{"step":${i},"a":${forms[i % forms.length]},"b":${forms[(i * 7) % forms.length]}}`);
     fs.writeFileSync(file, lines.join("\n") + "\n");
