@@ -22,6 +22,11 @@ function removeDir(root: string): void {
   fs.rmSync(root, { recursive: true, force: true });
 }
 
+function cpuSince(start: { user: number; system: number }): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
+
 const POINTS = argInt("points", 4_000_000);
 const CALLS = Math.floor(POINTS / 4);
 const LATENCY_CALLS = Math.min(CALLS, 500_000);
@@ -29,7 +34,7 @@ const LATENCY_CALLS = Math.min(CALLS, 500_000);
 interface Figures {
   pointsPerSec: number;
   seconds: number;
-  /** CPU seconds of the process during the run (all threads): less swayed than wall time by a busy machine. */
+  /** CPU time of the process (every thread), which a busy machine changes less than the wall clock. */
   cpuSeconds: number;
   peakRssMB: number;
 }
@@ -38,8 +43,8 @@ interface Figures {
 async function tracker(root: string, calls = CALLS, readIndex = true): Promise<Figures> {
   if (!readIndex) fs.mkdirSync(path.join(root, "bench/local/throughput/metrics/train.jsonl.idx"), { recursive: true });
   const rss = new PeakRss();
-  const t0 = performance.now();
   const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
   const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
   await exp.run.start();
   const train = exp.metrics("train");
@@ -52,18 +57,19 @@ async function tracker(root: string, calls = CALLS, readIndex = true): Promise<F
   }
   await exp.run.complete();
   const seconds = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = cpuSince(cpu0);
   rss.sample();
   const lines = countLines(path.join(root, "bench/local/throughput/metrics/train.jsonl"));
   if (lines !== calls) throw new Error(`Expected ${calls} records on disk, found ${lines}`);
   removeDir(root);
-  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMB: rss.peak / 2 ** 20 };
+  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** The naive baseline: stringify each call, append every 1,000 calls. */
 async function baseline(root: string, calls = CALLS): Promise<Figures> {
   const rss = new PeakRss();
   const file = path.join(root, "baseline.jsonl");
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let lines: string[] = [];
   for (let i = 0; i < calls; i++) {
@@ -76,10 +82,11 @@ async function baseline(root: string, calls = CALLS): Promise<Figures> {
   }
   if (lines.length) await fs.promises.appendFile(file, lines.join(""));
   const seconds = (performance.now() - t0) / 1000;
+  const cpuSeconds = cpuSince(cpu0);
   rss.sample();
   if (countLines(file) !== calls) throw new Error("baseline lost records");
   removeDir(root);
-  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds: NaN, peakRssMB: rss.peak / 2 ** 20 };
+  return { pointsPerSec: (calls * 4) / seconds, seconds, cpuSeconds, peakRssMB: rss.peak / 2 ** 20 };
 }
 
 /** Per-call latency of log(), and the amortized cost: (loop with logging − loop without) / calls. */
@@ -144,15 +151,15 @@ const indexCpuCost = cpuPerPoint(withRuns) / cpuPerPoint(withoutRuns) - 1;
 const lat = await latency(tempDir("latency"));
 
 console.log(`log_throughput on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), every point checked on disk`);
-console.log(`  ml-dash   ${fmt(ours.pointsPerSec).padStart(12)} points/s  ${ours.seconds.toFixed(2)} s  peak RSS ${fmt(ours.peakRssMB)} MB`);
-console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${naive.seconds.toFixed(2)} s  peak RSS ${fmt(naive.peakRssMB)} MB`);
+console.log(`  ml-dash   ${fmt(ours.pointsPerSec).padStart(12)} points/s  ${ours.seconds.toFixed(2)} s (CPU ${ours.cpuSeconds.toFixed(2)} s)  peak RSS ${fmt(ours.peakRssMB)} MB`);
+console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${naive.seconds.toFixed(2)} s (CPU ${naive.cpuSeconds.toFixed(2)} s)  peak RSS ${fmt(naive.peakRssMB)} MB`);
 console.log(`  ratio     ${(ours.pointsPerSec / naive.pointsPerSec).toFixed(2)}× the baseline`);
 console.log(`  read index: with ${withIndex.map((v) => fmt(v)).join(", ")} points/s, without ${withoutIndex.map((v) => fmt(v)).join(", ")}: it costs ${(indexCost * 100).toFixed(0)} % of the throughput`);
 console.log(`  read index: CPU per point ${fmt(cpuPerPoint(withRuns), 1)} ns with, ${fmt(cpuPerPoint(withoutRuns), 1)} ns without: ${(indexCpuCost * 100).toFixed(0)} % more`);
 console.log(`  log() per call: p50 ${fmt(lat.p50)} ns  p99 ${fmt(lat.p99)} ns  max ${fmt(lat.max / 1000, 2)} µs (performance.now() resolution applies)`);
 console.log(`  amortized cost in a loop: ${fmt(lat.amortizedNs)} ns per call`);
 emit([
-  { runtime, figure: "local points/s", value: ours.pointsPerSec, baseline: naive.pointsPerSec, unit: "points/s" },
+  { runtime, figure: "local points/s", value: ours.pointsPerSec, baseline: naive.pointsPerSec, unit: "points/s", note: `CPU ${ours.cpuSeconds.toFixed(2)} s, baseline ${naive.cpuSeconds.toFixed(2)} s` },
   { runtime, figure: "local points/s, read index off", value: (withoutIndex[0] + withoutIndex[1]) / 2, unit: "points/s", note: "the same run without the read index" },
   { runtime, figure: "read index cost", value: indexCost * 100, unit: "%", note: "1 − with / without, two runs each, alternating" },
   { runtime, figure: "read index CPU cost", value: indexCpuCost * 100, unit: "%", note: "CPU per point with / without − 1" },
