@@ -3,7 +3,7 @@
 // to a real server on a loopback port, finished with ctx.waitUntil.
 import { after, before, test } from "node:test";
 import { rmSync } from "node:fs";
-import { deepEqual, equal } from "node:assert/strict";
+import { deepEqual, equal, match } from "node:assert/strict";
 import { serve } from "../server.ts";
 import type { DashServer } from "../server.ts";
 import { bundleFor } from "../testing/edge_bundle.ts";
@@ -42,4 +42,9 @@ test("a Worker without nodejs_compat logs an experiment per request to the serve
     equal(experiment.status.status, "COMPLETED");
     equal(experiment.summary["train/loss"].count, 1);
   }
+});
+
+test("local mode in a Worker (no file system) rejects at start, naming the runtime and the way out", { timeout: 120_000 }, async () => {
+  const response = await worker!.dispatchFetch("http://worker.test/?id=local");
+  match(await response.text(), /No file system in this runtime \(workerd\): .* log to a server instead \(the dashUrl option or ML_DASH_URL\)/);
 });

@@ -261,7 +261,7 @@ function nodeFileSystem(fs: NodeFs): FileSystem {
 function remoteOnlyFileSystem(): FileSystem {
   const refuse = (): never => {
     throw new StorageError(
-      `No file system in this runtime (${runtimeKey()}): expected Deno, Bun or Node for a local .dash folder; log to a server instead (the url option or ML_DASH_URL)`,
+      `No file system in this runtime (${runtimeKey()}): a local .dash folder needs Deno, Bun or Node 20.16+ (process.getBuiltinModule); log to a server instead (the dashUrl option or ML_DASH_URL)`,
     );
   };
   return {
