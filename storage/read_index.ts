@@ -436,6 +436,27 @@ function markFigure(key: LazyKey, which: number, text: string | undefined, start
 }
 
 /**
+ * Reads exactly the figures within APPROXIMATE of `value` that are
+ * approximations, and `value` itself if it is one and comes that close to a
+ * figure; returns `value` as it is to be compared, or NaN where it stays an
+ * approximation (then the caller keeps it as it was).
+ */
+function settleTies(key: LazyKey, value: number, text: string | undefined, start: number, end: number): number {
+  let exact = text === undefined;
+  for (let which = MIN; which <= HI; which++) {
+    const current = figure(key, which);
+    if (current === null || current !== current || (exact && text === undefined && (key.lazy & (1 << which)) === 0)) continue;
+    if (Math.abs(value - current) > APPROXIMATE * Math.max(Math.abs(value), Math.abs(current))) continue;
+    if (!exact) {
+      value = Number(text!.slice(start, end));
+      exact = true;
+    }
+    exactFigure(key, which);
+  }
+  return exact ? value : NaN;
+}
+
+/**
  * Adds a value to a key of the open block. `text` is given where `value` is
  * an approximation (its exact text is `text.slice(start, end)`): it compares
  * as it is unless it comes within APPROXIMATE of a figure it may replace, when
@@ -443,15 +464,14 @@ function markFigure(key: LazyKey, which: number, text: string | undefined, start
  */
 function addValue(key: LazyKey, value: number, text: string | undefined, start: number, end: number, step: number | null, ts: number, at: number): void {
   if (text !== undefined || key.lazy !== 0) {
-    for (let which = MIN; which <= HI; which++) {
-      const current = figure(key, which);
-      if (current === null || current !== current || (text === undefined && (key.lazy & (1 << which)) === 0)) continue;
-      if (Math.abs(value - current) > APPROXIMATE * Math.max(Math.abs(value), Math.abs(current))) continue;
-      if (text !== undefined) {
-        value = Number(text.slice(start, end));
+    // Most values are far from every figure: one test for all four before looking closer.
+    const near = APPROXIMATE * 2 * Math.abs(value);
+    if (Math.abs(value - (key.min ?? Infinity)) <= near || Math.abs(value - (key.max ?? Infinity)) <= near || Math.abs(value - key.lo) <= near || Math.abs(value - key.hi) <= near) {
+      const settled = settleTies(key, value, text, start, end);
+      if (settled === settled) {
+        value = settled;
         text = undefined;
       }
-      exactFigure(key, which);
     }
   }
   key.count++;
