@@ -169,7 +169,7 @@ function allColumns(rows) {
         kind: "metrics",
         numeric: true,
         value: (r) => r.metrics[key]?.[which] ?? undefined,
-        cell: (r) => fmt.exact(r.metrics[key]?.[which]),
+        cell: (r) => h("span", { title: fmt.exact(r.metrics[key]?.[which]) }, fmt.readable(r.metrics[key]?.[which])),
       });
     }
   }
