@@ -201,7 +201,7 @@ function renderGroupOptions() {
   const details = state.selected.map((p) => state.details.get(p)?.params ?? {});
   const keys = [...new Set(details.flatMap((d) => Object.keys(d)))];
   /** @param {string} k */
-  const differs = (k) => new Set(details.map((d) => groupName(d[k]))).size > 1;
+  const differs = (k) => new Set(details.map((d) => groupName(Object.hasOwn(d, k) ? d[k] : undefined))).size > 1;
   const byName = (/** @type {string} */ a, /** @type {string} */ b) => a.localeCompare(b, undefined, { numeric: true });
   const varying = keys.filter(differs).sort(byName);
   const same = keys.filter((k) => !differs(k)).sort(byName);
@@ -619,7 +619,8 @@ function groupedSeries(view) {
   const groups = new Map();
   for (const p of state.selected) {
     if (!view.runs.includes(p)) continue;
-    const name = groupName(state.details.get(p)?.params?.[state.groupBy]);
+    const params = state.details.get(p)?.params ?? {};
+    const name = groupName(Object.hasOwn(params, state.groupBy) ? params[state.groupBy] : undefined);
     const members = groups.get(name) ?? [];
     if (!members.length) groups.set(name, members);
     members.push(p);

@@ -1,12 +1,24 @@
 // @ts-check
 // The Files tab: the files the selected runs saved, with links to open and
-// download each.
+// download each, and a preview of the one chosen: images (PNG, JPEG, GIF,
+// WebP, SVG) as <img>, which runs no script of an SVG, and text and JSON
+// inline, as text.
 
 import { fileUrl } from "./api.js";
 import { fill, h, $ } from "./dom.js";
 import * as fmt from "./format.js";
 import { runLabels } from "./runs.js";
 import { colorOf, state } from "./state.js";
+
+const IMAGE = /^image\/(png|jpeg|gif|webp|svg\+xml)$/i;
+const IMAGE_NAME = /\.(png|jpe?g|gif|webp|svg)$/i;
+const TEXT = /^(text\/[\w.+-]+|application\/(json|x-ndjson|yaml|x-yaml|xml|csv))$/i;
+const TEXT_NAME = /\.(txt|json|jsonl|md|log|csv|tsv|ya?ml|toml|ini|cfg|py|ts|js|sh)$/i;
+/** Bytes of a text file shown inline at most. */
+const TEXT_LIMIT = 200_000;
+
+/** @type {{ prefix: string, path: string } | null} the file previewed */
+let previewed = null;
 
 /** @typedef {import("./api.js").SavedFile} SavedFile */
 
@@ -23,12 +35,26 @@ export function renderFiles() {
   }
   const labels = runLabels();
   const multi = state.selected.length > 1;
-  fill(panel, h("div", { class: "table-wrap" }, h("table", { class: "grid-table files-table", dataset: { testid: "files-table" } },
+  const chosen = previewed && rows.find((r) => r.prefix === previewed?.prefix && r.file.path === previewed.path);
+  fill(panel, chosen ? preview(chosen.prefix, chosen.file) : null, h("div", { class: "table-wrap" }, h("table", { class: "grid-table files-table", dataset: { testid: "files-table" } },
     h("thead", {}, h("tr", {}, multi ? h("th", {}, "Run") : null, h("th", {}, "Path"), h("th", { class: "num" }, "Size"), h("th", {}, "Type"), h("th", {}, "Saved"), h("th", {}, ""))),
     h("tbody", {}, ...rows.map(({ prefix, file }) =>
       h("tr", { dataset: { testid: "file-row", prefix, path: file.path } },
         multi ? h("td", {}, h("span", { class: "swatch", style: { background: colorOf(prefix) } }), " ", labels.get(prefix)) : null,
-        h("td", { class: "mono" }, h("a", { href: fileUrl(prefix, file.path), target: "_blank", rel: "noopener" }, file.path)),
+        h("td", { class: "mono" },
+          previewKind(file)
+            ? h("button", {
+              type: "button",
+              class: "link file-name",
+              "aria-expanded": String(previewed?.prefix === prefix && previewed.path === file.path),
+              "aria-label": `Preview ${file.path} of ${prefix}`,
+              dataset: { testid: "preview" },
+              onclick: () => {
+                previewed = previewed?.prefix === prefix && previewed.path === file.path ? null : { prefix, path: file.path };
+                renderFiles();
+              },
+            }, file.path)
+            : h("a", { href: fileUrl(prefix, file.path), target: "_blank", rel: "noopener" }, file.path)),
         h("td", { class: "num mono" }, fmt.bytes(file.size)),
         h("td", { class: "muted" }, file.mime ?? ""),
         h("td", { title: fmt.dateTime(file._ts) }, fmt.shortTime(file._ts)),
@@ -36,4 +62,70 @@ export function renderFiles() {
       )
     )),
   )));
+}
+
+/**
+ * How a file can be shown in the page: as an image, as text, or not at all.
+ * @param {SavedFile} file
+ * @returns {"image" | "text" | ""}
+ */
+function previewKind(file) {
+  const mime = (file.mime ?? "").split(";")[0].trim();
+  if (IMAGE.test(mime) || (!mime && IMAGE_NAME.test(file.path))) return "image";
+  if (TEXT.test(mime) || ((!mime || mime === "application/octet-stream") && TEXT_NAME.test(file.path))) return "text";
+  return "";
+}
+
+/**
+ * The preview of a file, with its download link.
+ * @param {string} prefix
+ * @param {SavedFile} file
+ * @returns {HTMLElement}
+ */
+function preview(prefix, file) {
+  const url = fileUrl(prefix, file.path);
+  const kind = previewKind(file);
+  const body = kind === "image"
+    ? h("img", { src: url, alt: `${file.path} of ${prefix}`, class: "file-image", dataset: { testid: "preview-image" }, referrerpolicy: "no-referrer" })
+    : h("pre", { class: "file-text", dataset: { testid: "preview-text" } }, "Loading…");
+  if (kind === "text") showText(body, url, file);
+  return h("section", { class: "file-preview", dataset: { testid: "file-preview", path: file.path, prefix } },
+    h("div", { class: "panel-toolbar" },
+      h("span", { class: "mono" }, file.path),
+      h("span", { class: "muted" }, fmt.bytes(file.size)),
+      h("a", { class: "button small", href: url, download: file.path.split("/").pop() }, "Download"),
+      h("button", { type: "button", class: "link", onclick: () => {
+        previewed = null;
+        renderFiles();
+      } }, "Close"),
+    ),
+    body,
+  );
+}
+
+/**
+ * Reads a text file into a <pre> (JSON indented), as text: nothing of it runs.
+ * @param {HTMLElement} pre
+ * @param {string} url
+ * @param {SavedFile} file
+ */
+async function showText(pre, url, file) {
+  try {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    let text = await response.text();
+    const cut = text.length > TEXT_LIMIT;
+    if (cut) text = text.slice(0, TEXT_LIMIT);
+    if (!cut && (/json$/i.test(file.mime ?? "") || /\.json$/i.test(file.path))) {
+      try {
+        text = JSON.stringify(JSON.parse(text), null, 2);
+      } catch {
+        // Not valid JSON: shown as it is.
+      }
+    }
+    pre.textContent = cut ? `${text}\n… (the first ${TEXT_LIMIT.toLocaleString()} characters; download it for the rest)` : text;
+  } catch (error) {
+    pre.textContent = `Could not load ${file.path}: ${error instanceof Error ? error.message : String(error)}`;
+    pre.classList.add("error-text");
+  }
 }

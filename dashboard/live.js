@@ -20,6 +20,8 @@ import { loadExperiments, renderSidebar } from "./tree.js";
 const refreshing = new Map();
 /** @type {ReturnType<typeof setTimeout> | 0} */
 let listTimer = 0;
+/** Whether an event since the table was read may have changed it (the periodic look alone never rereads it: that is every run's overview). */
+let tableChanged = false;
 
 function scheduleListRefresh() {
   if (listTimer) return;
@@ -30,8 +32,9 @@ function scheduleListRefresh() {
       await evaluateExpression();
       renderSidebar();
     }
-    if (state.tab === "runs") loadRunsTable(true);
-    else if (!state.selected.length) renderEmpty();
+    if (state.tab === "runs" && tableChanged) loadRunsTable(true);
+    else if (!state.selected.length && state.tab !== "runs") renderEmpty();
+    tableChanged = false;
   }, 250);
 }
 
@@ -101,6 +104,7 @@ function selectedRunOf(event) {
 
 /** Rereads the list, the selected runs that failed to load, and the open logs. */
 function recoverFromOutage() {
+  tableChanged = true;
   scheduleListRefresh();
   loadSelection();
   for (const prefix of state.selected) if (state.details.get(prefix)?.error === undefined) scheduleRunRefresh(prefix);
@@ -123,6 +127,7 @@ export function connectLive() {
     },
     onEvent: {
       experiment: (event) => {
+        tableChanged = true;
         scheduleListRefresh();
         const prefix = selectedRunOf(event);
         if (prefix) scheduleRunRefresh(prefix);

@@ -45,8 +45,8 @@ const table = {
 
 /** @type {{ column: string, ascending: boolean }} */
 let sort = readStored("mldash.runSort", { column: "start", ascending: false });
-/** @type {Record<string, boolean>} a column's id → shown or hidden, where the user chose */
-let choices = readStored("mldash.runColumns", /** @type {Record<string, boolean>} */ ({}));
+/** @type {Record<string, boolean>} a column's id → shown or hidden, where the user chose (ids hold users' names: no prototype) */
+let choices = Object.assign(Object.create(null), readStored("mldash.runColumns", /** @type {Record<string, boolean>} */ ({})));
 /** @type {RunRow[]} the rows after the filters, in sort order */
 let sorted = [];
 /** @type {Column[]} */
@@ -159,17 +159,19 @@ function allColumns(rows) {
   }
   const byName = (/** @type {string} */ a, /** @type {string} */ b) => a.localeCompare(b, undefined, { numeric: true });
   for (const key of [...params].sort(byName)) {
-    columns.push({ id: `params.${key}`, label: key, kind: "params", value: (r) => paramValue(r.params[key]) });
+    columns.push({ id: `params.${key}`, label: key, kind: "params", value: (r) => paramValue(Object.hasOwn(r.params, key) ? r.params[key] : undefined) });
   }
   for (const key of [...metrics].sort(byName)) {
+    /** @param {RunRow} r */
+    const summary = (r) => (Object.hasOwn(r.metrics, key) ? r.metrics[key] : undefined);
     for (const which of SUMMARIES) {
       columns.push({
         id: `metrics.${key}.${which}`,
         label: which === "last" ? key : `${key} (${which})`,
         kind: "metrics",
         numeric: true,
-        value: (r) => r.metrics[key]?.[which] ?? undefined,
-        cell: (r) => fmt.exact(r.metrics[key]?.[which]),
+        value: (r) => summary(r)?.[which] ?? undefined,
+        cell: (r) => h("span", { title: fmt.exact(summary(r)?.[which]) }, fmt.readable(summary(r)?.[which])),
       });
     }
   }
@@ -208,7 +210,7 @@ function isShown(column, rows) {
  * @param {boolean} on
  */
 function chooseColumn(id, on) {
-  choices = { ...choices, [id]: on };
+  choices = Object.assign(Object.create(null), choices, { [id]: on });
   store("mldash.runColumns", choices);
   renderRunsTable();
 }
@@ -252,7 +254,7 @@ function columnChooser(columns, rows) {
 }
 
 function resetColumns() {
-  choices = {};
+  choices = Object.create(null);
   store("mldash.runColumns", choices);
   renderRunsTable();
 }

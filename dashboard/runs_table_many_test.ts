@@ -38,6 +38,12 @@ describe("dashboard runs table of a large sweep", { skip: missingChromium }, () 
     await page.waitForSelector(`${TABLE} tr[data-prefix="${last}"]`, WAIT);
     assert.ok(await rendered() < 100);
     assert.ok(await page.isVisible(`${TABLE} tr[data-prefix="${last}"]`), "the last run is in view");
+    // The tree, too, shows a page of the folder's runs and the rest on demand.
+    const treeRows = await page.$$eval('[data-testid="experiment-row"]', (rows) => rows.length);
+    assert.ok(treeRows <= 200, `a page of the folder in the tree: ${treeRows}`);
+    assert.match(await page.textContent('[data-testid="tree-more"]') ?? "", /Show 1,000 more of 1,800/);
+    await page.click('[data-testid="tree-more"] button');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="experiment-row"]').length === 1200, null, WAIT);
 
     // Sorted by val/acc, highest first: the top row is the best run of all.
     await page.$eval('[data-testid="runs-scroll"]', (box) => box.scrollTo(0, 0));

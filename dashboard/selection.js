@@ -45,7 +45,7 @@ export function renderSelectionBar() {
   }
   const chips = state.selected.map(runChip);
   const more = h("details", { class: "more-runs", dataset: { testid: "more-runs" } },
-    h("summary", { class: "run-chip more-count", title: "The other selected runs" }),
+    h("summary", { class: "more-count", title: "The other selected runs" }),
     h("div", { class: "more-menu" }),
   );
   const clear = state.selected.length > 1

@@ -28,6 +28,37 @@ const STATUS_FILTERS = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "STALE"];
 let afterFilter = () => {};
 /** @type {(folder: string) => void} */
 let openRunsTable = () => {};
+/** Rows a folder shows at first; "Show more" adds as many again. */
+const FOLDER_PAGE = 200;
+/** @type {Map<string, number>} folders whose rows were asked for beyond the first page */
+const shownPerFolder = new Map();
+
+/**
+ * The row that shows more of a folder's rows.
+ * @param {string} path
+ * @param {number} hidden how many are not shown
+ * @param {number} depth
+ * @returns {HTMLElement}
+ */
+function moreRow(path, hidden, depth) {
+  const show = () => {
+    shownPerFolder.set(path, (shownPerFolder.get(path) ?? FOLDER_PAGE) + FOLDER_PAGE * 5);
+    renderTree();
+  };
+  return h("div", {
+    class: "tree-row more",
+    role: "treeitem",
+    "aria-level": depth + 1,
+    tabindex: "-1",
+    style: { paddingLeft: `${6 + depth * 14}px` },
+    dataset: { testid: "tree-more", key: `more:${path}`, more: path },
+    onclick: show,
+  }, h("button", { type: "button", class: "link", tabindex: "-1", onclick: (/** @type {MouseEvent} */ ev) => {
+    ev.stopPropagation();
+    show();
+  } }, `Show ${Math.min(hidden, FOLDER_PAGE * 5).toLocaleString()} more of ${hidden.toLocaleString()} (or use the runs table)`));
+}
+
 /** The row that keyboard focus is on (its data-key), kept across redraws. */
 let focusedKey = "";
 
@@ -150,6 +181,7 @@ export function setupTreeKeys() {
     else if (ev.key === "ArrowRight" && expanded === "true") move(rows[at + 1]);
     else if (ev.key === "ArrowLeft" && expanded === "true") toggleFolder(path);
     else if (ev.key === "ArrowLeft") move(rows.slice(0, at).reverse().find((r) => Number(r.getAttribute("aria-level")) < level));
+    else if (ev.key === "Enter" && row.dataset.more !== undefined) row.click();
     else if (ev.key === "Enter" && row.dataset.prefix) setSelection([row.dataset.prefix]);
     else if (ev.key === "Enter") toggleFolder(path);
     else if (ev.key === " " && row.dataset.prefix) toggleSelected(row.dataset.prefix);
@@ -280,13 +312,19 @@ export function renderTree() {
    * @param {number} depth
    */
   const walk = (node, depth) => {
-    const children = [...node.children.values()].sort(compareNodes);
+    const sorted = [...node.children.values()].sort(compareNodes);
+    // A folder of thousands of runs shows a page of them (and the selected ones): the rest on demand.
+    const limit = shownPerFolder.get(node.path) ?? FOLDER_PAGE;
+    const children = sorted.length > limit
+      ? sorted.filter((c, i) => i < limit || (c.exp && state.selected.includes(c.exp.prefix)))
+      : sorted;
     for (const child of children) {
       const open = filtered || !state.collapsed.has(child.path);
       if (child.exp) rows.push(runRow(child, child.exp, depth, open));
       else rows.push(folderRow(child, depth, open));
       if (open && child.children.size) walk(child, depth + 1);
     }
+    if (children.length < sorted.length) rows.push(moreRow(node.path, sorted.length - children.length, depth));
   };
   walk(buildTree(visible), 0);
   const hadFocus = list.contains(document.activeElement);
