@@ -9,18 +9,23 @@ import { bundle, bundleFor } from "../testing/edge_bundle.ts";
 
 const NODE_IMPORT = /(?:from\s*|import\s*\(\s*|require\s*\(\s*)["']node:/;
 
+/** The code without its comments: esbuild keeps the JSDoc of class members, whose examples import node: modules. */
+function withoutComments(code: string): string {
+  return code.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+}
+
 for (const format of ["esm", "iife", "cjs"] as const) {
   test(`mod.ts bundles for the browser as ${format} with esbuild's defaults, no warning and no node: import`, async () => {
     const { code, messages } = await bundle("mod.ts", { platform: "browser", format });
     deepEqual(messages, []);
-    doesNotMatch(code, NODE_IMPORT);
+    doesNotMatch(withoutComments(code), NODE_IMPORT);
   });
 }
 
 test("mod.ts bundles with the conditions wrangler sets for a Worker (workerd, worker, browser), no warning and no node: import", async () => {
   const { code, messages } = await bundleFor("mod.ts", "workerd");
   deepEqual(messages, []);
-  doesNotMatch(code, NODE_IMPORT);
+  doesNotMatch(withoutComments(code), NODE_IMPORT);
 });
 
 for (const entry of ["storage/jsonl.ts", "storage/http.ts"]) {

@@ -30,7 +30,7 @@ export class RowBinaryWriter {
    *
    * @param capacity Bytes to reserve at first.
    */
-  constructor(capacity = 1 << 16) {
+  constructor(capacity: number = 1 << 16) {
     this.#buffer = new Uint8Array(capacity);
     this.#view = new DataView(this.#buffer.buffer);
   }
