@@ -41,7 +41,7 @@ import type {
   ParamValue,
   Status,
 } from "./storage/backend.ts";
-import { keyFigures, newChunkFigures, noteRecord, noteValue } from "./storage/chunk_figures.ts";
+import { keyFigures, newChunkFigures, noteFinite, noteRecord, noteValue } from "./storage/chunk_figures.ts";
 import type { ChunkFigures } from "./storage/chunk_figures.ts";
 import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
 import { denoNamespace, hostName, isPage, nodeProcess, processId, readEnv, unrefInterval } from "./storage/runtime.ts";
@@ -582,26 +582,29 @@ class ExperimentCore {
     if (!this.#open) this.#assertOpen();
     if (this.settings.strict) this.#throwStrictFailure();
     const at = step ?? queue.nextStep;
+    const prefix = linePrefix();
+    // The read index's figures are kept as the fields are checked; values as stored (JSON writes -0 as 0).
+    const figures = queue.figures;
+    const place = figures === undefined ? -1 : figures.records;
+    const stepStored = at + 0;
     let keys = 0;
     for (const key in fields) {
       const value = fields[key];
       if (typeof value !== "number" || value - value !== 0 || key === "" || key === "step" || key === "_ts" || key.length > SHORT_FIELD_UNITS) {
+        // Figures of part of this record are in the chunk's: its text is scanned instead.
+        if (keys > 0 && place >= 0) figures!.records = -1;
         return this.#logChecked(queue, fields, at);
+      }
+      if (place >= 0) {
+        let known = figures!.places[keys];
+        if (known === undefined || known.name !== key) known = keyFigures(figures!, keys, key);
+        noteFinite(known, value + 0, stepStored, prefixTs, place);
       }
       keys++;
     }
     if (keys === 0) return;
     queue.nextStep = at + 1;
-    const prefix = linePrefix();
-    const figures = queue.figures;
-    if (figures !== undefined && figures.records >= 0) {
-      // As stored: JSON writes -0 as 0.
-      const step = at + 0;
-      noteRecord(figures, step, prefixTs);
-      const place = figures.records - 1;
-      let i = 0;
-      for (const key in fields) noteValue(keyFigures(figures, i++, key), (fields[key] as number) + 0, step, prefixTs, place);
-    }
+    if (place >= 0) noteRecord(figures!, stepStored, prefixTs);
     this.#buffer!.pushMetric(queue, prefix + at + "," + JSON.stringify(fields).slice(1));
   }
 
@@ -1635,6 +1638,7 @@ function linePrefix(): string {
 function noteRecordObject(figures: ChunkFigures, record: Record<string, unknown>): void {
   const step = record.step;
   const ts = record._ts;
+  if (figures.records < 0) return;
   if (typeof step !== "number" || typeof ts !== "number") return void (figures.records = -1);
   for (const key in record) {
     const value = record[key];

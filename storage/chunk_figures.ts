@@ -180,3 +180,43 @@ export function noteValue(key: KeyFigures, value: number, step: number, ts: numb
     key.hiAt = at;
   }
 }
+
+/**
+ * {@linkcode noteValue} for a finite value, in fewer tests: the log() path, where every value is checked finite.
+ *
+ * @param key The key's figures.
+ * @param value The value, finite.
+ * @param step The record's step.
+ * @param ts Its time.
+ * @param at Its place in the chunk.
+ *
+ * @example
+ * ```ts
+ * import { keyFigures, newChunkFigures, noteFinite } from "./chunk_figures.ts";
+ *
+ * const key = keyFigures(newChunkFigures(), 0, "loss");
+ * noteFinite(key, 2, 0, 1, 0);
+ * noteFinite(key, 2, 1, 2, 1);
+ * console.log(key.count, key.hi, key.hiAt); // 2 2 0
+ * ```
+ */
+export function noteFinite(key: KeyFigures, value: number, step: number, ts: number, at: number): void {
+  key.count++;
+  key.last = value;
+  key.lastStep = step;
+  if (value < key.min) key.min = value;
+  if (value > key.max) key.max = value;
+  // Also true before the first value and where all before were NaN (lo, hi NaN): then it is the first not NaN.
+  if (!(value >= key.lo)) {
+    key.lo = value;
+    key.loStep = step;
+    key.loTs = ts;
+    key.loAt = at;
+  }
+  if (!(value <= key.hi)) {
+    key.hi = value;
+    key.hiStep = step;
+    key.hiTs = ts;
+    key.hiAt = at;
+  }
+}
