@@ -41,6 +41,8 @@ import type {
   ParamValue,
   Status,
 } from "./storage/backend.ts";
+import { keyFigures, newChunkFigures, noteFinite, noteRecord, noteValue } from "./storage/chunk_figures.ts";
+import type { ChunkFigures } from "./storage/chunk_figures.ts";
 import { ConfigError, describe, InvalidMetricError, MlDashError, shorten, StorageError, UsageError } from "./storage/errors.ts";
 import { denoNamespace, hostName, isPage, nodeProcess, processId, readEnv, unrefInterval } from "./storage/runtime.ts";
 
@@ -580,17 +582,30 @@ class ExperimentCore {
     if (!this.#open) this.#assertOpen();
     if (this.settings.strict) this.#throwStrictFailure();
     const at = step ?? queue.nextStep;
+    const prefix = linePrefix();
+    // The read index's figures are kept as the fields are checked; values as stored (JSON writes -0 as 0).
+    const figures = queue.figures;
+    const place = figures === undefined ? -1 : figures.records;
+    const stepStored = at + 0;
     let keys = 0;
     for (const key in fields) {
       const value = fields[key];
       if (typeof value !== "number" || value - value !== 0 || key === "" || key === "step" || key === "_ts" || key.length > SHORT_FIELD_UNITS) {
+        // Figures of part of this record are in the chunk's: its text is scanned instead.
+        if (keys > 0 && place >= 0) figures!.records = -1;
         return this.#logChecked(queue, fields, at);
+      }
+      if (place >= 0) {
+        let known = figures!.places[keys];
+        if (known === undefined || known.name !== key) known = keyFigures(figures!, keys, key);
+        noteFinite(known, value + 0, stepStored, prefixTs, place);
       }
       keys++;
     }
     if (keys === 0) return;
     queue.nextStep = at + 1;
-    this.#buffer!.pushMetric(queue, linePrefix() + at + "," + JSON.stringify(fields).slice(1));
+    if (place >= 0) noteRecord(figures!, stepStored, prefixTs);
+    this.#buffer!.pushMetric(queue, prefix + at + "," + JSON.stringify(fields).slice(1));
   }
 
   /** The careful path, for records with a bad value, an explicit `step` or `_ts`. */
@@ -609,6 +624,7 @@ class ExperimentCore {
     }
     if (count === 0) return;
     queue.nextStep = at + 1;
+    if (queue.figures !== undefined) noteRecordObject(queue.figures, record);
     this.#buffer!.pushMetric(queue, JSON.stringify(record));
   }
 
@@ -1341,12 +1357,16 @@ class RecordBuffer {
   /** The queue of metric `name`: its step counter and its pending lines. */
   queue(name: string): MetricQueue {
     let queue = this.#queues.get(name);
-    if (!queue) this.#queues.set(name, queue = { name, nextStep: 0, pending: [], chunks: [], bytes: this.#emptyBytes(0), ends: [] });
+    if (!queue) {
+      const figures = this.#metricBytes ? newChunkFigures() : undefined;
+      this.#queues.set(name, queue = { name, nextStep: 0, pending: [], chunks: [], bytes: this.#emptyBytes(0), ends: [], figures, endFigures: [], movedOut: 0 });
+    }
     return queue;
   }
 
   pushMetric(queue: MetricQueue, line: string): void {
-    if (queue.pending.push(line) === CHUNK_LINES) this.#moveOut(queue);
+    // Chunks end where blocks of the read index do (counted from the queue's first record), so that each lands in one block.
+    if (queue.pending.push(line) === CHUNK_LINES - queue.movedOut % CHUNK_LINES) this.#moveOut(queue);
     if (++this.#metricCount >= this.#metricBatchSize) this.#batchIsFull();
   }
 
@@ -1477,6 +1497,7 @@ class RecordBuffer {
     const batch: Batch = this.#state;
     if (this.#metricCount > 0) {
       batch.metrics = ownKeys();
+      if (this.#metricBytes) batch.metricFigures = ownKeys();
       for (const queue of this.#queues.values()) {
         if (queue.pending.length > 0) this.#moveOut(queue);
         if (queue.ends.length > 0) {
@@ -1485,6 +1506,8 @@ class RecordBuffer {
           // The batch keeps these bytes until it is written (it may be retried): the queue takes other ones.
           queue.bytes = this.#emptyBytes(start);
           queue.ends = [];
+          batch.metricFigures![queue.name] = queue.endFigures;
+          queue.endFigures = [];
         }
         if (queue.chunks.length === 0) continue;
         batch.metrics[queue.name] = queue.chunks;
@@ -1504,9 +1527,12 @@ class RecordBuffer {
   /** Moves a queue's pending records out of the JS heap (as bytes) or into one chunk of text. */
   #moveOut(queue: MetricQueue): void {
     const text = queue.pending.join("\n");
+    queue.movedOut += queue.pending.length;
     queue.pending = [];
-    if (this.#metricBytes) appendChunk(queue, text);
-    else queue.chunks.push(text);
+    if (!this.#metricBytes) return void queue.chunks.push(text);
+    appendChunk(queue, text);
+    queue.endFigures.push(queue.figures!.records > 0 ? queue.figures : undefined);
+    queue.figures = newChunkFigures();
   }
 
   /** A byte buffer with room for `size` bytes and more (one that was spare, where it fits). */
@@ -1549,6 +1575,12 @@ interface MetricQueue {
   bytes: Uint8Array;
   /** Where each chunk of lines in `bytes` ends: the chunks are `bytes[0, ends[0])`, `bytes[ends[0], ends[1])`, … */
   ends: number[];
+  /** The read index's figures of the pending records (for the local store only). */
+  figures: ChunkFigures | undefined;
+  /** The figures of each chunk in `bytes`, parallel to `ends` (undefined where unknown). */
+  endFigures: (ChunkFigures | undefined)[];
+  /** How many records have been moved out of `pending`. */
+  movedOut: number;
 }
 
 /** The size a metric queue's byte buffer starts with; it doubles as needed. */
@@ -1577,6 +1609,8 @@ function appendChunk(queue: MetricQueue, text: string): void {
 }
 
 let cachedPrefix = "";
+/** The time in {@linkcode cachedPrefix}. */
+let prefixTs = 0;
 let prefixUses = 0;
 let prefixExpiryQueued = false;
 
@@ -1590,13 +1624,34 @@ function linePrefix(): string {
     prefixUses--;
     return cachedPrefix;
   }
-  cachedPrefix = `{"_ts":${nowSeconds()},"step":`;
+  prefixTs = nowSeconds();
+  cachedPrefix = `{"_ts":${prefixTs},"step":`;
   prefixUses = 255;
   if (!prefixExpiryQueued) {
     prefixExpiryQueued = true;
     queueMicrotask(expirePrefix);
   }
   return cachedPrefix;
+}
+
+/** Adds a record built by the careful path to a chunk's figures; one they cannot describe (a time that is not a number, a value that is not a number or a non-finite one's string) makes the chunk be scanned. */
+function noteRecordObject(figures: ChunkFigures, record: Record<string, unknown>): void {
+  const step = record.step;
+  const ts = record._ts;
+  if (figures.records < 0) return;
+  if (typeof step !== "number" || typeof ts !== "number") return void (figures.records = -1);
+  for (const key in record) {
+    const value = record[key];
+    if (typeof value !== "number" && value !== "NaN" && value !== "Infinity" && value !== "-Infinity") return void (figures.records = -1);
+  }
+  noteRecord(figures, step + 0, ts + 0);
+  const place = figures.records - 1;
+  let i = 0;
+  for (const key in record) {
+    if (key === "step" || key === "_ts") continue;
+    const value = record[key];
+    noteValue(keyFigures(figures, i++, key), typeof value === "number" ? value + 0 : Number(value), step + 0, ts + 0, place);
+  }
 }
 
 function expirePrefix(): void {

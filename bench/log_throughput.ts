@@ -4,7 +4,11 @@
  * (`JSON.stringify` per call + one `appendFile` per 1,000 calls) in the same run,
  * and against the same run with the read index off (its file's name taken by a
  * folder, so that the writer keeps none), twice each, alternating, for what the
- * index costs.
+ * index costs. The runs without the index files still keep the figures the
+ * buffer hands the index (they are kept in log()); for the whole cost, give
+ * `--against=<another checkout's mod.ts>` (one whose buffer keeps no figures;
+ * `.build/mod.js` there on Node): its tracker then runs twice, read index off,
+ * alternating with ours (read index on), and both CPU per point are printed.
  * Prints points/s, per-call p50/p99/max in ns, the amortized in-loop cost per
  * call, and peak RSS; checks that every point reached the disk.
  *
@@ -15,7 +19,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Experiment } from "../mod.ts";
-import { argInt, countLines, emit, fmt, PeakRss, percentile, runtimeName, tempDir } from "./_common.ts";
+import { argInt, argString, countLines, emit, fmt, PeakRss, percentile, runtimeName, tempDir } from "./_common.ts";
 
 /** Each run writes gigabytes at N = 20,000,000: its folder goes once it is counted. */
 function removeDir(root: string): void {
@@ -40,12 +44,12 @@ interface Figures {
 }
 
 /** Our tracker: the whole run, from start to a durable complete(); `readIndex: false` keeps the writer from keeping its read index. */
-async function tracker(root: string, calls = CALLS, readIndex = true): Promise<Figures> {
+async function tracker(root: string, calls = CALLS, readIndex = true, Tracker: typeof Experiment = Experiment): Promise<Figures> {
   if (!readIndex) fs.mkdirSync(path.join(root, "bench/local/throughput/metrics/train.jsonl.idx"), { recursive: true });
   const rss = new PeakRss();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const exp = new Experiment({ prefix: "bench/local/throughput", dashRoot: root });
+  const exp = new Tracker({ prefix: "bench/local/throughput", dashRoot: root });
   await exp.run.start();
   const train = exp.metrics("train");
   for (let i = 0; i < calls; i++) {
@@ -148,6 +152,17 @@ const withoutIndex = withoutRuns.map((r) => r.pointsPerSec);
 const indexCost = 1 - (withIndex[0] + withIndex[1]) / (withoutIndex[0] + withoutIndex[1]);
 const cpuPerPoint = (runs: Figures[]): number => (runs[0].cpuSeconds + runs[1].cpuSeconds) * 1e9 / (2 * CALLS * 4);
 const indexCpuCost = cpuPerPoint(withRuns) / cpuPerPoint(withoutRuns) - 1;
+const againstPath = argString("against", "");
+const against = againstPath === "" ? undefined : ((await import(path.resolve(againstPath))) as { Experiment: typeof Experiment }).Experiment;
+const againstRuns: Figures[] = [];
+const oursAgain: Figures[] = [];
+if (against !== undefined) {
+  await tracker(tempDir("warm-against"), Math.min(CALLS, 250_000), false, against);
+  for (let i = 0; i < 2; i++) {
+    againstRuns.push(await tracker(tempDir("against"), CALLS, false, against));
+    oursAgain.push(await tracker(tempDir("ours"), CALLS));
+  }
+}
 const lat = await latency(tempDir("latency"));
 
 console.log(`log_throughput on ${runtime}: ${fmt(POINTS)} points (${fmt(CALLS)} calls × 4 fields), every point checked on disk`);
@@ -156,6 +171,10 @@ console.log(`  baseline  ${fmt(naive.pointsPerSec).padStart(12)} points/s  ${nai
 console.log(`  ratio     ${(ours.pointsPerSec / naive.pointsPerSec).toFixed(2)}× the baseline`);
 console.log(`  read index: with ${withIndex.map((v) => fmt(v)).join(", ")} points/s, without ${withoutIndex.map((v) => fmt(v)).join(", ")}: it costs ${(indexCost * 100).toFixed(0)} % of the throughput`);
 console.log(`  read index: CPU per point ${fmt(cpuPerPoint(withRuns), 1)} ns with, ${fmt(cpuPerPoint(withoutRuns), 1)} ns without: ${(indexCpuCost * 100).toFixed(0)} % more`);
+if (against !== undefined) {
+  const cost = cpuPerPoint(oursAgain) / cpuPerPoint(againstRuns) - 1;
+  console.log(`  against ${againstPath}: CPU per point ${fmt(cpuPerPoint(againstRuns), 1)} ns there without the read index, ${fmt(cpuPerPoint(oursAgain), 1)} ns here with it: ${(cost * 100).toFixed(0)} % more`);
+}
 console.log(`  log() per call: p50 ${fmt(lat.p50)} ns  p99 ${fmt(lat.p99)} ns  max ${fmt(lat.max / 1000, 2)} µs (performance.now() resolution applies)`);
 console.log(`  amortized cost in a loop: ${fmt(lat.amortizedNs)} ns per call`);
 emit([

@@ -37,6 +37,7 @@
  * @module
  */
 import { ConfigError, describe, shorten } from "./errors.ts";
+import type { ChunkFigures } from "./chunk_figures.ts";
 
 // ─── Records ────────────────────────────────────────────────────────────────
 
@@ -141,6 +142,12 @@ export interface Batch {
    * passes on the UTF-8 bytes it received, checked but not decoded.
    */
   metrics?: Record<string, (string | Uint8Array)[]>;
+  /**
+   * Optional, for the local store's read index: per metric, the figures of
+   * each chunk of `metrics` (parallel to it; undefined where unknown), kept by
+   * the buffer as it serialized the records. A backend may ignore them.
+   */
+  metricFigures?: Record<string, (ChunkFigures | undefined)[]>;
   /** Log records, each one serialized as JSON text (see {@linkcode LogRecord}). */
   logs?: string[];
   /** Files to save. */

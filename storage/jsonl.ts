@@ -30,6 +30,7 @@ import type {
   StatusRecord,
 } from "./backend.ts";
 import { checkFilePath, checkMetricName } from "./backend.ts";
+import type { ChunkFigures } from "./chunk_figures.ts";
 import { StorageError } from "./errors.ts";
 import { downsampleRange, IndexAppender, loadIndex, persistIndex, readRange, summarize } from "./read_index.ts";
 import type { DownsampledRange, KeySummary, MetricIndex, RangePoints, RangeQuery } from "./read_index.ts";
@@ -188,7 +189,7 @@ export class JsonlBackend implements Backend {
     if (batch.files) for (const [i, file] of batch.files.entries()) once(`files/${i}`, () => this.#saveFile(prefix, dir, file));
     if (batch.metrics) {
       this.#mkdir(entryPath(dir, METRICS_DIR));
-      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(metricPath(this.root, prefix, name), batch.metrics![name], p, true));
+      for (const name in batch.metrics) once(`metrics/${name}`, (p) => this.#appendLines(metricPath(this.root, prefix, name), batch.metrics![name], p, true, batch.metricFigures?.[name]));
     }
     if (batch.logs) once("logs", (p) => this.#appendLines(entryPath(dir, LOGS_FILE), batch.logs!, p));
     // Status last: a reader that sees COMPLETED also sees the data before it.
@@ -317,7 +318,7 @@ export class JsonlBackend implements Backend {
    * nothing is joined. `progress` records the chunks written, so that a retry
    * after a failed write resumes at the first chunk not written.
    */
-  #appendLines(file: string, chunks: readonly (string | Uint8Array)[], progress = newProgress(), indexed = false): void {
+  #appendLines(file: string, chunks: readonly (string | Uint8Array)[], progress = newProgress(), indexed = false, figures?: readonly (ChunkFigures | undefined)[]): void {
     let appending = this.#appending.get(file);
     if (appending) {
       this.#appending.delete(file); // kept in least-recently-used order
@@ -350,7 +351,7 @@ export class JsonlBackend implements Backend {
         index?.lose();
         throw error;
       }
-      if (index !== undefined && used > 0) this.#indexAppended(file, index, chunks, pieceStart, next, resumed ? -1 : used);
+      if (index !== undefined && used > 0) this.#indexAppended(file, index, chunks, pieceStart, next, resumed ? -1 : used, figures);
       pieceStart = next;
     };
     for (let i = progress.nextChunk; i < chunks.length; i++) {
@@ -384,10 +385,10 @@ export class JsonlBackend implements Backend {
   }
 
   /** Indexes chunks `[from, to)` just appended (`bytes` of them; -1 when part of them landed earlier). */
-  #indexAppended(file: string, index: IndexAppender, chunks: readonly (string | Uint8Array)[], from: number, to: number, bytes: number): void {
+  #indexAppended(file: string, index: IndexAppender, chunks: readonly (string | Uint8Array)[], from: number, to: number, bytes: number, figures?: readonly (ChunkFigures | undefined)[]): void {
     try {
       if (bytes < 0) index.lose();
-      else index.appended(chunks, chunkBytes, from, to, bytes);
+      else index.appended(chunks, chunkBytes, from, to, bytes, figures);
     } catch {
       index.lose();
       this.#closeIndex(file);

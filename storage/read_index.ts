@@ -36,6 +36,7 @@
  */
 import { fileSystem } from "./file_system.ts";
 import { metricIndexPath, replaceFileSync } from "./layout.ts";
+import type { ChunkFigures, KeyFigures } from "./chunk_figures.ts";
 import { fieldNames, fieldValues, parseNumber, scanFlatRecord, toNumber } from "./record_text.ts";
 
 /** Records a block holds (the last block of a file may hold fewer). */
@@ -280,6 +281,51 @@ export class MetricIndex {
   }
 
   /**
+   * Whether a chunk of `records` records at the end of the index stays in the block being filled.
+   *
+   * @param records The chunk's records.
+   * @returns Whether {@linkcode take} can index it.
+   */
+  fits(records: number): boolean {
+    return records > 0 && this.#open.records + records <= BLOCK_RECORDS;
+  }
+
+  /**
+   * Indexes a chunk of lines at byte `offset` (followed by a newline in the
+   * file) from the figures its writer kept, instead of its text: what
+   * {@linkcode feed} would find in it. The chunk must {@linkcode fits}.
+   *
+   * @param figures The chunk's figures.
+   * @param lastLine The chunk's last line.
+   * @param offset The byte of the file where the chunk starts; must be {@linkcode bytes}.
+   * @param byteLength The chunk's UTF-8 bytes, without the newline after it.
+   */
+  take(figures: ChunkFigures, lastLine: string, offset: number, byteLength: number): void {
+    this.#settleLast();
+    const block = this.#open;
+    const base = block.records;
+    block.records += figures.records;
+    block.stepMin = Math.min(block.stepMin, figures.stepMin);
+    block.stepMax = block.stepMin !== block.stepMin ? NaN : Math.max(block.stepMax, figures.stepMax);
+    block.tsMin = Math.min(block.tsMin, figures.tsMin);
+    block.tsMax = block.tsMin !== block.tsMin ? NaN : Math.max(block.tsMax, figures.tsMax);
+    for (const f of figures.keys) {
+      let key = block.keys.get(f.name);
+      if (key === undefined) block.keys.set(f.name, key = newKey());
+      mergeFigures(key, f, base);
+    }
+    this.#slotNames = [];
+    this.#slotKeys = [];
+    this.#lastText = lastLine;
+    this.#lastStart = 0;
+    this.#lastEnd = lastLine.length;
+    this.#lastPending = true;
+    const end = offset + byteLength + 1;
+    if (block.records === BLOCK_RECORDS) this.#close(end);
+    else block.end = end;
+  }
+
+  /**
    * Indexes the whole lines of `file` from {@linkcode bytes} to byte `to`
    * (a torn last line is left for later).
    *
@@ -502,6 +548,28 @@ function addValue(key: LazyKey, value: number, text: string | undefined, start: 
     key.hiTs = ts;
     key.hiAt = at;
     markFigure(key, HI, text, start, end);
+  }
+}
+
+/** Adds a chunk's figures of a key (exact values, places from `base`) to the key in the open block, whose figures are exact (settled). */
+function mergeFigures(key: KeyBlock, f: KeyFigures, base: number): void {
+  if (f.count === 0) return;
+  key.count += f.count;
+  key.last = f.last;
+  key.lastStep = f.lastStep;
+  if (f.min !== Infinity && (key.min === null || f.min < key.min)) key.min = f.min;
+  if (f.max !== -Infinity && (key.max === null || f.max > key.max)) key.max = f.max;
+  if (key.loAt < 0 || (f.lo === f.lo && (key.lo !== key.lo || f.lo < key.lo))) {
+    key.lo = f.lo;
+    key.loStep = f.loStep;
+    key.loTs = f.loTs;
+    key.loAt = base + f.loAt;
+  }
+  if (key.hiAt < 0 || (f.hi === f.hi && (key.hi !== key.hi || f.hi > key.hi))) {
+    key.hi = f.hi;
+    key.hiStep = f.hiStep;
+    key.hiTs = f.hiTs;
+    key.hiAt = base + f.hiAt;
   }
 }
 
@@ -1069,8 +1137,9 @@ export class IndexAppender {
    * @param from The first chunk appended.
    * @param to After the last.
    * @param bytes The bytes appended.
+   * @param figures The figures the buffer kept of each chunk (parallel to `chunks`), where known: a chunk that stays in one block is indexed from them.
    */
-  appended(chunks: readonly (string | Uint8Array)[], chunkBytes: readonly number[], from: number, to: number, bytes: number): void {
+  appended(chunks: readonly (string | Uint8Array)[], chunkBytes: readonly number[], from: number, to: number, bytes: number, figures?: readonly (ChunkFigures | undefined)[]): void {
     if (this.#lost) {
       // Loading reads the file as it is now, these lines included.
       this.#reload();
@@ -1083,8 +1152,9 @@ export class IndexAppender {
       let offset = before;
       for (let i = from; i < to; i++) {
         const chunk = chunks[i];
-        const text = typeof chunk === "string" ? chunk : decoder.decode(chunk);
-        index.feed(text, offset, chunkBytes[i], false);
+        const known = figures?.[i];
+        if (known !== undefined && index.fits(known.records)) index.take(known, lastLine(chunk), offset, chunkBytes[i]);
+        else index.feed(typeof chunk === "string" ? chunk : decoder.decode(chunk), offset, chunkBytes[i], false);
         offset += chunkBytes[i] + 1;
       }
     } else if (size > before + bytes) {
@@ -1129,6 +1199,12 @@ export class IndexAppender {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The last line of a chunk of lines (which has no newline at its end). */
+function lastLine(chunk: string | Uint8Array): string {
+  if (typeof chunk === "string") return chunk.slice(chunk.lastIndexOf("\n") + 1);
+  return decoder.decode(chunk.subarray(chunk.lastIndexOf(10) + 1));
+}
 
 // ─── Answers from the index ─────────────────────────────────────────────────
 
