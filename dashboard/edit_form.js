@@ -28,6 +28,23 @@ function keepToken(token) {
 }
 
 /**
+ * The body of an edit: the fields whose text differs from what the form opened
+ * with, so a description saved alone leaves the tags as they are (a tag with a
+ * comma, more tags than an edit may set, tags changed since the form opened).
+ * @param {string} prefix
+ * @param {{ readme: string, tags: string }} opened the fields' text when the form opened
+ * @param {{ readme: string, tags: string }} now the fields' text on saving
+ * @returns {{ prefix: string, readme?: string, tags?: string[] }}
+ */
+function editedFields(prefix, opened, now) {
+  /** @type {{ prefix: string, readme?: string, tags?: string[] }} */
+  const body = { prefix };
+  if (now.readme !== opened.readme) body.readme = now.readme;
+  if (now.tags !== opened.tags) body.tags = now.tags.split(",").map((t) => t.trim()).filter(Boolean);
+  return body;
+}
+
+/**
  * A form that edits a run's description and tags, then calls `onSaved`.
  * @param {string} prefix
  * @param {() => void} onDone after saving or cancelling
@@ -36,8 +53,10 @@ function keepToken(token) {
 export function editForm(prefix, onDone) {
   const meta = state.details.get(prefix)?.metadata ?? {};
   const readme = h("textarea", { class: "input edit-readme", name: "readme", rows: 3, "aria-label": `Description of ${prefix}`, dataset: { testid: "edit-readme" } });
-  readme.value = meta.readme ?? "";
-  const tags = h("input", { class: "input", name: "tags", value: (meta.tags ?? []).join(", "), "aria-label": `Tags of ${prefix}, separated by commas`, dataset: { testid: "edit-tags" } });
+  const openedReadme = meta.readme ?? "";
+  const openedTags = (meta.tags ?? []).join(", ");
+  readme.value = openedReadme;
+  const tags = h("input", { class: "input", name: "tags", value: openedTags, "aria-label": `Tags of ${prefix}, separated by commas`, dataset: { testid: "edit-tags" } });
   const token = h("input", { class: "input", type: "password", name: "token", autocomplete: "off", "aria-label": "The server's write token", dataset: { testid: "edit-token" } });
   const tokenRow = h("label", { class: "control", hidden: true }, "Write token", token);
   const message = h("div", { class: "error-text", role: "alert", dataset: { testid: "edit-error" } });
@@ -55,7 +74,7 @@ export function editForm(prefix, onDone) {
     ev.preventDefault();
     message.textContent = "";
     if (token.value) keepToken(token.value);
-    const body = { prefix, readme: readme.value, tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean) };
+    const body = editedFields(prefix, { readme: openedReadme, tags: openedTags }, { readme: readme.value, tags: tags.value });
     try {
       /** @type {{ readme: string, tags: string[] }} */
       const saved = await postJson("meta", body, writeToken());

@@ -2,7 +2,8 @@
 // Editing a run's description and tags from the page, in a real headless
 // Chromium over the real server with a write token and a read token: the page
 // reads with the read token, asks for the write token on the server's 401,
-// and the edit lands in the store through its ingest.
+// and the edit lands in the store through its ingest; a save sends only the
+// fields edited.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -61,5 +62,41 @@ describe("dashboard edits", { skip: missingChromium }, () => {
     await page.click('[data-testid="edit-save"]');
     await page.waitForSelector('[data-testid="edit-form"]', { state: "detached", ...WAIT });
     assert.equal(await page.textContent('[data-testid="readme"]'), "Edited twice.");
+  });
+
+  it("sends only the fields edited: a description saved alone keeps tags with a comma, tags saved alone send no description", async () => {
+    const prefix = "alice/mnist/baseline";
+    const set = await fetch(`${dash.server.url}/api/v1/meta`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${WRITE}` },
+      body: JSON.stringify({ prefix, tags: ["a,b", "x"] }),
+    });
+    assert.equal(set.status, 200);
+    const page = await dash.open(`#run=${prefix}&tab=overview`, { search: `?access_token=${READ}` });
+    const sent: Record<string, unknown>[] = [];
+    page.on("request", (req) => {
+      if (req.method() === "POST" && new URL(req.url()).pathname === "/api/v1/meta") sent.push(JSON.parse(req.postData() ?? "null"));
+    });
+    const stored = async (): Promise<{ readme: string; tags: string[] }> => {
+      const res = await fetch(`${dash.server.url}/api/v1/experiment?prefix=${prefix}&access_token=${READ}`);
+      return (await res.json()).metadata;
+    };
+
+    await page.click('[data-testid="edit-run"]');
+    await page.fill('[data-testid="edit-readme"]', "Only the description.");
+    await page.click('[data-testid="edit-save"]');
+    await page.waitForSelector('[data-testid="edit-token"]', WAIT);
+    await page.fill('[data-testid="edit-token"]', WRITE);
+    await page.click('[data-testid="edit-save"]');
+    await page.waitForSelector('[data-testid="edit-form"]', { state: "detached", ...WAIT });
+    assert.deepEqual(sent.at(-1), { prefix, readme: "Only the description." });
+    assert.deepEqual(await stored().then((m) => [m.readme, m.tags]), ["Only the description.", ["a,b", "x"]]);
+
+    await page.click('[data-testid="edit-run"]');
+    await page.fill('[data-testid="edit-tags"]', "x, y");
+    await page.click('[data-testid="edit-save"]');
+    await page.waitForSelector('[data-testid="edit-form"]', { state: "detached", ...WAIT });
+    assert.deepEqual(sent.at(-1), { prefix, tags: ["x", "y"] });
+    assert.deepEqual(await stored().then((m) => [m.readme, m.tags]), ["Only the description.", ["x", "y"]]);
   });
 });

@@ -16,6 +16,8 @@ const TEXT = /^(text\/[\w.+-]+|application\/(json|x-ndjson|yaml|x-yaml|xml|csv))
 const TEXT_NAME = /\.(txt|json|jsonl|md|log|csv|tsv|ya?ml|toml|ini|cfg|py|ts|js|sh)$/i;
 /** Bytes of a text file shown inline at most. */
 const TEXT_LIMIT = 200_000;
+/** The largest text file read for a preview: a larger one (a long log) would hold up the page while it loads. */
+const TEXT_PREVIEW_MAX_BYTES = 5_000_000;
 
 /** @type {{ prefix: string, path: string } | null} the file previewed */
 let previewed = null;
@@ -85,10 +87,14 @@ function previewKind(file) {
 function preview(prefix, file) {
   const url = fileUrl(prefix, file.path);
   const kind = previewKind(file);
+  const tooLarge = kind === "text" && file.size > TEXT_PREVIEW_MAX_BYTES;
   const body = kind === "image"
     ? h("img", { src: url, alt: `${file.path} of ${prefix}`, class: "file-image", dataset: { testid: "preview-image" }, referrerpolicy: "no-referrer" })
+    : tooLarge
+    ? h("p", { class: "muted", dataset: { testid: "preview-too-large" } },
+      `${file.path} is ${fmt.bytes(file.size)}, too large to preview here (at most ${fmt.bytes(TEXT_PREVIEW_MAX_BYTES)}): download it to read it.`)
     : h("pre", { class: "file-text", dataset: { testid: "preview-text" } }, "Loading…");
-  if (kind === "text") showText(body, url, file);
+  if (kind === "text" && !tooLarge) showText(body, url, file);
   return h("section", { class: "file-preview", dataset: { testid: "file-preview", path: file.path, prefix } },
     h("div", { class: "panel-toolbar" },
       h("span", { class: "mono" }, file.path),

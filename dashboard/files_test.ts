@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // Previews of saved files in a real headless Chromium over the real server:
 // PNG and SVG as images (an SVG's script never runs), text and JSON inline as
-// text (markup in them stays text), and the download links kept.
+// text (markup in them stays text), a text file too large to read in the page
+// not fetched for a preview, and the download links kept.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -30,6 +31,7 @@ describe("dashboard file previews", { skip: missingChromium }, () => {
       await exp.files.saveText("notes.txt", "line one\n<b>not bold</b><img src=x onerror=\"document.title='ran'\">\n");
       await exp.files.saveJson("config.json", { lr: 0.1, model: { depth: 4 } });
       await exp.files.saveBytes("weights.bin", new Uint8Array([1, 2, 3]));
+      await exp.files.saveBytes("big.log", new TextEncoder().encode("a log line\n".repeat(600_000)), "text/plain");
     });
     await dash.start();
   });
@@ -75,5 +77,20 @@ describe("dashboard file previews", { skip: missingChromium }, () => {
     assert.equal(await page.$$eval('[data-testid="file-row"] [data-testid="download"]', (d) => d.length), rows);
     const href = await page.getAttribute('[data-testid="file-row"][data-path="plots/loss.png"] [data-testid="download"]', "href");
     assert.deepEqual(new Uint8Array(await (await page.request.get(href!)).body()), PNG);
+  });
+
+  it("does not fetch a text file over the preview limit: a note says so and the download link stays", async () => {
+    const page = await open();
+    const fetched: string[] = [];
+    page.on("request", (req) => {
+      if (decodeURIComponent(req.url()).includes("big.log")) fetched.push(req.url());
+    });
+    await page.click(previewOf("big.log"));
+    const shown = '[data-testid="file-preview"][data-path="big.log"]';
+    await page.waitForSelector(`${shown} [data-testid="preview-too-large"], ${shown} [data-testid="preview-text"]`, WAIT);
+    assert.match(await page.$eval(shown, (e) => e.textContent ?? ""), /big\.log is 6(\.\d)? MB, too large to preview/);
+    assert.deepEqual(fetched, [], "the file is not read for the preview");
+    const href = await page.getAttribute(`${shown} a[download]`, "href");
+    assert.equal((await page.request.get(href!)).status(), 200);
   });
 });

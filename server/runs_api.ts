@@ -87,12 +87,19 @@ export interface RunRow {
 /** How many overviews are read at once. */
 const CONCURRENT_READS = 8;
 
+/** The most runs one answer of `GET /api/v1/runs` holds, and how many it holds without `limit`: the runs table shows up to this many. */
+export const MAX_RUNS_LIMIT = 10_000;
+
 /**
- * `GET /api/v1/runs?prefix=&filter=`: the runs at and under `prefix` (all without it) that match `filter`.
+ * `GET /api/v1/runs?prefix=&filter=&limit=&offset=`: the runs at and under
+ * `prefix` (all without it) that match `filter`, a page of them: `limit`
+ * (default and at most {@linkcode MAX_RUNS_LIMIT}) from `offset` (default 0).
+ * Without a filter only the page's overviews are read; a filter reads every
+ * overview of the folder, to match them.
  *
  * @param store The store.
  * @param url The request's URL.
- * @returns `{runs, total}`, runs sorted by prefix; 400 with the parser's message for a bad filter.
+ * @returns `{runs, total, offset, truncated}`, runs sorted by prefix, `total` the runs that match, `truncated` when some of them come after the page; 400 with a message for a bad filter, limit or offset.
  *
  * @example List the runs whose last accuracy is above 0.9
  * ```ts
@@ -111,11 +118,36 @@ export async function listRuns(store: Store, url: URL): Promise<Response> {
   const prefixText = url.searchParams.get("prefix");
   const folder = prefixText ? queryPrefix(prefixText) : undefined;
   const clauses = parsedFilter(url.searchParams.get("filter") ?? "");
+  const limit = countParam(url, "limit", MAX_RUNS_LIMIT, 1, MAX_RUNS_LIMIT);
+  const offset = countParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
   const { experiments } = await store.list({ prefix: folder, offset: 0 });
   const inFolder = experiments.filter((e) => folder === undefined || e.prefix === folder || e.prefix.startsWith(`${folder}/`));
-  const rows = await mapConcurrently(inFolder, CONCURRENT_READS, async (e) => runRow(e, await store.experiment(e.prefix)));
-  const runs = rows.filter((r) => matches(clauses, filterTarget(r)));
-  return json({ runs, total: runs.length });
+  const rowsOf = (listed: readonly ExperimentSummary[]): Promise<RunRow[]> =>
+    mapConcurrently(listed, CONCURRENT_READS, async (e) => runRow(e, await store.experiment(e.prefix)));
+  const matching = clauses.length === 0 ? undefined : (await rowsOf(inFolder)).filter((r) => matches(clauses, filterTarget(r)));
+  const total = matching?.length ?? inFolder.length;
+  const runs = matching?.slice(offset, offset + limit) ?? await rowsOf(inFolder.slice(offset, offset + limit));
+  return json({ runs, total, offset, truncated: offset + runs.length < total });
+}
+
+/**
+ * A whole-number query parameter within bounds, a 400 saying so otherwise.
+ *
+ * @param url The request's URL.
+ * @param name The parameter.
+ * @param fallback Its value when absent.
+ * @param min The smallest allowed.
+ * @param max The largest allowed.
+ * @returns Its value.
+ */
+function countParam(url: URL, name: string, fallback: number, min: number, max: number): number {
+  const text = url.searchParams.get(name);
+  if (text === null) return fallback;
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(value >= min && value <= max)) {
+    throw new HttpError(400, `Invalid ${name} ${JSON.stringify(text)}: expected a whole number from ${min} to ${max}`);
+  }
+  return value;
 }
 
 /** The longest description and tag list an edit may set. */
@@ -124,12 +156,48 @@ const MAX_TAGS = 100;
 const MAX_TAG = 200;
 
 /**
+ * The ingest session of a server process's edits: one random id for all of
+ * them (so edits never crowd the library's sessions out of a run's ledger) and
+ * per run a seq that grows by one per edit (so two edits never look like one
+ * batch retried, and a restart, with a new id, reuses no seq).
+ *
+ * @example Two edits of a run
+ * ```ts
+ * import { EditSession } from "./runs_api.ts";
+ *
+ * const edits = new EditSession();
+ * console.log(edits.next("alice/a"), edits.next("alice/a"), edits.next("alice/b")); // 0 1 0
+ * ```
+ */
+export class EditSession {
+  /** The session id, `dashboard-edit-<random>`. */
+  readonly id: string = `dashboard-edit-${crypto.randomUUID()}`;
+  #seqs = new Map<string, number>();
+
+  /**
+   * The seq of a run's next edit.
+   *
+   * @param prefix The run.
+   * @returns 0 for its first edit in this session, then 1, 2, …
+   */
+  next(prefix: string): number {
+    const seq = this.#seqs.get(prefix) ?? 0;
+    this.#seqs.set(prefix, seq + 1);
+    return seq;
+  }
+}
+
+/** The edits of this server process. */
+const PROCESS_EDITS = new EditSession();
+
+/**
  * `POST /api/v1/meta` with `{"prefix", "readme"?, "tags"?}`: sets a run's
  * description and tags through the store's ingest (a batch with the
- * experiment record, under a session of its own).
+ * experiment record, under the process's {@linkcode EditSession}).
  *
  * @param store The store.
  * @param body The request's body.
+ * @param edits The session the edit is stored under (default: the process's).
  * @returns `{ok, readme, tags}`; 400 for a body that is not such an object, 404 for an unknown run.
  *
  * @example Set a run's description and tags
@@ -145,13 +213,13 @@ const MAX_TAG = 200;
  * await store.close();
  * ```
  */
-export async function editRun(store: Store, body: Uint8Array): Promise<Response> {
+export async function editRun(store: Store, body: Uint8Array, edits: EditSession = PROCESS_EDITS): Promise<Response> {
   const edit = parsedEdit(body);
   if (!(await store.exists(edit.prefix))) throw new HttpError(404, `Unknown experiment "${edit.prefix}"`);
   const metadata: ExperimentRecord = { prefix: edit.prefix };
   if (edit.readme !== undefined) metadata.readme = edit.readme;
   if (edit.tags !== undefined) metadata.tags = edit.tags;
-  await store.ingest({ prefix: edit.prefix, session: `dashboard-edit-${crypto.randomUUID()}`, seq: 0 }, { metadata });
+  await store.ingest({ prefix: edit.prefix, session: edits.id, seq: edits.next(edit.prefix) }, { metadata });
   const view = await store.experiment(edit.prefix);
   return json({ ok: true, readme: view.metadata?.readme ?? "", tags: view.metadata?.tags ?? [] });
 }
