@@ -70,6 +70,8 @@ interface Envelope {
   body?: string;
   acked: boolean;
   spooled?: string;
+  /** Handed over as a page hid: the buffer holds its batch no more, so the next write sends it if the server did not acknowledge it. */
+  orphaned?: boolean;
 }
 
 /** Why a request failed. */
@@ -210,7 +212,7 @@ export class HttpBackend implements Backend {
    * refuses the batch; the message says where the batch is kept.
    */
   async write(prefix: string, batch: Batch): Promise<void> {
-    const envelopes = await this.#envelopesOf(prefix, batch);
+    const envelopes = [...this.#unackedOrphans(), ...await this.#envelopesOf(prefix, batch)];
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i];
       if (envelope.acked) continue;
@@ -274,8 +276,9 @@ export class HttpBackend implements Backend {
    * A page is hidden or left, and nothing may be awaited: the batches go with
    * `fetch(..., { keepalive: true })`, which the browser completes after the
    * page is gone, as many as fit in its 64 KiB of keepalive bodies, in order.
-   * They count as sent: should the page stay, the server recognises a batch
-   * that comes again by its sequence number.
+   * A batch counts as sent only once the server answers ok: should the page
+   * stay, the next write sends again what was not acknowledged (the server
+   * recognises a batch that comes twice by its sequence number).
    */
   #sendAsPageHides(envelopes: Envelope[]): void {
     let budget = KEEPALIVE_BYTES;
@@ -289,10 +292,22 @@ export class HttpBackend implements Backend {
       budget -= body.length;
       const headers: Record<string, string> = { "content-type": NDJSON_TYPE };
       if (this.#resolvedToken) headers.authorization = `Bearer ${this.#resolvedToken}`;
-      fetch(this.#base + "/api/v1/batch", { method: "POST", headers, body: body as BodyInit, keepalive: true }).catch(() => {});
-      envelope.acked = true;
-      this.#pending.delete(envelope);
+      envelope.orphaned = true;
+      fetch(this.#base + "/api/v1/batch", { method: "POST", headers, body: body as BodyInit, keepalive: true })
+        .then((response) => response.ok && this.#acknowledge(envelope))
+        .catch(() => {});
     }
+  }
+
+  /** The batches handed over as a page hid that the server has not acknowledged, oldest first. */
+  #unackedOrphans(): Envelope[] {
+    return [...this.#pending].filter((e) => e.orphaned && !e.acked).sort((a, b) => a.seq - b.seq);
+  }
+
+  #acknowledge(envelope: Envelope): void {
+    envelope.acked = true;
+    envelope.body = undefined;
+    this.#pending.delete(envelope);
   }
 
   /** The requests of a batch: made once, so that a retry keeps its sequence numbers. */
@@ -333,9 +348,7 @@ export class HttpBackend implements Backend {
     envelope.body ??= encodeNdjson(envelope);
     const result = await this.#postRetrying("/api/v1/batch", envelope.body, NDJSON_TYPE, true);
     if (!("value" in result)) return result;
-    envelope.acked = true;
-    envelope.body = undefined;
-    this.#pending.delete(envelope);
+    this.#acknowledge(envelope);
     if (envelope.spooled) await this.#unspool(envelope.spooled);
     return undefined;
   }

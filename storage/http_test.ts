@@ -410,6 +410,46 @@ test("a batch written again after a failure keeps its sequence numbers, so the s
   }
 });
 
+/** A batch of one metric record at `step`, for tests that drive the backend directly. */
+function stepBatch(prefix: string, step: number): Batch {
+  return { metadata: { prefix }, metrics: { train: [`{"_ts":${step + 1},"step":${step},"loss":${step}}`] } };
+}
+
+/** Runs `fn` with a stand-in `document` whose page is hidden, so that the backend takes its page path. */
+async function withHiddenPage<T>(fn: () => Promise<T>): Promise<T> {
+  const globals = globalThis as { document?: unknown };
+  const saved = globals.document;
+  globals.document = { visibilityState: "hidden" };
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete globals.document;
+    else globals.document = saved;
+  }
+}
+
+test("a batch sent as the page hides (a stand-in document, the page hiding called directly) to a server that is down is sent again by a later write", async () => {
+  const prefix = "alice/page/hidden";
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const backend = new HttpBackend({ url, giveUpAfterMs: 300, initialDelayMs: 10, outbox: false });
+  const second = stepBatch(prefix, 1);
+  await withHiddenPage(async () => {
+    backend.writeAtExit(prefix, stepBatch(prefix, 0));
+    // The server is still down: this write fails too (and its batch stays with the caller, as the buffer keeps it).
+    await assert.rejects(backend.write(prefix, second), StorageError);
+  });
+  const server = await serve({ root: tempDir("http"), port, quiet: true });
+  try {
+    await backend.write(prefix, second);
+    await backend.write(prefix, stepBatch(prefix, 2));
+    const remote = await get(server.url, `/api/v1/series?prefix=${prefix}&key=train/loss&points=1000`);
+    assert.deepEqual(remote.x, [0, 1, 2]);
+  } finally {
+    await server.close();
+  }
+});
+
 test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as their text, whole or split", async () => {
   const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });
