@@ -41,7 +41,11 @@ export interface HttpBackendOptions {
   outbox?: boolean;
   /** The session id (default: a random UUID). */
   session?: string;
-  /** Stop retrying a batch after this many ms and spool it, a request that hangs included (default `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). */
+  /**
+   * Stop retrying a batch after this many ms and spool it, a request that hangs included (default
+   * `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). A request with a large body gets more: the time left
+   * plus its body at 256 KiB/s, so that a slow upload that progresses is not cut short.
+   */
   giveUpAfterMs?: number;
   /** First retry delay in ms (default 100); it doubles up to `maxDelayMs`. */
   initialDelayMs?: number;
@@ -441,7 +445,7 @@ export class HttpBackend implements Backend {
     }
     let response: Response;
     try {
-      const signal = AbortSignal.timeout(Math.max(MIN_REQUEST_MS, timeLeftMs));
+      const signal = AbortSignal.timeout(requestTimeoutMs(timeLeftMs, payload.length));
       response = await fetch(this.#base + pathname, { method: "POST", headers, body: payload as BodyInit, signal });
     } catch (error) {
       if (isNetDenied(error)) {
@@ -602,6 +606,14 @@ const KEEPALIVE_BYTES = 64 * 1024;
 
 /** However little of the bound is left, a request may take this long (a small bound still lets a healthy server answer once). */
 const MIN_REQUEST_MS = 1000;
+
+/** The slowest upload still counted as progressing: a request gets the time its body takes at this rate on top of the bound. */
+const SLOW_UPLOAD_BYTES_PER_S = 256 * 1024;
+
+/** How long one request may take: what is left of the bound (at least {@linkcode MIN_REQUEST_MS}) plus its body at the slow upload rate. */
+function requestTimeoutMs(timeLeftMs: number, bodyBytes: number): number {
+  return Math.max(MIN_REQUEST_MS, timeLeftMs) + Math.ceil(bodyBytes / SLOW_UPLOAD_BYTES_PER_S * 1000);
+}
 
 /** Whether a failed fetch was refused by Deno's permissions (`NotCapable` in a worker without net, `PermissionDenied`): retrying cannot help. */
 function isNetDenied(error: unknown): boolean {
