@@ -41,7 +41,11 @@ export interface HttpBackendOptions {
   outbox?: boolean;
   /** The session id (default: a random UUID). */
   session?: string;
-  /** Stop retrying a batch after this many ms and spool it, a request that hangs included (default `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). */
+  /**
+   * Stop retrying a batch after this many ms and spool it, a request that hangs included (default
+   * `ML_DASH_HTTP_TIMEOUT` seconds, else 30 s). A request with a large body gets more: the time left
+   * plus its body at 256 KiB/s, so that a slow upload that progresses is not cut short.
+   */
   giveUpAfterMs?: number;
   /** First retry delay in ms (default 100); it doubles up to `maxDelayMs`. */
   initialDelayMs?: number;
@@ -70,6 +74,8 @@ interface Envelope {
   body?: string;
   acked: boolean;
   spooled?: string;
+  /** Handed over as a page hid: the buffer holds its batch no more, so the next write sends it if the server did not acknowledge it. */
+  orphaned?: boolean;
 }
 
 /** Why a request failed. */
@@ -210,7 +216,7 @@ export class HttpBackend implements Backend {
    * refuses the batch; the message says where the batch is kept.
    */
   async write(prefix: string, batch: Batch): Promise<void> {
-    const envelopes = await this.#envelopesOf(prefix, batch);
+    const envelopes = [...this.#unackedOrphans(), ...await this.#envelopesOf(prefix, batch)];
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i];
       if (envelope.acked) continue;
@@ -274,8 +280,9 @@ export class HttpBackend implements Backend {
    * A page is hidden or left, and nothing may be awaited: the batches go with
    * `fetch(..., { keepalive: true })`, which the browser completes after the
    * page is gone, as many as fit in its 64 KiB of keepalive bodies, in order.
-   * They count as sent: should the page stay, the server recognises a batch
-   * that comes again by its sequence number.
+   * A batch counts as sent only once the server answers ok: should the page
+   * stay, the next write sends again what was not acknowledged (the server
+   * recognises a batch that comes twice by its sequence number).
    */
   #sendAsPageHides(envelopes: Envelope[]): void {
     let budget = KEEPALIVE_BYTES;
@@ -289,10 +296,22 @@ export class HttpBackend implements Backend {
       budget -= body.length;
       const headers: Record<string, string> = { "content-type": NDJSON_TYPE };
       if (this.#resolvedToken) headers.authorization = `Bearer ${this.#resolvedToken}`;
-      fetch(this.#base + "/api/v1/batch", { method: "POST", headers, body: body as BodyInit, keepalive: true }).catch(() => {});
-      envelope.acked = true;
-      this.#pending.delete(envelope);
+      envelope.orphaned = true;
+      fetch(this.#base + "/api/v1/batch", { method: "POST", headers, body: body as BodyInit, keepalive: true })
+        .then((response) => response.ok && this.#acknowledge(envelope))
+        .catch(() => {});
     }
+  }
+
+  /** The batches handed over as a page hid that the server has not acknowledged, oldest first. */
+  #unackedOrphans(): Envelope[] {
+    return [...this.#pending].filter((e) => e.orphaned && !e.acked).sort((a, b) => a.seq - b.seq);
+  }
+
+  #acknowledge(envelope: Envelope): void {
+    envelope.acked = true;
+    envelope.body = undefined;
+    this.#pending.delete(envelope);
   }
 
   /** The requests of a batch: made once, so that a retry keeps its sequence numbers. */
@@ -333,9 +352,7 @@ export class HttpBackend implements Backend {
     envelope.body ??= encodeNdjson(envelope);
     const result = await this.#postRetrying("/api/v1/batch", envelope.body, NDJSON_TYPE, true);
     if (!("value" in result)) return result;
-    envelope.acked = true;
-    envelope.body = undefined;
-    this.#pending.delete(envelope);
+    this.#acknowledge(envelope);
     if (envelope.spooled) await this.#unspool(envelope.spooled);
     return undefined;
   }
@@ -428,7 +445,7 @@ export class HttpBackend implements Backend {
     }
     let response: Response;
     try {
-      const signal = AbortSignal.timeout(Math.max(MIN_REQUEST_MS, timeLeftMs));
+      const signal = AbortSignal.timeout(requestTimeoutMs(timeLeftMs, payload.length));
       response = await fetch(this.#base + pathname, { method: "POST", headers, body: payload as BodyInit, signal });
     } catch (error) {
       if (isNetDenied(error)) {
@@ -589,6 +606,14 @@ const KEEPALIVE_BYTES = 64 * 1024;
 
 /** However little of the bound is left, a request may take this long (a small bound still lets a healthy server answer once). */
 const MIN_REQUEST_MS = 1000;
+
+/** The slowest upload still counted as progressing: a request gets the time its body takes at this rate on top of the bound. */
+const SLOW_UPLOAD_BYTES_PER_S = 256 * 1024;
+
+/** How long one request may take: what is left of the bound (at least {@linkcode MIN_REQUEST_MS}) plus its body at the slow upload rate. */
+function requestTimeoutMs(timeLeftMs: number, bodyBytes: number): number {
+  return Math.max(MIN_REQUEST_MS, timeLeftMs) + Math.ceil(bodyBytes / SLOW_UPLOAD_BYTES_PER_S * 1000);
+}
 
 /** Whether a failed fetch was refused by Deno's permissions (`NotCapable` in a worker without net, `PermissionDenied`): retrying cannot help. */
 function isNetDenied(error: unknown): boolean {

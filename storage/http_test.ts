@@ -410,6 +410,95 @@ test("a batch written again after a failure keeps its sequence numbers, so the s
   }
 });
 
+/** A batch of one metric record at `step`, for tests that drive the backend directly. */
+function stepBatch(prefix: string, step: number): Batch {
+  return { metadata: { prefix }, metrics: { train: [`{"_ts":${step + 1},"step":${step},"loss":${step}}`] } };
+}
+
+/** Runs `fn` with a stand-in `document` whose page is hidden, so that the backend takes its page path. */
+async function withHiddenPage<T>(fn: () => Promise<T>): Promise<T> {
+  const globals = globalThis as { document?: unknown };
+  const saved = globals.document;
+  globals.document = { visibilityState: "hidden" };
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete globals.document;
+    else globals.document = saved;
+  }
+}
+
+test("a batch sent as the page hides (a stand-in document, the page hiding called directly) to a server that is down is sent again by a later write", async () => {
+  const prefix = "alice/page/hidden";
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const backend = new HttpBackend({ url, giveUpAfterMs: 300, initialDelayMs: 10, outbox: false });
+  const second = stepBatch(prefix, 1);
+  await withHiddenPage(async () => {
+    backend.writeAtExit(prefix, stepBatch(prefix, 0));
+    // The server is still down: this write fails too (and its batch stays with the caller, as the buffer keeps it).
+    await assert.rejects(backend.write(prefix, second), StorageError);
+  });
+  const server = await serve({ root: tempDir("http"), port, quiet: true });
+  try {
+    await backend.write(prefix, second);
+    await backend.write(prefix, stepBatch(prefix, 2));
+    const remote = await get(server.url, `/api/v1/series?prefix=${prefix}&key=train/loss&points=1000`);
+    assert.deepEqual(remote.x, [0, 1, 2]);
+  } finally {
+    await server.close();
+  }
+});
+
+/** A loopback HTTP server that reads request bodies at `bytesPerS` and answers `{}` once it has a whole body. */
+async function slowReadingServer(bytesPerS: number): Promise<{ url: string; close(): void }> {
+  const net = await import("node:net");
+  const sockets = new Set<import("node:net").Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    let head = "";
+    let bodyLeft = -1;
+    socket.on("data", (chunk: Uint8Array) => {
+      let body = chunk.length;
+      if (bodyLeft < 0) {
+        head += new TextDecoder("latin1").decode(chunk);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        bodyLeft = Number(/content-length: *(\d+)/i.exec(head.slice(0, end))?.[1] ?? 0);
+        body = head.length - end - 4;
+      }
+      bodyLeft -= body;
+      if (bodyLeft <= 0) {
+        socket.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}');
+        return;
+      }
+      socket.pause();
+      setTimeout(() => socket.resume(), body / bytesPerS * 1000);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+test("a large batch to a server that reads it slowly but steadily is sent, though the upload takes longer than the bound", { timeout: 60_000 }, async () => {
+  // 2 MiB read at 1 MiB/s: about 2 s, over the bound (1 s at least), within the bound plus the body at 256 KiB/s (9 s).
+  const slow = await slowReadingServer(1024 * 1024);
+  try {
+    const backend = new HttpBackend({ url: slow.url, giveUpAfterMs: 200, gzip: false, outbox: false });
+    const line = '{"_ts":1,"step":0,"loss":0.5,"pad":"' + "x".repeat(1000) + '"}';
+    const chunk = Array.from({ length: 2048 }, () => line).join("\n");
+    await backend.write("alice/slow/upload", { metrics: { train: [chunk] } });
+  } finally {
+    slow.close();
+  }
+});
+
 test("metric chunks given as UTF-8 bytes (as the server holds them) are sent as their text, whole or split", async () => {
   const root = tempDir("http");
   const server = await serve({ root, port: 0, quiet: true });

@@ -181,18 +181,19 @@ export function nodeBuiltin<T>(name: `node:${string}`): T | undefined {
   }
 }
 
-/** The part of `Deno` that reads the environment, after asking whether it may. */
+/** The part of `Deno` that reads the environment, after asking whether it may (where it can ask). */
 interface DenoEnvApi {
   env: { get(name: string): string | undefined };
-  permissions: { querySync(p: { name: "env"; variable: string }): { state: string } };
+  permissions?: { querySync?(p: { name: "env"; variable: string }): { state: string } };
 }
 
 /**
  * Reads an environment variable on any runtime; `undefined` where it is unset,
  * where there is no environment (a Worker), or where access is not granted
  * (Deno without `--allow-env`: the permission is queried first, and "prompt"
- * counts as denied, so a terminal never prompts for an optional setting). It
- * never throws.
+ * counts as denied, so a terminal never prompts for an optional setting; where
+ * Deno has no `Deno.permissions.querySync`, as on Deno Deploy, the variable is
+ * read directly, and a refused read is undefined). It never throws.
  *
  * @param name The variable's name.
  * @returns Its value, or undefined.
@@ -208,12 +209,20 @@ interface DenoEnvApi {
 export function readEnv(name: string): string | undefined {
   try {
     const deno = denoNamespace<DenoEnvApi>();
+    if (!deno) return nodeProcess()?.env?.[name];
     // Asked first: in a terminal, reading an env var without --allow-env would prompt, once per name.
-    if (deno) return deno.permissions.querySync({ name: "env", variable: name }).state === "granted" ? deno.env.get(name) : undefined;
-    return nodeProcess()?.env?.[name];
+    // Where it cannot be asked (Deno Deploy), there is no terminal to prompt: a denied read throws, caught below.
+    if (!grantedWithoutPrompt(deno.permissions, { name: "env", variable: name })) return undefined;
+    return deno.env.get(name);
   } catch {
     return undefined;
   }
+}
+
+/** Whether Deno grants a permission, asked with `querySync` where there is one; where there is none, true (the call itself is refused if it is not granted). */
+function grantedWithoutPrompt<D>(permissions: { querySync?(descriptor: D): { state: string } } | undefined, descriptor: D): boolean {
+  if (typeof permissions?.querySync !== "function") return true;
+  return permissions.querySync(descriptor).state === "granted";
 }
 
 /**
@@ -237,12 +246,13 @@ export function processId(): number | undefined {
 /** The part of `Deno` that tells the host name, if the permission is granted. */
 interface DenoHostApi {
   hostname(): string;
-  permissions: { querySync(p: { name: "sys"; kind: "hostname" }): { state: string } };
+  permissions?: { querySync?(p: { name: "sys"; kind: "hostname" }): { state: string } };
 }
 
 /**
  * The machine's name where the runtime may tell it without asking (on Deno:
- * where `--allow-sys=hostname` is granted; never a prompt), else undefined
+ * where `--allow-sys=hostname` is granted, never a prompt, or asked directly
+ * where `Deno.permissions.querySync` is missing), else undefined
  * (a Worker, a browser).
  *
  * @returns The host name, or undefined.
@@ -258,7 +268,7 @@ export async function hostName(): Promise<string | undefined> {
   try {
     const deno = denoNamespace<Partial<DenoHostApi>>();
     if (typeof deno?.hostname === "function") {
-      return deno.permissions!.querySync({ name: "sys", kind: "hostname" }).state === "granted" ? deno.hostname() : undefined;
+      return grantedWithoutPrompt(deno.permissions, { name: "sys", kind: "hostname" }) ? deno.hostname() : undefined;
     }
     return nodeBuiltin<{ hostname(): string }>("node:os")?.hostname();
   } catch {
