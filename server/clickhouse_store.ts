@@ -450,7 +450,9 @@ export class ClickHouseStore implements Store {
   async #seriesFromTiles(prefix: string, metric: string, field: string, x: "step" | "ts", points: number): Promise<SeriesPage | undefined> {
     const target = Math.max(2, Math.floor(points));
     const buckets = Math.floor(target / 2);
-    const tiles = this.#tileRows(prefix, `name = ${str(metric)} AND field = ${str(field)}`);
+    const tiles = this.#tileRows(prefix, `name = ${str(metric)} AND field = ${str(field)}`, [
+      "name", "field", "ord", "n", "real", `first_${x}`, "first_value", `lo_${x}`, "lo_value", `hi_${x}`, "hi_value",
+    ]);
     const [stats] = await this.#tsv(
       `SELECT sum(n), count(), toString(minIf(first_${x}, isFinite(first_${x}))), toString(maxIf(first_${x}, isFinite(first_${x}))) FROM (${tiles})`,
     );
@@ -531,10 +533,11 @@ export class ClickHouseStore implements Store {
    * The committed tiles of an experiment that match `where`, each once: two
    * servers upgrading to schema 2 at once may both make a batch's tiles, and
    * a tile is the same row whoever makes it, told apart by its batch attempt,
-   * key and first record.
+   * key and first record. `columns` are the ones read besides `attempt` and `line`.
    */
-  #tileRows(prefix: string, where: string): string {
-    return `SELECT * FROM ${this.#tiles} WHERE prefix = ${str(prefix)} AND ${where} AND ${this.#committed(prefix)}
+  #tileRows(prefix: string, where: string, columns: string[]): string {
+    // The columns are named: a subquery with LIMIT BY is not narrowed to what the outer query reads.
+    return `SELECT attempt, line, ${columns.join(", ")} FROM ${this.#tiles} WHERE prefix = ${str(prefix)} AND ${where} AND ${this.#committed(prefix)}
       LIMIT 1 BY attempt, name, field, line`;
   }
 
@@ -578,7 +581,7 @@ export class ClickHouseStore implements Store {
     const rows = await this.#tsvRows(
       `SELECT name, field, sum(n), sum(finite), toString(minIf(min_value, finite > 0)), toString(maxIf(max_value, finite > 0)),
          toString(argMax(last_value, (ord, line))), toString(argMax(last_step, (ord, line)))
-       FROM (${this.#tileRows(prefix, "1")})
+       FROM (${this.#tileRows(prefix, "1", ["name", "field", "ord", "n", "finite", "min_value", "max_value", "last_value", "last_step"])})
        GROUP BY name, field`,
     );
     const entries: [string, KeySummary][] = rows.map(([metric, field, count, finite, min, max, last, lastStep]) => {
