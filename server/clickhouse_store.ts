@@ -116,14 +116,20 @@ const REMOVED = "";
 const HAS_METRICS = 1;
 const HAS_LOGS = 2;
 
+/** Runs one statement against the store's database and returns ClickHouse's answer. */
+type Run = (sql: string) => Promise<string>;
+
+/** Committed batches whose tiles one statement of the schema-2 backfill makes (its IN list stays well under max_query_size). */
+const BACKFILL_ATTEMPTS = 5_000;
+
 /**
- * The statements that bring the tables from one schema version to the next:
- * `MIGRATIONS[v - 1]` makes version `v`. Each is safe to run twice (two servers
- * may start at once). A later version appends its statements here.
+ * The steps that bring the tables from one schema version to the next:
+ * `MIGRATIONS[v - 1]` makes version `v`. Each is safe to run twice, and by two
+ * servers at once. A later version appends its step here.
  */
-const MIGRATIONS: ((table: string) => string[])[] = [
-  (table) => [
-    `CREATE TABLE IF NOT EXISTS ${table} (
+const MIGRATIONS: ((table: string, run: Run) => Promise<void>)[] = [
+  async (table, run) => {
+    await run(`CREATE TABLE IF NOT EXISTS ${table} (
       prefix String,
       kind Enum8('commit' = 1, 'point' = 2, 'log' = 3, 'state' = 4, 'file' = 5),
       name String,
@@ -137,35 +143,44 @@ const MIGRATIONS: ((table: string) => string[])[] = [
       ts Float64,
       value Float64,
       text String
-    ) ENGINE = MergeTree ORDER BY (prefix, kind, name, field, ord, line)`,
-  ],
+    ) ENGINE = MergeTree ORDER BY (prefix, kind, name, field, ord, line)`);
+  },
   // 2: tiles. Each committed batch's points, cut into runs of TILE_RECORDS records per key,
   // as one row each: count, non-NaN and finite counts, first, lowest, highest and last point,
   // finite min and max. A summary reads those instead of every point, and a long series is
   // downsampled over them. The tiles of the points stored before are made from them once.
-  (table) => [
-    `CREATE TABLE IF NOT EXISTS ${TILES} (
+  async (table, run) => {
+    await run(`CREATE TABLE IF NOT EXISTS ${TILES} (
       prefix String, name String, field String, attempt UInt64, ord UInt64, line UInt32,
       n UInt32, real UInt32, finite UInt32,
       first_step Float64, first_ts Float64, first_value Float64,
       lo_step Float64, lo_ts Float64, lo_value Float64,
       hi_step Float64, hi_ts Float64, hi_value Float64,
       min_value Float64, max_value Float64, last_step Float64, last_value Float64
-    ) ENGINE = MergeTree ORDER BY (prefix, name, field, ord, line)`,
-    `INSERT INTO ${TILES} (${TILE_COLUMNS.join(", ")})
-     SELECT prefix, name, field, attempt, ord, min(line), count(), countIf(NOT isNaN(value)), countIf(isFinite(value)),
-       argMin(step, line), argMin(ts, line), argMin(value, line),
-       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 1),
-       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 2),
-       tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 3),
-       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 1),
-       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 2),
-       tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 3),
-       if(countIf(isFinite(value)) > 0, minIf(value, isFinite(value)), 0), if(countIf(isFinite(value)) > 0, maxIf(value, isFinite(value)), 0),
-       argMax(step, line), argMax(value, line)
-     FROM ${table} WHERE kind = 'point' AND attempt NOT IN (SELECT attempt FROM ${TILES})
-     GROUP BY prefix, name, field, attempt, ord, intDiv(line, ${TILE_RECORDS})`,
-  ],
+    ) ENGINE = MergeTree ORDER BY (prefix, name, field, ord, line)`);
+    // Only batches whose commit row is already stored, so all their points are too: a batch that
+    // a server is storing meanwhile gets its tiles from that server. The list is read first, as
+    // a query's IN sets may be read after the parts it scans were chosen. A second server
+    // upgrading at once may make the same tiles again: reads keep one of each (tileRows).
+    const attempts = (await run(
+      `SELECT DISTINCT attempt FROM ${table} WHERE kind = 'commit' AND attempt NOT IN (SELECT attempt FROM ${TILES}) FORMAT TabSeparated`,
+    )).split("\n").filter((l) => l !== "");
+    for (let i = 0; i < attempts.length; i += BACKFILL_ATTEMPTS) {
+      await run(`INSERT INTO ${TILES} (${TILE_COLUMNS.join(", ")})
+       SELECT prefix, name, field, attempt, ord, min(line), count(), countIf(NOT isNaN(value)), countIf(isFinite(value)),
+         argMin(step, line), argMin(ts, line), argMin(value, line),
+         tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 1),
+         tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 2),
+         tupleElement(argMinIf((step, ts, value), (value, line), NOT isNaN(value)), 3),
+         tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 1),
+         tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 2),
+         tupleElement(argMaxIf((step, ts, value), (value, -toInt64(line)), NOT isNaN(value)), 3),
+         if(countIf(isFinite(value)) > 0, minIf(value, isFinite(value)), 0), if(countIf(isFinite(value)) > 0, maxIf(value, isFinite(value)), 0),
+         argMax(step, line), argMax(value, line)
+       FROM ${table} WHERE kind = 'point' AND attempt IN (${attempts.slice(i, i + BACKFILL_ATTEMPTS).join(", ")})
+       GROUP BY prefix, name, field, attempt, ord, intDiv(line, ${TILE_RECORDS})`);
+    }
+  },
 ];
 
 /** A {@linkcode Store} over ClickHouse. */
@@ -435,8 +450,9 @@ export class ClickHouseStore implements Store {
   async #seriesFromTiles(prefix: string, metric: string, field: string, x: "step" | "ts", points: number): Promise<SeriesPage | undefined> {
     const target = Math.max(2, Math.floor(points));
     const buckets = Math.floor(target / 2);
-    const tiles = `SELECT * FROM ${this.#tiles}
-      WHERE prefix = ${str(prefix)} AND name = ${str(metric)} AND field = ${str(field)} AND ${this.#committed(prefix)}`;
+    const tiles = this.#tileRows(prefix, `name = ${str(metric)} AND field = ${str(field)}`, [
+      "name", "field", "ord", "n", "real", `first_${x}`, "first_value", `lo_${x}`, "lo_value", `hi_${x}`, "hi_value",
+    ]);
     const [stats] = await this.#tsv(
       `SELECT sum(n), count(), toString(minIf(first_${x}, isFinite(first_${x}))), toString(maxIf(first_${x}, isFinite(first_${x}))) FROM (${tiles})`,
     );
@@ -513,6 +529,18 @@ export class ClickHouseStore implements Store {
     return `attempt GLOBAL IN (SELECT min(attempt) FROM ${this.#table} WHERE prefix = ${str(prefix)} AND kind = 'commit' GROUP BY session, seq)`;
   }
 
+  /**
+   * The committed tiles of an experiment that match `where`, each once: two
+   * servers upgrading to schema 2 at once may both make a batch's tiles, and
+   * a tile is the same row whoever makes it, told apart by its batch attempt,
+   * key and first record. `columns` are the ones read besides `attempt` and `line`.
+   */
+  #tileRows(prefix: string, where: string, columns: string[]): string {
+    // The columns are named: a subquery with LIMIT BY is not narrowed to what the outer query reads.
+    return `SELECT attempt, line, ${columns.join(", ")} FROM ${this.#tiles} WHERE prefix = ${str(prefix)} AND ${where} AND ${this.#committed(prefix)}
+      LIMIT 1 BY attempt, name, field, line`;
+  }
+
   /** Metadata, params and status of one experiment: the last value of each field. */
   async #state(prefix: string): Promise<{ metadata: ExperimentView["metadata"]; params: Record<string, ParamValue>; status: StatusRecord | undefined }> {
     const [rows, times] = await Promise.all([
@@ -553,7 +581,7 @@ export class ClickHouseStore implements Store {
     const rows = await this.#tsvRows(
       `SELECT name, field, sum(n), sum(finite), toString(minIf(min_value, finite > 0)), toString(maxIf(max_value, finite > 0)),
          toString(argMax(last_value, (ord, line))), toString(argMax(last_step, (ord, line)))
-       FROM ${this.#tiles} WHERE prefix = ${str(prefix)} AND ${this.#committed(prefix)}
+       FROM (${this.#tileRows(prefix, "1", ["name", "field", "ord", "n", "finite", "min_value", "max_value", "last_value", "last_step"])})
        GROUP BY name, field`,
     );
     const entries: [string, KeySummary][] = rows.map(([metric, field, count, finite, min, max, last, lastStep]) => {
@@ -685,7 +713,7 @@ export class ClickHouseStore implements Store {
       );
     }
     for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
-      for (const statement of MIGRATIONS[v - 1](TABLE)) await this.#request(statement);
+      await MIGRATIONS[v - 1](TABLE, (sql) => this.#request(sql));
       await this.#request(`INSERT INTO ${SCHEMA_TABLE} (version) VALUES (${v})`);
     }
     this.info.schema = SCHEMA_VERSION;

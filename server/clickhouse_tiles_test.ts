@@ -87,8 +87,59 @@ describe("ClickHouseStore schema 2", { skip }, () => {
       for (const [i, x] of reduced.x.entries()) assert.ok(Object.is(reduced.value[i], all.value[x]), `point ${x} is real`);
       // A second connection upgrades nothing twice.
       await (await ClickHouseStore.connect(url)).close();
-      assert.equal((await sql(name, "SELECT count() FROM ml_dash_tiles")).trim(), "6");
+      // 3 + 1 + 1 tiles of the committed attempts; none of 444, which never committed.
+      assert.equal((await sql(name, "SELECT count() FROM ml_dash_tiles")).trim(), "5");
       assert.deepEqual((await store.experiment(P)).summary["train/loss"].count, 310);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("two servers upgrading the same schema-1 tables at once: every answer as from one upgrade", async () => {
+    const { url, name } = database();
+    await makeSchema1(name);
+    // More committed batches than a backfill reads at once, so the two upgrades overlap for a while.
+    const batches = 400;
+    const rows: string[] = [];
+    for (let b = 0; b < batches; b++) {
+      const attempt = 10_000 + b;
+      for (let i = 0; i < 200; i++) rows.push([P, "point", "eval", "acc", "s", 100 + b, attempt, 10_000 + b, i, b * 200 + i, b * 200 + i, (i % 10) / 10, ""].join("\t"));
+      rows.push([P, "commit", "", "", "s", 100 + b, attempt, 10_000 + b, 0, 0, 0, 1, ""].join("\t"));
+    }
+    await sql(name, `INSERT INTO ml_dash_rows FORMAT TabSeparated\n${rows.join("\n")}\n`);
+    const stores = await Promise.all([ClickHouseStore.connect(url), ClickHouseStore.connect(url)]);
+    try {
+      for (const store of stores) {
+        const view = await store.experiment(P);
+        assert.deepEqual(view.summary["train/loss"], { count: 310, min: -9, max: 1000, last: -9, lastStep: 309 });
+        assert.deepEqual(view.summary["eval/acc"], { count: batches * 200, min: 0, max: 0.9, last: 0.9, lastStep: batches * 200 - 1 });
+        const reduced = await store.series(P, "eval/acc", { x: "step", offset: 0, points: 100 });
+        assert.equal(reduced.downsampled, true);
+        assert.equal(reduced.total, batches * 200);
+        for (const [i, x] of reduced.x.entries()) assert.equal(reduced.value[i], (x % 10) / 10, `point ${x} is real`);
+        for (let i = 1; i < reduced.x.length; i++) assert.ok(reduced.x[i] > reduced.x[i - 1], "in order, each point once");
+        const loss = await store.series(P, "train/loss", { x: "step", offset: 0, points: 4 });
+        assert.equal(loss.total, 310);
+      }
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it("the upgrade makes no tiles for a batch not yet committed: the server storing it writes them", async () => {
+    const { url, name } = database();
+    // Attempt 444 of makeSchema1 has its points but no commit row: a batch another server is storing.
+    await makeSchema1(name);
+    const store = await ClickHouseStore.connect(url);
+    try {
+      assert.equal((await sql(name, "SELECT count() FROM ml_dash_tiles WHERE attempt = 444")).trim(), "0");
+      // That server's tiles and commit row arrive: counted once.
+      await sql(
+        name,
+        `INSERT INTO ml_dash_tiles SELECT '${P}', 'train', 'loss', 444, 5000, 0, 10, 10, 10, 1000, 2000, -99, 1000, 2000, -99, 1000, 2000, -99, -99, -99, 1009, -99`,
+      );
+      await sql(name, `INSERT INTO ml_dash_rows (prefix, kind, session, seq, attempt, ord, value) VALUES ('${P}', 'commit', 's', 2, 444, 5000, 1)`);
+      assert.deepEqual((await store.experiment(P)).summary["train/loss"], { count: 320, min: -99, max: 1000, last: -99, lastStep: 1009 });
     } finally {
       await store.close();
     }

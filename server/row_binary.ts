@@ -18,7 +18,21 @@
 
 const encoder = new TextEncoder();
 
-/** Appends values in RowBinary encoding to a growing buffer. */
+/**
+ * Appends values in RowBinary encoding to a growing buffer.
+ *
+ * @example Two rows of (String, Float64)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RowBinaryWriter } from "./row_binary.ts";
+ *
+ * const rows = new RowBinaryWriter(16);
+ * for (const [name, value] of [["loss", 0.25], ["acc", 0.5]] as const) rows.repeated(name).float64(value);
+ * const bytes = rows.bytes();
+ * assert.equal(bytes.length, (1 + 4 + 8) + (1 + 3 + 8));
+ * assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getFloat64(5, true), 0.25);
+ * ```
+ */
 export class RowBinaryWriter {
   #buffer: Uint8Array;
   #view: DataView;
