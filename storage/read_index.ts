@@ -610,8 +610,10 @@ function scanRecord(text: string, start: number, end: number): number {
     } else k = -1;
     if (k < 0) {
       k = text.indexOf('"', keyStart);
-      if (k < 0 || k >= end || text.charCodeAt(k - 1) === 92) return -1;
-      fieldNames[count] = text.slice(keyStart, k);
+      if (k < 0 || k >= end) return -1;
+      const name = text.slice(keyStart, k);
+      if (name.includes("\\")) return -1; // An escaped key: JSON.parse reads its name.
+      fieldNames[count] = name;
     }
     if (text.charCodeAt(k + 1) !== 58) return -1;
     let j = k + 2;

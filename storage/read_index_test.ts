@@ -269,6 +269,17 @@ describe("an index that went wrong gives the same answers as a full scan", () =>
     assert.deepEqual(await answers(root), fullScanAnswers(file), "and the writer picks up after them");
   });
 
+  it("keys written with escapes (by another program) are summarised under the names JSON.parse reads", async () => {
+    const root = tempDir("index");
+    await writeSession(root, 0, 10);
+    const { file } = files(root);
+    const lines = Array.from({ length: 2000 }, (_, i) => `{"step":${10 + i},"lo\\u0073s":${i},"a\\\\b":${-i},"_ts":${1000 + i}}\n`);
+    fs.appendFileSync(file, lines.join(""));
+    const summary = await new DashReader(root).summary(PREFIX);
+    assert.deepEqual(summary, scannedSummary(file));
+    assert.deepEqual(Object.keys(summary).sort(), ["train/a\\b", "train/acc", "train/loss"]);
+  });
+
   it("a JSONL edited by hand (a value changed in the middle)", async () => {
     const root = tempDir("index");
     await writeSession(root, 0, 5000);

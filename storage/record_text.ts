@@ -233,7 +233,9 @@ export function scanFlatRecord(text: string, start: number, end: number): number
     if (keyEnd < 0 || keyEnd >= end || text.charCodeAt(keyEnd - 1) === 92 || text.charCodeAt(keyEnd + 1) !== 58) return -1;
     const previous = fieldNames[count];
     if (previous === undefined || previous.length !== keyEnd - i - 1 || !text.startsWith(previous, i + 1)) {
-      fieldNames[count] = text.slice(i + 1, keyEnd);
+      const name = text.slice(i + 1, keyEnd);
+      if (name.includes("\\")) return -1; // An escaped key: JSON.parse reads its name.
+      fieldNames[count] = name;
     }
     let j = keyEnd + 2;
     let value: number;
