@@ -63,10 +63,9 @@ export async function loadRunsTable(again = false) {
   if (table.loading) table.rows = [];
   table.folder = state.folder;
   try {
-    /** @type {{ runs: RunRow[] }} */
-    const answer = await fetchJson("runs", { prefix: state.folder });
+    const rows = await fetchAllRuns(state.folder, () => mine !== table.generation);
     if (mine !== table.generation) return;
-    table.rows = answer.runs;
+    table.rows = rows;
     table.error = "";
   } catch (error) {
     if (mine !== table.generation) return;
@@ -75,6 +74,23 @@ export async function loadRunsTable(again = false) {
     if (mine === table.generation) table.loading = false;
   }
   if (state.tab === "runs") renderRunsTable();
+}
+
+/**
+ * Every run of a folder, page after page (the server answers at most 10,000 a request).
+ * @param {string} folder
+ * @param {() => boolean} stale whether a newer load has begun (then the pages left are not read)
+ * @returns {Promise<RunRow[]>}
+ */
+async function fetchAllRuns(folder, stale) {
+  /** @type {RunRow[]} */
+  const rows = [];
+  for (;;) {
+    /** @type {{ runs: RunRow[], truncated: boolean }} */
+    const page = await fetchJson("runs", rows.length ? { prefix: folder, offset: String(rows.length) } : { prefix: folder });
+    rows.push(...page.runs);
+    if (!page.truncated || page.runs.length === 0 || stale()) return rows;
+  }
 }
 
 /** The toolbar and the table of the folder's runs that pass the sidebar's filters. */
