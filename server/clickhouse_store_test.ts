@@ -250,7 +250,7 @@ async function killOneOfTwo(clickhouse: string): Promise<void> {
           assert.equal(page.total, expected.length, `${prefix} through ${server.url}`);
           assert.deepEqual(page.x, expected);
           const view = await (await fetch(`${server.url}/api/v1/experiment?prefix=${prefix}`)).json() as { summary: Record<string, { count: number }> };
-          assert.equal(view.summary["train/loss"].count, expected.length);
+          assert.equal(view.summary["train/loss"]?.count, expected.length, `${prefix} through ${server.url}: summary ${JSON.stringify(view.summary)}`);
         }
       }
     } finally {
