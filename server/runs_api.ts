@@ -26,7 +26,7 @@
  * @module
  */
 import { HttpError, json } from "./answers.ts";
-import type { ExperimentRecord } from "../storage/backend.ts";
+import { checkFolder, type ExperimentRecord } from "../storage/backend.ts";
 import { type AttributeTypes, FilterSyntaxError, type FilterTarget, matches, paramText, parseFilter } from "./mlflow_filter.ts";
 import type { FilterClause } from "./mlflow_filter.ts";
 import { queryPrefix } from "./read_api.ts";
@@ -116,7 +116,7 @@ export const MAX_RUNS_LIMIT = 10_000;
  */
 export async function listRuns(store: Store, url: URL): Promise<Response> {
   const prefixText = url.searchParams.get("prefix");
-  const folder = prefixText ? queryPrefix(prefixText) : undefined;
+  const folder = prefixText ? queryFolder(prefixText) : undefined;
   const clauses = parsedFilter(url.searchParams.get("filter") ?? "");
   const limit = countParam(url, "limit", MAX_RUNS_LIMIT, 1, MAX_RUNS_LIMIT);
   const offset = countParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
@@ -348,4 +348,13 @@ async function mapConcurrently<T, R>(items: readonly T[], limit: number, work: (
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
+}
+
+function queryFolder(value: string): string {
+  try {
+    checkFolder(value);
+  } catch (error) {
+    throw new HttpError(400, error instanceof Error ? error.message : String(error));
+  }
+  return value;
 }

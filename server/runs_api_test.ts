@@ -64,6 +64,12 @@ describe("GET /api/v1/runs", () => {
     assert.equal(body.total, 2);
   });
 
+  it("answers the runs of a top-level folder (one segment)", async () => {
+    const { status, body } = await get("?prefix=alice");
+    assert.equal(status, 200);
+    assert.equal(body.runs.length, 3);
+  });
+
   it("answers every run without a prefix", async () => {
     const { body } = await get("");
     assert.equal(body.runs.length, 3);

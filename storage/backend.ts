@@ -332,6 +332,27 @@ export function checkFilePath(path: string): void {
 }
 
 /**
+ * Checks a folder of experiments (`alice`, `alice/sweep`): the rules of a prefix, but one
+ * segment is enough.
+ *
+ * @param folder The folder, without a trailing "/".
+ * @throws {ConfigError} For a folder that breaks a rule.
+ *
+ * @example
+ * ```ts
+ * import { checkFolder } from "./backend.ts";
+ * import { throws } from "node:assert/strict";
+ *
+ * checkFolder("alice");
+ * checkFolder("alice/sweep");
+ * throws(() => checkFolder("../x"));
+ * ```
+ */
+export function checkFolder(folder: string): void {
+  checkRelativePath(folder, "folder", MAX_NAME_BYTES);
+}
+
+/**
  * Checks a relative path of "/"-separated names; its last segment may be at
  * most `lastSegmentBytes` long in UTF-8, the others MAX_NAME_BYTES.
  */
