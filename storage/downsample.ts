@@ -46,31 +46,45 @@ export function minMaxDownsample(
   if (n <= target) {
     return { x: x.slice(0, n), value: value.slice(0, n), downsampled: false };
   }
+  const kept = minMaxPlaces(n, target, (i) => value[i], (j, k) => value[j] < value[k]);
+  return { x: kept.map((i) => x[i]), value: kept.map((i) => value[i]), downsampled: true };
+}
+
+/**
+ * The places a min-max downsampling of `n` values to at most `target` keeps: equal-count
+ * buckets, each keeping its lowest and highest place in order; NaN never wins a bucket
+ * (one of NaN only keeps its first place); of equals, the first wins.
+ *
+ * @param n How many values.
+ * @param target How many places to keep at most (at least 2).
+ * @param value The value at a place.
+ * @param below Whether the value at place `j` is below the one at place `k`.
+ * @returns The kept places, ascending.
+ *
+ * @example The spike's place survives
+ * ```ts
+ * import { minMaxPlaces } from "./downsample.ts";
+ *
+ * const value = Array.from({ length: 100 }, (_, i) => (i === 42 ? 9 : 1));
+ * console.log(minMaxPlaces(100, 4, (i) => value[i], (j, k) => value[j] < value[k]).includes(42)); // true
+ * ```
+ */
+export function minMaxPlaces(n: number, target: number, value: (place: number) => number, below: (j: number, k: number) => boolean): number[] {
   const buckets = Math.floor(target / 2);
-  const outX: number[] = [];
-  const outV: number[] = [];
+  const kept: number[] = [];
   for (let b = 0; b < buckets; b++) {
     const start = Math.floor((b * n) / buckets);
     const end = Math.floor(((b + 1) * n) / buckets);
     let lo = -1;
     let hi = -1;
     for (let i = start; i < end; i++) {
-      const v = value[i];
-      if (Number.isNaN(v)) continue;
-      if (lo < 0 || v < value[lo]) lo = i;
-      if (hi < 0 || v > value[hi]) hi = i;
+      if (Number.isNaN(value(i))) continue;
+      if (lo < 0 || below(i, lo)) lo = i;
+      if (hi < 0 || below(hi, i)) hi = i;
     }
-    if (lo < 0) {
-      outX.push(x[start]);
-      outV.push(value[start]);
-    } else if (lo === hi) {
-      outX.push(x[lo]);
-      outV.push(value[lo]);
-    } else {
-      const [first, second] = lo < hi ? [lo, hi] : [hi, lo];
-      outX.push(x[first], x[second]);
-      outV.push(value[first], value[second]);
-    }
+    if (lo < 0) kept.push(start);
+    else if (lo === hi) kept.push(lo);
+    else kept.push(Math.min(lo, hi), Math.max(lo, hi));
   }
-  return { x: outX, value: outV, downsampled: true };
+  return kept;
 }

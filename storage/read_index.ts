@@ -38,6 +38,7 @@ import { fileSystem } from "./file_system.ts";
 import { metricIndexPath, replaceFileSync } from "./layout.ts";
 import type { ChunkFigures, KeyFigures } from "./chunk_figures.ts";
 import { fieldNames, fieldValues, parseNumber, scanFlatRecord, toNumber } from "./record_text.ts";
+import { minMaxPlaces } from "./downsample.ts";
 
 /** Records a block holds (the last block of a file may hold fewer). */
 export const BLOCK_RECORDS = 1024;
@@ -1383,7 +1384,7 @@ export function downsampleRange(
     return out;
   };
   if (total <= target) return { ...answer(places.map((_, k) => k)), total, downsampled: false };
-  const reduced = minMaxPositions(places.length, target, (k) => sources[k].value[places[k]], (j, k) => {
+  const reduced = minMaxPlaces(places.length, target, (k) => sources[k].value[places[k]], (j, k) => {
     if (sources[j] === sources[k]) return below(sources[j], places[j], places[k]);
     return exactValue(sources[j], places[j]) < exactValue(sources[k], places[k]);
   });
@@ -1413,32 +1414,6 @@ function splitByBlock(points: RangePoints, members: Candidate[], x: "step" | "_t
     c.source = points;
     c.picked = picked;
   }
-}
-
-/**
- * The places a min-max downsampling of `n` values keeps (storage/downsample.ts's
- * rule: equal-count buckets, NaN never wins, the first of equals), with `below`
- * to compare two places.
- */
-function minMaxPositions(n: number, target: number, value: (k: number) => number, below: (j: number, k: number) => boolean): number[] {
-  const buckets = Math.floor(target / 2);
-  const kept: number[] = [];
-  for (let b = 0; b < buckets; b++) {
-    const start = Math.floor((b * n) / buckets);
-    const end = Math.floor(((b + 1) * n) / buckets);
-    let lo = -1;
-    let hi = -1;
-    for (let i = start; i < end; i++) {
-      const v = value(i);
-      if (v !== v) continue;
-      if (lo < 0 || below(i, lo)) lo = i;
-      if (hi < 0 || below(hi, i)) hi = i;
-    }
-    if (lo < 0) kept.push(start);
-    else if (lo === hi) kept.push(lo);
-    else kept.push(Math.min(lo, hi), Math.max(lo, hi));
-  }
-  return kept;
 }
 
 /** A kept point: its value, x, time and place (candidate, then place in it). */
