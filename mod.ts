@@ -1705,7 +1705,9 @@ export interface ExperimentOptions {
    * Seconds a server that is down or does not answer is retried before a batch
    * is kept in the outbox, or in memory where there is no file system (default
    * `ML_DASH_HTTP_TIMEOUT`, else 30). In a Worker, keep it well under the
-   * platform's `waitUntil` budget (30 s on Cloudflare).
+   * platform's `waitUntil` budget (30 s on Cloudflare). A request with a large
+   * body gets the time its body takes at 256 KiB/s on top, so a slow upload that
+   * progresses is not cut short.
    */
   httpTimeout?: number;
 }

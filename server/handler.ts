@@ -62,6 +62,8 @@ export interface HandlerOptions {
   maxConcurrentBodyBytes?: number;
   /** Mebibytes of memory that cached series and summaries may take (default 256; with `root`). */
   cacheMb?: number;
+  /** The most runs one answer of `GET /api/v1/runs` holds (default 10,000; clients read page after page). */
+  maxRunsPage?: number;
   /** Faults to inject, consumed in order (tests of retries). */
   faults?: Fault[];
   /** The dashboard folder (default: `dashboard/` found next to this module or above it). */
@@ -210,7 +212,7 @@ export function createHandler(options: HandlerOptions): DashHandler {
       case "GET /api/v1/experiment":
         return await getExperiment(store, url);
       case "GET /api/v1/runs":
-        return await listRuns(store, url);
+        return await listRuns(store, url, options.maxRunsPage);
       case "POST /api/v1/meta":
         return await edit(req);
       case "GET /api/v1/series":

@@ -99,6 +99,7 @@ export const MAX_RUNS_LIMIT = 10_000;
  *
  * @param store The store.
  * @param url The request's URL.
+ * @param maxLimit The most runs an answer holds (the default `limit` too).
  * @returns `{runs, total, offset, truncated}`, runs sorted by prefix, `total` the runs that match, `truncated` when some of them come after the page; 400 with a message for a bad filter, limit or offset.
  *
  * @example List the runs whose last accuracy is above 0.9
@@ -114,11 +115,11 @@ export const MAX_RUNS_LIMIT = 10_000;
  * await store.close();
  * ```
  */
-export async function listRuns(store: Store, url: URL): Promise<Response> {
+export async function listRuns(store: Store, url: URL, maxLimit: number = MAX_RUNS_LIMIT): Promise<Response> {
   const prefixText = url.searchParams.get("prefix");
   const folder = prefixText ? queryFolder(prefixText) : undefined;
   const clauses = parsedFilter(url.searchParams.get("filter") ?? "");
-  const limit = countParam(url, "limit", MAX_RUNS_LIMIT, 1, MAX_RUNS_LIMIT);
+  const limit = countParam(url, "limit", maxLimit, 1, maxLimit);
   const offset = countParam(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
   const { experiments } = await store.list({ prefix: folder, offset: 0 });
   const inFolder = experiments.filter((e) => folder === undefined || e.prefix === folder || e.prefix.startsWith(`${folder}/`));
