@@ -6,11 +6,11 @@
 // values.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { chart, DashboardBrowser, row, WAIT } from "../testing/dashboard_browser.ts";
+import { chart, dashboardOverFixture, row, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
-import { type DashboardFixture, TRAIN_STEPS, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
+import { TRAIN_STEPS } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -52,18 +52,7 @@ function lowContrast(page: Page): Promise<string[]> {
 }
 
 describe("dashboard accessibility", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture();
 
   it("makes the tree a tree: roles and levels, arrow keys, Enter opens a run", async () => {
     const page = await dash.open();

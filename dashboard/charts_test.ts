@@ -7,12 +7,11 @@
 // y range, clipped outliers, pinned charts) remembered for the folder.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { chart, DashboardBrowser, selectRuns, WAIT } from "../testing/dashboard_browser.ts";
+import { chart, dashboardOverFixture, selectRuns, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
 import { Experiment } from "../mod.ts";
-import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -31,21 +30,11 @@ async function hover(page: Page, key: string, fraction: number): Promise<number>
 }
 
 describe("dashboard charts", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
+  const dash = dashboardOverFixture({}, async (root) => {
     // A gradient norm near 1 with one spike of 1000 at step 25.
-    await new Experiment({ prefix: "carol/grad/spiky", dashRoot: dash.root }).run((exp) => {
+    await new Experiment({ prefix: "carol/grad/spiky", dashRoot: root }).run((exp) => {
       for (let step = 0; step < 50; step++) exp.metrics("train").log({ step, grad_norm: step === 25 ? 1000 : 1 + (step % 5) / 10 });
     });
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
   });
 
   it("groups runs by a param: one line per group, its mean with a min-max band, its size in the legend", async () => {

@@ -6,10 +6,9 @@
 // fields edited.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { DashboardBrowser, row, WAIT } from "../testing/dashboard_browser.ts";
+import { describe, it } from "node:test";
+import { dashboardOverFixture, row, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
-import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -18,18 +17,7 @@ const WRITE = "write-s3cret";
 const READ = "read-t0ken";
 
 describe("dashboard edits", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser({ token: WRITE, readToken: READ });
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture({ token: WRITE, readToken: READ });
 
   it("edits a run's description and tags with the write token, asked for on the server's 401", async () => {
     const page = await dash.open("#run=alice/mnist/wide&tab=overview", { search: `?access_token=${READ}` });

@@ -7,12 +7,11 @@
 // experiment's metadata in the Overview.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { chart, DashboardBrowser, row, WAIT } from "../testing/dashboard_browser.ts";
+import { chart, dashboardOverFixture, row, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
 import { Experiment } from "../mod.ts";
-import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -47,19 +46,7 @@ const uncovered = (page: Page, selector: string): Promise<boolean> =>
   });
 
 describe("dashboard layout", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await writeLongRuns(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture({}, writeLongRuns);
 
   it("on a phone, makes the tree a drawer and gives the charts the full width", async () => {
     const page = await dash.open("#run=alice/mnist/baseline", { viewport: PHONE });

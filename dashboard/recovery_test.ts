@@ -6,27 +6,16 @@
 // real headless Chromium.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { chart, DashboardBrowser, row, WAIT } from "../testing/dashboard_browser.ts";
+import { describe, it } from "node:test";
+import { chart, dashboardOverFixture, row, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
-import { type DashboardFixture, TRAIN_STEPS, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
+import { TRAIN_STEPS } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
 
 describe("dashboard recovery", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture();
 
   it("reads a run again once the server is back, after showing the failure with a retry button", async () => {
     const page = await dash.open();

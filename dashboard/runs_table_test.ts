@@ -6,11 +6,10 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { chart, DashboardBrowser, WAIT } from "../testing/dashboard_browser.ts";
+import { chart, dashboardOverFixture, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
-import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -26,18 +25,7 @@ const columnIds = (page: Page): Promise<string[]> =>
   page.$$eval(`${TABLE} thead th[data-column]`, (cells) => cells.map((c) => (c as HTMLElement).dataset.column ?? ""));
 
 describe("dashboard runs table", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture();
 
   /** The table of a folder, opened from its row in the tree. */
   async function folderTable(folder: string): Promise<Page> {

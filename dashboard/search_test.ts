@@ -5,11 +5,10 @@
 // and the runs table narrowed by the same search.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { DashboardBrowser, WAIT } from "../testing/dashboard_browser.ts";
+import { dashboardOverFixture, WAIT } from "../testing/dashboard_browser.ts";
 import { missingChromium } from "../testing/chromium.ts";
-import { type DashboardFixture, writeDashboardFixture } from "../testing/fixtures/dashboard_fixture.ts";
 import { longerTimeoutsOnBun } from "../testing/run_script.ts";
 
 await longerTimeoutsOnBun();
@@ -24,18 +23,7 @@ async function treeShows(page: Page, prefixes: string[]): Promise<void> {
 }
 
 describe("dashboard search", { skip: missingChromium }, () => {
-  const dash = new DashboardBrowser();
-  let fixture: DashboardFixture;
-
-  before(async () => {
-    fixture = await writeDashboardFixture(dash.root);
-    await dash.start();
-  });
-
-  after(async () => {
-    await fixture?.close().catch(() => {});
-    await dash.close();
-  });
+  const dash = dashboardOverFixture();
 
   it("filters the tree by an expression on metrics, params, tags and attributes, with or without words", async () => {
     const page = await dash.open();

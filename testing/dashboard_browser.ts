@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { type DashServer, serve, type ServeOptions } from "../server.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.ts";
+import { after, before } from "node:test";
+import { type DashboardFixture, writeDashboardFixture } from "./fixtures/dashboard_fixture.ts";
 
 /** How long a wait may last before the test fails (never a speed requirement). */
 export const WAIT = { timeout: 30_000 };
@@ -123,4 +125,28 @@ export async function selectRuns(page: Page, ...prefixes: string[]): Promise<voi
   await page.click(`${row(prefixes[0])} .tree-name`);
   for (const prefix of prefixes.slice(1)) await page.click(`${row(prefix)} .select-box`);
   for (const prefix of prefixes) await page.waitForSelector(`${row(prefix)}[data-selected="true"]`, WAIT);
+}
+
+/**
+ * A browser and a server over the dashboard fixture, for the suite it is called in: the
+ * fixture (and what `more` writes) is made before the suite's tests, the server started,
+ * and all of it closed after them.
+ *
+ * @param options The server's options.
+ * @param more Writes more runs into the root before the server starts.
+ * @returns The browser, whose server is up once the tests run.
+ */
+export function dashboardOverFixture(options: Omit<ServeOptions, "root"> = {}, more?: (root: string) => Promise<void>): DashboardBrowser {
+  const dash = new DashboardBrowser(options);
+  let fixture: DashboardFixture | undefined;
+  before(async () => {
+    fixture = await writeDashboardFixture(dash.root);
+    await more?.(dash.root);
+    await dash.start();
+  });
+  after(async () => {
+    await fixture?.close().catch(() => {});
+    await dash.close();
+  });
+  return dash;
 }
